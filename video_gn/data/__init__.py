@@ -1,0 +1,1 @@
+"""Kinetics-style video data: loading, synthetic generation and preparation tools."""
