@@ -1,0 +1,227 @@
+"""Module surgery on any model (ours, pytorchvideo's, torchvision's): BN -> other norms, conv -> WS conv, folding.
+
+Each converter walks the module tree once, builds the replacement, copies parameters and buffers explicitly
+(same device, dtype, ``requires_grad`` and train/eval mode), swaps it in, logs at INFO what it changed, and
+returns the model (a new object only when the root itself is replaced). ``nn.Linear`` heads are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from video_gn.nn.norm import _FrozenBatchNorm, norm_layer
+from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _stats, _WSConvMixin
+
+__all__ = ["convert_norm", "fold_weight_standardization", "use_weight_standardization"]
+
+log = logging.getLogger(__name__)
+
+# Attributes other code reads off norm layers and that must survive a swap (pytorchvideo's zero-init flag).
+_CARRIED_ATTRS = ("block_final_bn",)
+
+
+def _swap(
+    model: nn.Module, make: Callable[[str, nn.Module], nn.Module | None], job: str
+) -> tuple[nn.Module, Counter]:
+    """Replace every module for which ``make(qualified_name, module)`` returns a module; do not recurse into it."""
+    changes: Counter = Counter()
+
+    def visit(prefix: str, module: nn.Module) -> nn.Module:
+        new = make(prefix, module)
+        if new is not None:
+            new.train(module.training)
+            changes[f"{type(module).__name__} -> {type(new).__name__}"] += 1
+            return new
+        for name, child in list(module.named_children()):
+            replaced = visit(f"{prefix}.{name}" if prefix else name, child)
+            if replaced is not child:
+                setattr(module, name, replaced)
+        return module
+
+    model = visit("", model)
+    if changes:
+        summary = ", ".join(f"{k} x{v}" for k, v in sorted(changes.items()))
+        log.info("%s: replaced %d modules (%s)", job, sum(changes.values()), summary)
+    else:
+        log.warning("%s: nothing to replace in %s", job, type(model).__name__)
+    return model, changes
+
+
+def _reference_tensor(module: nn.Module) -> torch.Tensor | None:
+    for t in module.parameters(recurse=False):
+        return t
+    for t in module.buffers(recurse=False):
+        if t.is_floating_point():
+            return t
+    return None
+
+
+@torch.no_grad()
+def _copy_tensor(dst: nn.Module, name: str, src_tensor: torch.Tensor | None) -> bool:
+    target = getattr(dst, name, None)
+    if src_tensor is None or not isinstance(target, torch.Tensor) or target.shape != src_tensor.shape:
+        return False
+    target.copy_(src_tensor)
+    if isinstance(target, nn.Parameter) and isinstance(src_tensor, nn.Parameter):
+        target.requires_grad_(src_tensor.requires_grad)
+    return True
+
+
+def _bn_dim(module: nn.Module, default: int) -> int:
+    for dim, classes in {1: (nn.BatchNorm1d,), 2: (nn.BatchNorm2d,), 3: (nn.BatchNorm3d,)}.items():
+        if isinstance(module, classes):
+            return dim
+    for dim in (1, 2, 3):
+        if type(module).__name__.endswith(f"{dim}d"):
+            return dim
+    return default
+
+
+def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
+    """Replace every BatchNorm-like layer (BatchNorm1d/2d/3d, SyncBatchNorm, frozen BN) by a norm of ``kind``.
+
+    γ/β are copied whenever the new layer has tensors of the same shape (all kinds but ``"none"``); running
+    statistics are copied into BN / SyncBN / frozen-BN targets (so ``convert_norm(m, "frozen_bn")`` freezes a
+    pretrained BN model, and ``"syncbn"`` prepares one for DDP). ``eps`` and ``momentum`` default to the source
+    layer's. pytorchvideo's ``block_final_bn`` flag is carried over.
+
+    Args:
+        model: any ``nn.Module``; modified in place.
+        kind: one of :data:`video_gn.nn.NORM_KINDS`.
+        **kw: the kind's extra arguments (see :func:`video_gn.nn.norm_layer`), plus optional ``eps`` /
+            ``momentum`` overriding the source layer's.
+
+    Returns:
+        The model (a new object only if ``model`` itself is a BN layer).
+    """
+    eps_override = kw.pop("eps", None)
+    momentum_override = kw.pop("momentum", None)
+    default_dim = kw.pop("dim", 3)
+    norm_layer(kind, dim=default_dim, **kw)  # validate kind and keywords once, before touching the model
+
+    def make(_: str, module: nn.Module) -> nn.Module | None:
+        if not isinstance(module, (_BatchNorm, _FrozenBatchNorm)):
+            return None
+        if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+            raise ValueError(
+                f"convert_norm: {type(module).__name__} is not initialised yet; run one forward pass first"
+            )
+        eps = module.eps if eps_override is None else eps_override
+        momentum = getattr(module, "momentum", 0.1) if momentum_override is None else momentum_override
+        factory = norm_layer(kind, dim=_bn_dim(module, default_dim), **kw)
+        new = factory(num_features=module.num_features, eps=eps, momentum=momentum)
+        ref = _reference_tensor(module)
+        if ref is not None:
+            new.to(device=ref.device, dtype=ref.dtype)
+        for name in ("weight", "bias"):
+            _copy_tensor(new, name, getattr(module, name, None))
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            _copy_tensor(new, name, getattr(module, name, None))
+        for attr in _CARRIED_ATTRS:
+            if hasattr(module, attr):
+                setattr(new, attr, getattr(module, attr))
+        return new
+
+    model, _ = _swap(model, make, f"convert_norm(kind={kind!r})")
+    return model
+
+
+def use_weight_standardization(
+    model: nn.Module,
+    eps: float = DEFAULT_WS_EPS,
+    *,
+    exclude: Callable[[str, nn.Module], bool] | None = None,
+) -> nn.Module:
+    """Replace every ``nn.Conv1d/2d/3d`` (and subclasses) by the matching WS conv, keeping weight and bias.
+
+    Linear layers, transposed convs and convs that already standardize are left alone. A conv whose filters
+    hold a single weight (fan-in 1, e.g. a 1×1 depthwise conv) is skipped with a warning: standardizing a
+    single number gives 0 and would silence the layer.
+
+    Args:
+        model: any ``nn.Module``; modified in place.
+        eps: WS epsilon for the new layers.
+        exclude: optional ``(qualified_name, conv) -> bool``; True keeps that conv plain (e.g. the stem).
+
+    Returns:
+        The model (a new object only if ``model`` itself is a conv).
+    """
+
+    def make(name: str, module: nn.Module) -> nn.Module | None:
+        dim = next((d for d, cls in CONV_BY_DIM.items() if isinstance(module, cls)), None)
+        if dim is None or isinstance(module, _WSConvMixin):
+            return None
+        if exclude is not None and exclude(name, module):
+            return None
+        if module.weight[0].numel() == 1:
+            log.warning("use_weight_standardization: kept %s plain (fan-in 1 per filter)", name or "<root>")
+            return None
+        w = module.weight
+        new = WS_CONV_BY_DIM[dim](
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
+            device=w.device,
+            dtype=w.dtype,
+            eps=eps,
+        )
+        _copy_tensor(new, "weight", module.weight)
+        _copy_tensor(new, "bias", module.bias)
+        return new
+
+    model, _ = _swap(model, make, "use_weight_standardization")
+    return model
+
+
+def fold_weight_standardization(model: nn.Module) -> nn.Module:
+    """Turn every WS conv into a plain conv whose weight is the standardized weight (for inference).
+
+    Outputs are unchanged (up to float rounding; ŵ is computed in float64) and the forward pass no longer pays
+    for the standardization. Training the folded model is *not* WS training any more.
+
+    Args:
+        model: any ``nn.Module``; modified in place.
+
+    Returns:
+        The model (a new object only if ``model`` itself is a WS conv).
+    """
+
+    def make(_: str, module: nn.Module) -> nn.Module | None:
+        if not isinstance(module, _WSConvMixin):
+            return None
+        w = module.weight
+        new = CONV_BY_DIM[len(module.kernel_size)](
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            w64 = w.detach().double()
+            mean, rstd = _stats(w64, module.eps)
+            new.weight.copy_((w64 - mean) * rstd)
+            new.weight.requires_grad_(w.requires_grad)
+        _copy_tensor(new, "bias", module.bias)
+        return new
+
+    model, _ = _swap(model, make, "fold_weight_standardization")
+    return model

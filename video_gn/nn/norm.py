@@ -1,0 +1,319 @@
+"""Normalisation layers and the norm factory.
+
+* :class:`GroupNorm` — ``torch.nn.GroupNorm`` (any rank, e.g. 5-D video activations (N, C, T, H, W)) with a
+  second, BatchNorm-style constructor ``GroupNorm(num_features=C, eps=..., momentum=...)`` so it can be passed as
+  the ``norm=`` callable of pytorchvideo builders, and the project's group-count policy. GN paper:
+  Wu & He, 2018, https://arxiv.org/abs/1803.08494.
+* :class:`FrozenBatchNorm1d` / ``2d`` / ``3d`` — BatchNorm with fixed statistics and affine parameters.
+* :func:`norm_layer` / :func:`make_norm` — build any of :data:`NORM_KINDS` from a string.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+__all__ = [
+    "DEFAULT_NUM_GROUPS",
+    "NORM_KINDS",
+    "FrozenBatchNorm1d",
+    "FrozenBatchNorm2d",
+    "FrozenBatchNorm3d",
+    "GroupNorm",
+    "is_norm",
+    "make_norm",
+    "norm_layer",
+    "resolve_num_groups",
+]
+
+NORM_KINDS: tuple[str, ...] = ("bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none")
+DEFAULT_NUM_GROUPS = 32
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def resolve_num_groups(
+    num_channels: int, num_groups: int | None = None, channels_per_group: int | None = None
+) -> int:
+    """Apply the project's group-count policy.
+
+    * ``num_groups`` given: it must divide ``num_channels``.
+    * ``channels_per_group`` given: it must divide ``num_channels``; groups = C / channels_per_group.
+    * neither: the largest divisor of C that is ≤ 32 (= 32 for every C that is a multiple of 32, as in the GN
+      paper; C itself for tiny CPU widths with C < 32, e.g. 16 channels -> 16 groups).
+
+    Args:
+        num_channels: C, the number of channels normalised.
+        num_groups: explicit group count, or None.
+        channels_per_group: explicit group size, or None.
+
+    Returns:
+        The number of groups G (C % G == 0).
+    """
+    if not isinstance(num_channels, int) or isinstance(num_channels, bool) or num_channels < 1:
+        raise ValueError(f"GroupNorm: num_channels must be a positive int, got {num_channels!r}")
+    if num_groups is not None and channels_per_group is not None:
+        raise ValueError(
+            f"GroupNorm: pass num_groups ({num_groups}) or channels_per_group ({channels_per_group}), not both"
+        )
+    if channels_per_group is not None:
+        if (
+            not isinstance(channels_per_group, int)
+            or channels_per_group < 1
+            or num_channels % channels_per_group
+        ):
+            raise ValueError(
+                f"GroupNorm: channels_per_group={channels_per_group!r} does not divide num_channels="
+                f"{num_channels}; valid channels_per_group values: {_divisors(num_channels)}"
+            )
+        return num_channels // channels_per_group
+    if num_groups is None:
+        return max(d for d in _divisors(num_channels) if d <= DEFAULT_NUM_GROUPS)
+    if not isinstance(num_groups, int) or num_groups < 1 or num_channels % num_groups:
+        raise ValueError(
+            f"GroupNorm: num_groups={num_groups!r} does not divide num_channels={num_channels}; "
+            f"valid group counts for {num_channels} channels: {_divisors(num_channels)} "
+            f"(or pass channels_per_group, or leave both unset for the default policy)"
+        )
+    return num_groups
+
+
+class GroupNorm(nn.GroupNorm):
+    """``torch.nn.GroupNorm`` that also takes BatchNorm's constructor, with the project's group policy.
+
+    Two ways to build it::
+
+        GroupNorm(32, 256)                                   # torch: (num_groups, num_channels)
+        GroupNorm(num_features=256, eps=1e-5, momentum=0.1)  # BatchNorm-style (momentum ignored), 32 groups
+        GroupNorm(num_features=256, channels_per_group=16)   # 16 groups
+
+    With ``num_features`` and no group argument the default policy applies (see :func:`resolve_num_groups`).
+
+    Args:
+        num_groups: G; must divide the channel count.
+        num_channels: C (torch's name).
+        eps: added to the group variance.
+        affine: learn per-channel γ (``weight``, init 1) and β (``bias``, init 0).
+        num_features: C (BatchNorm's name); exclusive with ``num_channels``.
+        momentum: accepted for BatchNorm compatibility and ignored (GN keeps no running statistics).
+        channels_per_group: alternative to ``num_groups``.
+        track_running_stats: accepted for BatchNorm compatibility; must be falsy-or-default (ignored).
+
+    Shapes: input (N, C, *) -> output of the same shape, e.g. (N, C, T, H, W).
+    """
+
+    def __init__(
+        self,
+        num_groups: int | None = None,
+        num_channels: int | None = None,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        num_features: int | None = None,
+        momentum: float | None = None,
+        channels_per_group: int | None = None,
+        track_running_stats: bool | None = None,
+    ) -> None:
+        if num_channels is not None and num_features is not None and num_channels != num_features:
+            raise ValueError(
+                f"GroupNorm: num_channels={num_channels} and num_features={num_features} disagree; pass one"
+            )
+        channels = num_channels if num_channels is not None else num_features
+        if channels is None:
+            raise TypeError(
+                "GroupNorm needs the channel count: GroupNorm(num_groups, num_channels) as in torch, or "
+                f"GroupNorm(num_features=C) as BatchNorm; got num_groups={num_groups!r} and no channel count"
+            )
+        del momentum, track_running_stats  # BatchNorm compatibility only: GN keeps no running stats.
+        groups = resolve_num_groups(channels, num_groups, channels_per_group)
+        super().__init__(groups, channels, eps=eps, affine=affine, device=device, dtype=dtype)
+
+
+class _FrozenBatchNorm(nn.Module):
+    """BatchNorm with frozen statistics and affine parameters, all stored as buffers (never trained)."""
+
+    _allowed_dims: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = None,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        del momentum, affine, track_running_stats  # BatchNorm compatibility; nothing is updated or learned.
+        kw = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features, **kw))
+        self.register_buffer("bias", torch.zeros(num_features, **kw))
+        self.register_buffer("running_mean", torch.zeros(num_features, **kw))
+        self.register_buffer("running_var", torch.ones(num_features, **kw))
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors
+    ):
+        # A BatchNorm checkpoint carries num_batches_tracked; a frozen BN has no use for it.
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() not in self._allowed_dims or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected input (N, {self.num_features}, ...) with "
+                f"{' or '.join(map(str, self._allowed_dims))} dims, got shape {tuple(x.shape)}"
+            )
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale.reshape(view).to(x.dtype) + shift.reshape(view).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+class FrozenBatchNorm1d(_FrozenBatchNorm):
+    """Frozen BatchNorm for (N, C) or (N, C, L) input; BN-compatible constructor."""
+
+    _allowed_dims = (2, 3)
+
+
+class FrozenBatchNorm2d(_FrozenBatchNorm):
+    """Frozen BatchNorm for (N, C, H, W) input; BN-compatible constructor."""
+
+    _allowed_dims = (4,)
+
+
+class FrozenBatchNorm3d(_FrozenBatchNorm):
+    """Frozen BatchNorm for (N, C, T, H, W) input; BN-compatible constructor.
+
+    y = (x − running_mean) / sqrt(running_var + eps) · weight + bias with every tensor a buffer, so train mode,
+    optimisers and batch size change nothing (as detection / video codebases use at small batch).
+    """
+
+    _allowed_dims = (5,)
+
+
+_BN_BY_DIM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_FROZEN_BY_DIM = {1: FrozenBatchNorm1d, 2: FrozenBatchNorm2d, 3: FrozenBatchNorm3d}
+# Keyword arguments each kind accepts in norm_layer(kind, **kw) besides num_features / eps / momentum.
+_KIND_KWARGS: dict[str, set[str]] = {
+    "bn": {"dim", "affine", "track_running_stats", "device", "dtype"},
+    "syncbn": {"dim", "affine", "track_running_stats", "process_group", "device", "dtype"},
+    "frozen_bn": {"dim", "device", "dtype"},
+    "gn": {"dim", "num_groups", "channels_per_group", "affine", "device", "dtype"},
+    "ln": {"dim", "affine", "device", "dtype"},
+    "in": {"dim", "affine", "device", "dtype"},
+    "none": {"dim"},
+}
+
+
+def _check_dim(dim: int) -> int:
+    if dim not in (1, 2, 3):
+        raise ValueError(f"norm_layer: dim must be 1, 2 or 3 (the conv dimensionality), got {dim!r}")
+    return dim
+
+
+def _build_norm(
+    kind: str,
+    num_features: int,
+    eps: float = 1e-5,
+    momentum: float | None = 0.1,
+    *,
+    dim: int = 3,
+    **kw,
+) -> nn.Module:
+    if kind == "bn":
+        return _BN_BY_DIM[_check_dim(dim)](num_features, eps=eps, momentum=momentum, **kw)
+    if kind == "syncbn":
+        return nn.SyncBatchNorm(num_features, eps=eps, momentum=momentum, **kw)
+    if kind == "frozen_bn":
+        return _FROZEN_BY_DIM[_check_dim(dim)](num_features, eps=eps, **kw)
+    if kind == "gn":
+        return GroupNorm(num_features=num_features, eps=eps, **kw)
+    if kind == "ln":
+        return GroupNorm(1, num_features, eps=eps, **kw)
+    if kind == "in":
+        return GroupNorm(num_features, num_features, eps=eps, **kw)
+    return nn.Identity()  # "none"
+
+
+def norm_layer(kind: str, **kw) -> Callable[..., nn.Module]:
+    """Return a factory that builds a norm of ``kind`` from BatchNorm's arguments.
+
+    The factory follows pytorchvideo's / torchvision's ``norm=`` protocol: ``factory(num_features, eps=1e-5,
+    momentum=0.1)`` (positional or keyword).
+
+    Kinds (:data:`NORM_KINDS`): ``"bn"`` BatchNorm{dim}d; ``"syncbn"`` ``nn.SyncBatchNorm`` (a plain BN on one
+    process, synchronised under DDP); ``"frozen_bn"`` FrozenBatchNorm{dim}d; ``"gn"`` :class:`GroupNorm` (``kw``
+    may hold ``num_groups`` or ``channels_per_group``; default policy: :func:`resolve_num_groups`); ``"ln"``
+    GroupNorm with 1 group (LayerNorm over C and all positions, per-channel affine); ``"in"`` GroupNorm with C
+    groups (InstanceNorm with affine); ``"none"`` ``nn.Identity`` (arguments accepted and ignored).
+
+    Args:
+        kind: one of :data:`NORM_KINDS`.
+        **kw: extra constructor arguments for that kind (``dim`` = 1/2/3 selects the BN flavour, default 3).
+
+    Returns:
+        A picklable callable ``(num_features, eps=..., momentum=...) -> nn.Module``.
+    """
+    if kind not in NORM_KINDS:
+        raise ValueError(f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}")
+    unknown = set(kw) - _KIND_KWARGS[kind]
+    if unknown:
+        raise TypeError(
+            f"norm_layer({kind!r}): unexpected keyword(s) {sorted(unknown)}; "
+            f"this kind accepts {sorted(_KIND_KWARGS[kind])}"
+        )
+    if "dim" in kw:
+        _check_dim(kw["dim"])
+    if kind == "gn":  # fail now, not deep inside a model builder, on contradictory group arguments
+        if kw.get("num_groups") is not None and kw.get("channels_per_group") is not None:
+            raise ValueError("norm_layer('gn'): pass num_groups or channels_per_group, not both")
+    return functools.partial(_build_norm, kind, **kw)
+
+
+def make_norm(kind: str, num_channels: int, **kw) -> nn.Module:
+    """Build one norm layer: ``norm_layer(kind, **kw)(num_features=num_channels)``.
+
+    Args:
+        kind: one of :data:`NORM_KINDS`.
+        num_channels: C.
+        **kw: ``eps`` / ``momentum`` plus the kind's extra arguments (see :func:`norm_layer`).
+
+    Returns:
+        The module; input (N, C, *) -> output of the same shape.
+    """
+    eps = kw.pop("eps", 1e-5)
+    momentum = kw.pop("momentum", 0.1)
+    return norm_layer(kind, **kw)(num_features=num_channels, eps=eps, momentum=momentum)
+
+
+_NORM_TYPES = (_BatchNorm, _FrozenBatchNorm, nn.GroupNorm, nn.LayerNorm, _InstanceNorm, nn.LocalResponseNorm)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Return True for every normalisation layer (BN, SyncBN, frozen BN, GN/LN/IN kinds, torch LayerNorm, ...).
+
+    Args:
+        module: any module.
+
+    Returns:
+        Whether ``module`` is a normalisation layer (``nn.Identity`` from kind ``"none"`` is not).
+    """
+    return isinstance(module, _NORM_TYPES)

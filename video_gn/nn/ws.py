@@ -1,0 +1,281 @@
+"""Weight Standardization (WS) for convolutions of any dimensionality.
+
+Weight Standardization (Qiao et al., 2019, https://arxiv.org/abs/1903.10520) re-parameterises every conv filter as
+
+    ŵ = (w − mean(w)) / sqrt(var(w) + eps)
+
+with the mean and the *biased* variance taken per output filter over (in_channels / groups, *kernel_size) and
+``eps`` inside the square root, as timm's ``StdConv2d`` and the official BiT code do (BiT checkpoints were trained
+with eps 1e-8 / 1e-10 and stay compatible if you pass that eps).
+
+Why a custom autograd function. Written with plain tensor ops, WS makes autograd keep several weight-sized
+intermediates per conv ((w − μ), (w − μ)², 1/σ, ŵ ...), and the conv itself keeps ŵ for its backward. For a
+3D ResNet the weights are ~130 MB, so that is hundreds of MB and a visible slowdown. Here the whole
+"standardize, then convolve" is one :class:`torch.autograd.Function` that saves only what a plain conv saves
+(the input and the raw weight, which is a parameter and costs nothing extra) plus two numbers per filter (μ and
+1/σ). The backward recomputes ŵ from w (cheap: weights are small next to activations), calls the conv backward
+kernel, and maps ∂L/∂ŵ back to ∂L/∂w in closed form:
+
+    ∂L/∂w = (1/σ) · (g − mean(g) − ŵ · mean(g · ŵ)),   g = ∂L/∂ŵ, means per filter.
+
+See ``benchmarks/layers.py`` and ``docs/benchmarks.md`` for the measured cost against the naive and the
+``F.batch_norm`` formulations.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "WSConv1d",
+    "WSConv2d",
+    "WSConv3d",
+    "conv_layer",
+    "standardize_weight",
+    "ws_conv",
+]
+
+DEFAULT_WS_EPS = 1e-6
+
+
+def _stats(weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per-filter mean and 1/sqrt(var + eps) of ``weight`` (O, ...), each shaped (O, 1, ..., 1)."""
+    flat = weight.reshape(weight.shape[0], -1)
+    var, mean = torch.var_mean(flat, dim=1, unbiased=False, keepdim=True)
+    rstd = torch.rsqrt(var + eps)
+    view = (weight.shape[0],) + (1,) * (weight.dim() - 1)
+    return mean.reshape(view), rstd.reshape(view)
+
+
+def _standardize_backward(grad_w_hat: Tensor, w_hat: Tensor, rstd: Tensor) -> Tensor:
+    """Map ∂L/∂ŵ to ∂L/∂w for ŵ = (w − μ)·rstd (all per output filter, reductions over dims 1..)."""
+    dims = tuple(range(1, w_hat.dim()))
+    g_mean = grad_w_hat.mean(dim=dims, keepdim=True)
+    gw_mean = (grad_w_hat * w_hat).mean(dim=dims, keepdim=True)
+    return rstd * (grad_w_hat - g_mean - w_hat * gw_mean)
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+class _StandardizeWeight(torch.autograd.Function):
+    """ŵ = standardize(w); saves w and per-filter (μ, 1/σ) only, recomputes ŵ in backward."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, eps: float) -> Tensor:
+        mean, rstd = _stats(weight, eps)
+        ctx.save_for_backward(weight, mean, rstd)
+        return (weight - mean) * rstd
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_w_hat: Tensor) -> tuple[Tensor, None]:
+        weight, mean, rstd = ctx.saved_tensors
+        w_hat = (weight - mean) * rstd
+        return _standardize_backward(grad_w_hat, w_hat, rstd), None
+
+
+class _WSConvFunction(torch.autograd.Function):
+    """conv(x, standardize(w), b) as one op: saves x, w, μ, 1/σ (like a plain conv saves x and w)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, eps):
+        mean, rstd = _stats(weight, eps)
+        w_hat = (weight - mean) * rstd
+        ctx.x_dtype = x.dtype
+        ctx.bias_shape = None if bias is None else list(bias.shape)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        # Autocast does not look inside a custom Function's backward, so we do its casting by hand and
+        # remember the compute dtype; the conv then runs with autocast off.
+        dtype = _autocast_dtype(x.device.type)
+        if dtype is not None and x.is_floating_point():
+            x, w_hat = x.to(dtype), w_hat.to(dtype)
+            bias = bias.to(dtype) if bias is not None else None
+        with torch.autocast(x.device.type, enabled=False):
+            out = torch.ops.aten.convolution(
+                x, w_hat, bias, stride, padding, dilation, False, [0] * len(stride), groups
+            )
+        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.conv_args = (stride, padding, dilation, groups)
+        ctx.compute_dtype = w_hat.dtype
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, weight, mean, rstd = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv_args
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        w_hat = (weight - mean) * rstd  # recomputed: one weight-sized temporary, freed at return
+        grad_x, grad_w_hat, grad_b = torch.ops.aten.convolution_backward(
+            grad_out.to(ctx.compute_dtype),
+            x,
+            w_hat.to(ctx.compute_dtype),
+            ctx.bias_shape,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0] * len(stride),
+            groups,
+            [need_x, need_w, need_b and ctx.bias_shape is not None],
+        )
+        grad_w = None
+        if need_w:
+            grad_w = _standardize_backward(grad_w_hat.to(w_hat.dtype), w_hat, rstd).to(weight.dtype)
+        if grad_x is not None:
+            grad_x = grad_x.to(ctx.x_dtype)
+        if grad_b is not None:
+            grad_b = grad_b.to(ctx.bias_dtype)
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+def standardize_weight(weight: Tensor, eps: float = DEFAULT_WS_EPS) -> Tensor:
+    """Standardize a conv weight per output filter (differentiable, memory-lean backward).
+
+    Args:
+        weight: conv weight (O, I / groups, *kernel), any number of kernel dims.
+        eps: added to the biased variance inside the square root.
+
+    Returns:
+        ŵ with the same shape and dtype, each filter ``ŵ[o]`` having mean 0 and variance var/(var + eps).
+    """
+    return _StandardizeWeight.apply(weight, eps)
+
+
+def ws_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Sequence[int] | int = 1,
+    padding: Sequence[int] | int = 0,
+    dilation: Sequence[int] | int = 1,
+    groups: int = 1,
+    eps: float = DEFAULT_WS_EPS,
+) -> Tensor:
+    """Convolution with a weight-standardized filter bank, fused so that backward keeps no ŵ.
+
+    Numerically ``F.conv{d}d(x, standardize_weight(weight, eps), bias, stride, padding, dilation, groups)``
+    with d = ``weight.dim() - 2``; only numeric (zero) padding is taken here, modules pre-pad otherwise.
+
+    Args:
+        x: input (N, C_in, *spatial) with len(spatial) = d.
+        weight: raw weight (C_out, C_in / groups, *kernel).
+        bias: optional (C_out,).
+        stride, padding, dilation: ints or d-tuples.
+        groups: conv groups.
+        eps: WS epsilon (inside the square root).
+
+    Returns:
+        Output (N, C_out, *spatial_out).
+    """
+    d = weight.dim() - 2
+    if x.dim() != d + 2:
+        raise ValueError(
+            f"ws_conv: input has {x.dim()} dims {tuple(x.shape)} but a {d}-D conv needs {d + 2} "
+            f"(N, C, {'×'.join('DHW'[-d:]) if d <= 3 else '...'})"
+        )
+
+    def tup(v):
+        return [int(v)] * d if isinstance(v, int) else [int(e) for e in v]
+
+    return _WSConvFunction.apply(x, weight, bias, tup(stride), tup(padding), tup(dilation), groups, eps)
+
+
+class _WSConvMixin:
+    """Adds weight standardization to an ``nn.ConvNd``: one implementation for every dimensionality.
+
+    Subclasses list the mixin first and a ``torch.nn.ConvNd`` second; the constructor is the conv's, plus the
+    keyword ``eps``. Parameters keep torch's names (``weight``, ``bias``), so ``state_dict`` s load both ways.
+    """
+
+    def __init__(self, *args, eps: float = DEFAULT_WS_EPS, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            raise ValueError(
+                f"{type(self).__name__}: eps must be a positive float (default {DEFAULT_WS_EPS}; BiT used "
+                f"1e-8 / 1e-10), got {eps!r}"
+            )
+        self.eps = float(eps)
+
+    def standardized_weight(self) -> Tensor:
+        """Return ŵ = standardize(weight) (O, I / groups, *kernel), differentiable w.r.t. ``weight``."""
+        return standardize_weight(self.weight, self.eps)
+
+    def _padded_input(self, x: Tensor) -> tuple[Tensor, Sequence[int]]:
+        """Apply non-zero padding modes and string padding explicitly; return (input, numeric padding)."""
+        d = len(self.kernel_size)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return x, [0] * d
+        if isinstance(self.padding, str):
+            if self.padding == "valid":
+                return x, [0] * d
+            # "same": left = total // 2, the odd remainder goes right (as torch does).
+            pads, sym = [], []
+            for k, dil in zip(self.kernel_size, self.dilation):
+                total = dil * (k - 1)
+                sym.append(total // 2)
+                pads.append(total - total // 2 - total // 2)
+            if any(pads):
+                extra = []
+                for p in reversed(pads):
+                    extra += [0, p]
+                x = F.pad(x, extra)
+            return x, sym
+        return x, self.padding
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002 (torch's name)
+        x, padding = self._padded_input(input)
+        return ws_conv(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, self.eps)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", eps={self.eps:g}"
+
+
+class WSConv1d(_WSConvMixin, nn.Conv1d):
+    """``nn.Conv1d`` whose weight is standardized per output filter in every forward (keyword ``eps``)."""
+
+
+class WSConv2d(_WSConvMixin, nn.Conv2d):
+    """``nn.Conv2d`` whose weight is standardized per output filter in every forward (keyword ``eps``)."""
+
+
+class WSConv3d(_WSConvMixin, nn.Conv3d):
+    """``nn.Conv3d`` whose weight is standardized per output filter in every forward (keyword ``eps``).
+
+    Same constructor as ``nn.Conv3d`` plus ``eps`` (default 1e-6; inside the square root, biased variance).
+    Input (N, C_in, T, H, W) -> output (N, C_out, T', H', W'). For inference, fold it into a plain conv with
+    :func:`video_gn.nn.fold_weight_standardization`.
+    """
+
+
+WS_CONV_BY_DIM: dict[int, type[nn.Module]] = {1: WSConv1d, 2: WSConv2d, 3: WSConv3d}
+CONV_BY_DIM: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def conv_layer(ws: bool, eps: float = DEFAULT_WS_EPS, *, dim: int = 3) -> Callable[..., nn.Module]:
+    """Return the conv class to build with: plain ``nn.ConvNd`` or ``partial(WSConvNd, eps=eps)``.
+
+    Args:
+        ws: use weight standardization.
+        eps: WS epsilon (ignored when ``ws`` is False).
+        dim: 1, 2 or 3.
+
+    Returns:
+        A callable with ``nn.ConvNd``'s constructor signature.
+    """
+    if dim not in CONV_BY_DIM:
+        raise ValueError(f"conv_layer: dim must be 1, 2 or 3, got {dim!r}")
+    if not ws:
+        return CONV_BY_DIM[dim]
+    return functools.partial(WS_CONV_BY_DIM[dim], eps=eps)
