@@ -1,0 +1,116 @@
+"""Model registry: ``build(name, ...)`` turns a name like ``"i3d_r50"`` into a ready, initialised model.
+
+A registered builder is a keyword-only function
+``fn(*, num_classes, width, norm, conv, dropout, zero_init_residual, **extra) -> nn.Module`` where ``norm`` is a
+pytorchvideo-style norm factory (called as ``norm(num_features=, eps=, momentum=)``) and ``conv`` a Conv3d-like
+constructor. ``build`` turns the user-facing strings and flags into those callables with ``video_gn.nn``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from torch import nn
+
+from video_gn.nn import conv_layer, norm_layer
+
+Builder = Callable[..., nn.Module]
+_B = TypeVar("_B", bound=Builder)
+
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[_B], _B]:
+    """Register a model builder under ``name`` (decorator).
+
+    Args:
+        name: registry key, e.g. ``"r3d_18"``. Must not be taken already.
+
+    Returns:
+        A decorator that stores the builder and returns it unchanged.
+    """
+
+    def decorator(fn: _B) -> _B:
+        if name in _BUILDERS:
+            raise ValueError(f"A model named {name!r} is already registered; pick another name.")
+        _BUILDERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def names() -> list[str]:
+    """List the registered model names.
+
+    Returns:
+        Sorted list of names accepted by :func:`build`.
+    """
+    return sorted(_BUILDERS)
+
+
+def build(
+    name: str,
+    num_classes: int = 400,
+    norm: str = "gn",
+    ws: bool = True,
+    width: int = 64,
+    *,
+    dropout: float = 0.5,
+    zero_init_residual: bool = True,
+    ws_eps: float = 1e-6,
+    norm_kwargs: Mapping[str, Any] | None = None,
+    **kw: Any,
+) -> nn.Module:
+    """Build a registered video classifier.
+
+    Args:
+        name: one of :func:`names` (``r3d_18``, ``i3d_r50``, ...).
+        num_classes: number of output logits.
+        norm: normalisation kind, one of ``video_gn.nn.NORM_KINDS`` (``"bn"``, ``"syncbn"``, ``"frozen_bn"``,
+            ``"gn"``, ``"ln"``, ``"in"``, ``"none"``).
+        ws: use Weight-Standardized convolutions (every conv of the network, stem and shortcuts included).
+        width: base channel count; every channel count scales with it (64 is the published size, 16 a CPU toy).
+        dropout: dropout probability before the classifier.
+        zero_init_residual: initialise γ of the last norm of every residual block to 0 (GN paper, Goyal et
+            al. 2017), for every norm kind, so each block starts as the identity.
+        ws_eps: epsilon inside the square root of the weight standardization.
+        norm_kwargs: extra keywords for the norm factory, e.g. ``{"num_groups": 16}`` for ``"gn"``.
+        **kw: builder-specific extras, e.g. ``in_channels=3``.
+
+    Returns:
+        The model: input (N, in_channels, T, H, W) float, output (N, num_classes) logits, for any T >= 1 and
+        H, W >= 32.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive int (64 = published size), got {width!r}.")
+    if not isinstance(ws, bool):
+        raise TypeError(f"ws must be a bool, got {type(ws).__name__} {ws!r}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    if not ws_eps > 0:
+        raise ValueError(f"ws_eps must be > 0, got {ws_eps!r}.")
+    builder = _BUILDERS[name]
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        fixed = {"num_classes", "width", "norm", "conv", "dropout", "zero_init_residual"}
+        extras = sorted(set(params) - fixed)
+        unknown = sorted(set(kw) - set(extras))
+        if unknown:
+            raise TypeError(
+                f"Model {name!r} got unexpected keyword(s) {unknown}; it accepts extras {extras}."
+            )
+    return builder(
+        num_classes=num_classes,
+        width=width,
+        norm=norm_layer(norm, **dict(norm_kwargs or {})),
+        conv=conv_layer(ws, ws_eps),
+        dropout=dropout,
+        zero_init_residual=zero_init_residual,
+        **kw,
+    )
