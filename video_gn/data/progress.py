@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-__all__ = ["progress_bar", "process_pool", "default_workers"]
+__all__ = ["default_workers", "parallel_map", "process_pool", "progress_bar"]
 
 
 def default_workers(workers: int | None) -> int:
@@ -65,3 +65,44 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
         yield pool
+
+
+def parallel_map(
+    fn: Callable,
+    items: list,
+    *,
+    workers: int | None = None,
+    description: str = "",
+    progress: bool = True,
+    threads: bool = False,
+) -> list:
+    """Apply ``fn`` to every item in parallel with a progress bar; return results in input order.
+
+    Args:
+        fn: a picklable (module-level) function unless ``threads`` is True.
+        items: the inputs.
+        workers: processes/threads (default: CPUs available); 0 or 1 runs in this process.
+        description: progress bar text.
+        progress: show the progress bar.
+        threads: use threads instead of processes (for I/O-bound work or unpicklable ``fn``).
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    workers = default_workers(workers)
+    results: list = [None] * len(items)
+    with progress_bar(total=len(items), description=description, enabled=progress) as advance:
+        if workers <= 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                results[i] = fn(item)
+                advance()
+            return results
+        if threads:
+            pool_cm = ThreadPoolExecutor(max_workers=workers)
+        else:
+            pool_cm = process_pool(workers)
+        with pool_cm as pool:
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                advance()
+    return results

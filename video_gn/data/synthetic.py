@@ -314,13 +314,15 @@ def render_video(
     background = bg_color + g_amp * grating[..., None] * g_col + app.uniform(0.05, 0.3) * blobs  # (H, W, 3)
 
     shape = _SHAPES[int(app.integers(len(_SHAPES)))]
-    radius = app.uniform(0.10, 0.17) * side
-    col_a = app.uniform(0.0, 1.0, 3).astype(np.float32)
-    col_b = app.uniform(0.0, 1.0, 3).astype(np.float32)
+    radius = app.uniform(0.13, 0.2) * side
+    # Object colours keep a per-channel distance of 0.3-0.7 from the background colour (cyclically), so the
+    # object is always visible; the stripe colour differs from the object colour likewise.
+    col_a = np.mod(bg_color + app.uniform(0.3, 0.7, 3), 1.0).astype(np.float32)
+    col_b = np.mod(col_a + app.uniform(0.3, 0.7, 3), 1.0).astype(np.float32)
     stripe_freq = app.uniform(0.8, 2.0)  # stripes per radius; make rotation of a disc visible
     stripe_phase = app.uniform(0, 2 * math.pi)
     stripe_strength = app.uniform(0.5, 1.0)
-    contrast = app.uniform(0.5, 1.4)
+    contrast = app.uniform(0.6, 1.4)
     brightness = app.uniform(-0.25, 0.25)
     noise_sigma = app.uniform(0.0, 0.06)
     scale_range = (math.log(0.65), math.log(1.5))

@@ -1,0 +1,404 @@
+"""Preparing video datasets on disk: transcode/trim/resize with PyAV, verify, and write file lists.
+
+Library code behind ``data_scripts/resize_videos.py``, ``verify_videos.py`` and ``make_filelists.py``
+(``download_kinetics.py`` lives in :mod:`video_gn.data.kinetics_download`). Every writer encodes H.264
+(libx264, yuv420p) MP4s, keeps the source frame rate, drops audio, and writes to a temporary name that is
+renamed on success, so an existing output file is always complete (this is what makes the tools resumable).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from video_gn.data.progress import parallel_map
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "VideoCheck",
+    "find_videos",
+    "make_filelists",
+    "resize_tree",
+    "resize_video",
+    "scaled_size",
+    "transcode",
+    "verify_video",
+    "verify_videos",
+    "write_clean_csv",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Return ``(H', W')`` with the short side equal to ``short_side``, aspect kept, both rounded to even.
+
+    Args:
+        height: source height in pixels.
+        width: source width in pixels.
+        short_side: target length of the shorter side (rounded up to even).
+
+    Returns:
+        The new ``(height, width)``.
+    """
+    if short_side < 2:
+        raise ValueError(f"short_side must be >= 2, got {short_side}")
+    if height < 1 or width < 1:
+        raise ValueError(f"video size must be positive, got {height}x{width}")
+
+    def even(x: float) -> int:
+        return max(2, 2 * round(x / 2))
+
+    if height <= width:
+        return even(short_side), even(width * short_side / height)
+    return even(height * short_side / width), even(short_side)
+
+
+def _frame_rate(stream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or rate <= 0:
+        return Fraction(30, 1)
+    return Fraction(rate).limit_denominator(1001)
+
+
+def transcode(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    short_side: int | None = None,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> dict:
+    """Re-encode the video stream of ``src`` as H.264 MP4 ``dst``, optionally trimmed and resized.
+
+    The frame rate is kept; frames whose timestamp lies in ``[start, end)`` seconds are kept; audio is
+    dropped. The output is written to ``<dst>.part`` and renamed to ``dst`` only on success.
+
+    Args:
+        src: input video (any container/codec PyAV/FFmpeg reads).
+        dst: output ``.mp4`` path (parent directories are created).
+        start: first second to keep (default: the beginning).
+        end: second to stop at, exclusive (default: the end).
+        short_side: if set, scale so the short side is this many pixels (aspect kept, even dims).
+        crf: x264 constant rate factor.
+        preset: x264 preset.
+
+    Returns:
+        ``{"frames", "fps", "width", "height"}`` of the written video.
+    """
+    import av
+
+    src, dst = Path(src), Path(dst)
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be greater than start ({start}) for {src}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    part = dst.with_name(dst.name + ".part")
+    written = 0
+    try:
+        with av.open(str(src)) as inp:
+            if not inp.streams.video:
+                raise ValueError(f"{src} has no video stream")
+            vin = inp.streams.video[0]
+            vin.thread_type = "AUTO"
+            fps = _frame_rate(vin)
+            h, w = vin.codec_context.height, vin.codec_context.width
+            if short_side is not None:
+                h, w = scaled_size(h, w, short_side)
+            else:
+                h, w = h - h % 2, w - w % 2  # yuv420p needs even sizes
+            # Timestamps are taken relative to the stream's first timestamp (Kinetics times are offsets).
+            t0 = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
+            if start:
+                # Seek to the key frame at or before `start`, then drop frames until `start`.
+                inp.seek(int((start + t0) / vin.time_base), stream=vin, backward=True, any_frame=False)
+            with av.open(str(part), mode="w", format="mp4") as out:
+                vout = out.add_stream("libx264", rate=fps)
+                vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+                vout.options = {"crf": str(crf), "preset": preset}
+                for frame in inp.decode(vin):
+                    t = None if frame.time is None else frame.time - t0
+                    if t is not None and start is not None and t < start - 1e-6:
+                        continue
+                    if t is not None and end is not None and t >= end - 1e-6:
+                        break
+                    frame = frame.reformat(width=w, height=h, format="yuv420p", interpolation="AREA")
+                    frame.pts, frame.time_base = written, 1 / fps
+                    out.mux(vout.encode(frame))
+                    written += 1
+                if written == 0:
+                    raise ValueError(f"{src}: no video frames in [{start}, {end}) seconds")
+                out.mux(vout.encode(None))
+        os.replace(part, dst)
+    finally:
+        if part.exists():
+            part.unlink()
+    return {"frames": written, "fps": float(fps), "width": w, "height": h}
+
+
+def resize_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    short_side: int = 256,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> dict:
+    """Rescale ``src`` so its short side is ``short_side`` (aspect and fps kept) into H.264 MP4 ``dst``.
+
+    Returns:
+        Same as :func:`transcode`.
+    """
+    return transcode(src, dst, short_side=short_side, crf=crf, preset=preset)
+
+
+def find_videos(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> list[Path]:
+    """Return every file under ``root`` with a video extension, sorted (hidden files and ``*.part`` skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory")
+    exts = {e.lower() for e in extensions}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if not f.startswith(".") and Path(f).suffix.lower() in exts:
+                out.append(Path(dirpath) / f)
+    return sorted(out)
+
+
+def _resize_job(job: tuple[str, str, int, int, str]) -> tuple[str, str, str]:
+    src, dst, short_side, crf, preset = job
+    try:
+        resize_video(src, dst, short_side=short_side, crf=crf, preset=preset)
+        return src, "done", ""
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch; it is reported
+        return src, "failed", f"{type(e).__name__}: {e}"
+
+
+def resize_tree(
+    src_root: str | os.PathLike,
+    dst_root: str | os.PathLike,
+    *,
+    short_side: int = 256,
+    crf: int = 23,
+    preset: str = "veryfast",
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, list]:
+    """Resize every video under ``src_root`` into the same relative path (``.mp4``) under ``dst_root``.
+
+    Resumable: an output that exists and is not older than its source is skipped (outputs are written to
+    a temporary name and renamed, so an existing output is complete).
+
+    Returns:
+        ``{"done": [src, ...], "skipped": [src, ...], "failed": [(src, error), ...]}``.
+    """
+    src_root, dst_root = Path(src_root), Path(dst_root)
+    if src_root.resolve() == dst_root.resolve():
+        raise ValueError(
+            f"dst_root must differ from src_root ({src_root}); resizing in place is not supported"
+        )
+    result: dict[str, list] = {"done": [], "skipped": [], "failed": []}
+    jobs = []
+    for src in find_videos(src_root):
+        dst = (dst_root / src.relative_to(src_root)).with_suffix(".mp4")
+        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+            result["skipped"].append(str(src))
+        else:
+            jobs.append((str(src), str(dst), short_side, crf, preset))
+    for src, status, err in parallel_map(
+        _resize_job, jobs, workers=workers, description=f"resize -> {short_side}px", progress=progress
+    ):
+        result[status].append(src if status == "done" else (src, err))
+    return result
+
+
+@dataclass(frozen=True)
+class VideoCheck:
+    """Result of :func:`verify_video` for one file (``ok`` False means: do not train on it)."""
+
+    path: str
+    ok: bool
+    error: str = ""
+    frames_decoded: int = 0
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    duration: float = 0.0
+
+
+def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool = True) -> VideoCheck:
+    """Open ``path`` and decode its first ``num_frames`` frames (and one near the end if ``check_end``).
+
+    Never raises for a bad file: zero-byte, corrupt, truncated, non-video and audio-only files give
+    ``ok=False`` with the reason in ``error``.
+    """
+    import av
+
+    path = str(path)
+    try:
+        if os.path.getsize(path) == 0:
+            return VideoCheck(path, False, "empty file (0 bytes)")
+        with av.open(path) as c:
+            if not c.streams.video:
+                return VideoCheck(path, False, "no video stream")
+            vs = c.streams.video[0]
+            fps = float(_frame_rate(vs))
+            duration = 0.0
+            if vs.duration is not None and vs.time_base is not None:
+                duration = float(vs.duration * vs.time_base)
+            elif c.duration is not None:
+                duration = c.duration / 1_000_000
+            n = 0
+            width = height = 0
+            for frame in c.decode(vs):
+                width, height = frame.width, frame.height
+                n += 1
+                if n >= num_frames:
+                    break
+            if n == 0:
+                return VideoCheck(path, False, "no decodable video frames")
+            if check_end and duration > 1.0:
+                c.seek(int((duration * 0.9) / vs.time_base), stream=vs, backward=True)
+                if next(iter(c.decode(vs)), None) is None:
+                    return VideoCheck(path, False, f"no frame decodable near the end ({duration:.1f}s)")
+        return VideoCheck(path, True, "", n, width, height, fps, duration)
+    except Exception as e:  # noqa: BLE001 - any decoder error marks the file bad
+        return VideoCheck(path, False, f"{type(e).__name__}: {e}")
+
+
+def _verify_job(job: tuple[str, int]) -> VideoCheck:
+    return verify_video(job[0], num_frames=job[1])
+
+
+def verify_videos(
+    paths: Iterable[str | os.PathLike],
+    *,
+    num_frames: int = 4,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[VideoCheck]:
+    """Run :func:`verify_video` on every path in parallel; results in input order."""
+    jobs = [(str(p), num_frames) for p in paths]
+    return parallel_map(_verify_job, jobs, workers=workers, description="verify", progress=progress)
+
+
+def _read_list(csv_path: Path) -> list[tuple[str, str]]:
+    """Read a ``path label`` list (whitespace-separated, label last; paths may contain spaces)."""
+    rows = []
+    for line in csv_path.read_text().splitlines():
+        if not line.strip():
+            continue
+        parts = line.rsplit(None, 1)
+        rows.append((parts[0], parts[1] if len(parts) > 1 else ""))
+    return rows
+
+
+def write_clean_csv(
+    csv_in: str | os.PathLike,
+    csv_out: str | os.PathLike,
+    bad_paths: Iterable[str],
+    *,
+    root: str | None = None,
+) -> int:
+    """Copy the ``path label`` list ``csv_in`` to ``csv_out`` without the rows whose file is in ``bad_paths``.
+
+    Paths in the list are resolved against ``root`` (default: the list's folder) before comparing.
+
+    Returns:
+        The number of rows removed.
+    """
+    csv_in = Path(csv_in)
+    base = Path(root) if root is not None else csv_in.parent
+    bad = {os.path.abspath(p) for p in bad_paths}
+    kept, removed = [], 0
+    for path, label in _read_list(csv_in):
+        if os.path.abspath(base / path) in bad:
+            removed += 1
+        else:
+            kept.append(f"{path} {label}".rstrip())
+    Path(csv_out).write_text("".join(k + "\n" for k in kept))
+    return removed
+
+
+def make_filelists(
+    root: str | os.PathLike,
+    *,
+    splits: Sequence[str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """Turn the folder layout ``<root>/<split>/<class>/<video>`` into ``<split>.csv`` lists and classes.txt.
+
+    Each list line is ``<path relative to root> <label index>`` (pytorchvideo's ``LabeledVideoPaths``
+    convention); the label index is the class's position in ``classes.txt``. Class order: ``classes`` if
+    given, else an existing ``<root>/classes.txt``, else the sorted union of class folders of all splits.
+
+    Args:
+        root: dataset root.
+        splits: split folder names (default: every sub-folder of root that contains class folders).
+        out_dir: where to write the lists and classes.txt (default: root).
+        classes: explicit class order.
+
+    Returns:
+        ``{split: csv_path}``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist or is not a directory")
+    out_dir = Path(out_dir) if out_dir is not None else root
+    if splits is None:
+        splits = sorted(
+            d.name
+            for d in root.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and any(c.is_dir() for c in d.iterdir())
+        )
+    if not splits:
+        raise ValueError(f"no split folders (<root>/<split>/<class>/...) found in {root}")
+    per_split: dict[str, dict[str, list[Path]]] = {}
+    for split in splits:
+        sdir = root / split
+        if not sdir.is_dir():
+            raise FileNotFoundError(f"split folder {sdir} does not exist")
+        per_split[split] = {
+            c.name: find_videos(c)
+            for c in sorted(sdir.iterdir())
+            if c.is_dir() and not c.name.startswith(".")
+        }
+    folder_classes = sorted({c for s in per_split.values() for c in s})
+    if classes is None and (root / "classes.txt").is_file():
+        classes = [ln.strip() for ln in (root / "classes.txt").read_text().splitlines() if ln.strip()]
+    if classes is None:
+        classes = folder_classes
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [c for c in folder_classes if c not in index]
+    if unknown:
+        raise ValueError(f"class folders {unknown[:10]} are not in the class list ({len(classes)} classes)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    written = {}
+    for split, by_class in per_split.items():
+        lines = [
+            f"{p.relative_to(root).as_posix()} {index[c]}\n" for c in sorted(by_class) for p in by_class[c]
+        ]
+        if not lines:
+            raise ValueError(f"split {split!r} in {root} holds no video files")
+        written[split] = out_dir / f"{split}.csv"
+        written[split].write_text("".join(lines))
+    return written
+
+
+def write_rows_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV with a header (used for failure/bad-file reports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
