@@ -1,0 +1,298 @@
+"""VideoClassifier: the LightningModule that trains a registry model on clips.
+
+Reads top to bottom in lifecycle order: construction, optimiser and schedule, the training step,
+multi-view evaluation, checkpoint hygiene.
+
+Learning rate convention (Goyal et al., "Accurate, Large Minibatch SGD", https://arxiv.org/abs/1706.02677):
+``lr`` is given *per 64 clips* and scaled linearly with the global batch
+``devices × num_nodes × batch_size × accumulate_grad_batches``, so a recipe keeps its meaning when
+the per-GPU batch shrinks from 8 to 1 clip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from video_gn.models import build
+from video_gn.nn import is_norm
+
+NormKind = Literal["bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none"]
+
+#: Clips per step that ``lr`` refers to (linear scaling rule).
+LR_REFERENCE_BATCH = 64
+
+
+class VideoClassifier(L.LightningModule):
+    """A 3D ResNet from :mod:`video_gn.models` trained with cross-entropy on video clips.
+
+    Args:
+        name: registry model name (see ``video_gn.models.names()``).
+        num_classes: number of classes (linked from ``data.num_classes`` by the CLI).
+        norm: normalisation kind of every norm layer.
+        ws: use weight-standardized convolutions.
+        width: base channel width (64 = the published models, 16 = CPU-sized).
+        dropout: dropout before the classifier.
+        zero_init_residual: γ = 0 on the last norm of every residual block (GN paper).
+        ws_eps: epsilon of weight standardization.
+        gn_groups: GroupNorm group count (None = the library default, 32 capped at the channel count).
+        pretrained: optional local 2D/3D checkpoint to initialise from (see docs).
+        class_names: names of the classes in index order (linked from ``data.classes``), stored in
+            checkpoints so ``video-gn predict`` can name classes.
+        optimizer: "sgd" (momentum, optional Nesterov) or "adamw".
+        lr: learning rate for a global batch of 64 clips, scaled linearly with the real global batch.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: weight decay, applied to conv/linear weights only (not to norm parameters or biases).
+        label_smoothing: cross-entropy label smoothing.
+        schedule: "cosine" (to zero) or "multistep" (× ``gamma`` at each milestone); both after warm-up.
+        warmup_fraction: linear warm-up length as a fraction of all optimiser steps.
+        milestones: multistep milestones; a value ≤ 1 is a fraction of all steps, a value > 1 an absolute step.
+        gamma: multistep decay factor.
+    """
+
+    def __init__(
+        self,
+        name: str = "r3d_18",
+        num_classes: int = 400,
+        norm: NormKind = "gn",
+        ws: bool = True,
+        width: int = 64,
+        dropout: float = 0.5,
+        zero_init_residual: bool = True,
+        ws_eps: float = 1e-6,
+        gn_groups: int | None = None,
+        pretrained: str | None = None,
+        class_names: list[str] | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.0,
+        schedule: Literal["cosine", "multistep"] = "cosine",
+        warmup_fraction: float = 0.05,
+        milestones: list[float] | None = None,
+        gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"model.class_names has {len(class_names)} names but model.num_classes is {num_classes}; "
+                "let the CLI link both from the data module, or give matching values."
+            )
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"model.warmup_fraction must be in [0, 1), got {warmup_fraction}.")
+        if lr <= 0:
+            raise ValueError(f"model.lr must be positive, got {lr}.")
+        self.save_hyperparameters()
+        norm_kwargs = {"num_groups": gn_groups} if (gn_groups is not None and norm == "gn") else None
+        self.model = build(
+            name,
+            num_classes=num_classes,
+            norm=norm,
+            ws=ws,
+            width=width,
+            dropout=dropout,
+            zero_init_residual=zero_init_residual,
+            ws_eps=ws_eps,
+            norm_kwargs=norm_kwargs,
+        )
+        if pretrained:
+            self._load_pretrained(pretrained)
+        top5 = min(5, num_classes)
+        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_clip_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_clip_top5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self.val_video_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_video_top5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        # Per-video sums of view probabilities for the current eval epoch: {video_index: (probs, label)}.
+        self._views: dict[int, list[Any]] = {}
+
+    def _load_pretrained(self, path: str) -> None:
+        from video_gn.models import load_pretrained  # issue 6: inflation of 2D checkpoints
+
+        report = load_pretrained(self.model, path)
+        rank_zero_info(f"Initialised from {path}: {report}")
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of clips.
+
+        Args:
+            video: float clips (B, C, T, H, W).
+
+        Returns:
+            logits (B, num_classes).
+        """
+        return self.model(video)
+
+    # ------------------------------------------------------- optimiser & schedule
+    def global_batch_size(self) -> int:
+        """Clips per optimiser step over all processes: devices × nodes × batch × accumulation."""
+        trainer = self.trainer
+        batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule is not None else None
+        if batch is None:
+            loader = trainer.train_dataloader
+            batch = getattr(loader, "batch_size", None) or 1
+        return int(trainer.world_size * batch * trainer.accumulate_grad_batches)
+
+    def scaled_lr(self) -> float:
+        """``lr`` (given per 64 clips) scaled linearly to the real global batch."""
+        return self.hparams.lr * self.global_batch_size() / LR_REFERENCE_BATCH
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        norm_params = {id(p) for m in self.model.modules() if is_norm(m) for p in m.parameters(recurse=False)}
+        for p in self.model.parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if (id(p) in norm_params or p.ndim <= 1) else decay).append(p)
+        return [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        lr = self.scaled_lr()
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                self._param_groups(),
+                lr=lr,
+                momentum=hp.momentum,
+                nesterov=hp.nesterov and hp.momentum > 0,  # Nesterov is undefined without momentum
+            )
+        else:
+            opt = torch.optim.AdamW(self._param_groups(), lr=lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lr_factor_fn(total, hp))
+        rank_zero_info(
+            f"lr {hp.lr:g} per {LR_REFERENCE_BATCH} clips x global batch {self.global_batch_size()} "
+            f"= {lr:.6g}; {hp.schedule} schedule over {total} optimiser steps, "
+            f"warm-up {int(hp.warmup_fraction * total)} steps"
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["video"])  # (B, num_classes)
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        if not torch.isfinite(loss):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            raise FloatingPointError(
+                f"Non-finite training loss ({loss.item()}) at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}), last learning rate {lr:.6g}. "
+                "Training stopped before any checkpoint was written from this state; lower model.lr, "
+                "lengthen model.warmup_fraction, or use precision 32/bf16-mixed instead of 16-mixed."
+            )
+        self.train_top1(logits.detach(), batch["label"])
+        bsz = batch["label"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, prog_bar=True, batch_size=bsz)
+        return loss
+
+    # --------------------------------------------------------- multi-view eval
+    def _eval_epoch_start(self) -> None:
+        self._views = {}
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self(batch["video"])
+        labels = batch["label"]
+        bsz = labels.shape[0]
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=bsz, sync_dist=True)
+        self.val_clip_top1(logits, labels)
+        self.val_clip_top5(logits, labels)
+        self.log(f"{stage}/clip_top1", self.val_clip_top1, batch_size=bsz)
+        self.log(f"{stage}/clip_top5", self.val_clip_top5, batch_size=bsz)
+        probs = logits.float().softmax(dim=-1).detach().cpu()
+        for vid, p, y in zip(batch["video_index"].tolist(), probs, labels.tolist()):
+            entry = self._views.get(vid)
+            if entry is None:
+                self._views[vid] = [p.clone(), y, 1]
+            else:
+                entry[0] += p
+                entry[2] += 1
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        # Each video's views all live on one rank (the data module shards by video), so the
+        # per-rank averages are complete and torchmetrics' sum-reduction counts every video once.
+        if self._views:
+            probs = torch.stack([v[0] / v[2] for v in self._views.values()]).to(self.device)
+            labels = torch.tensor([v[1] for v in self._views.values()], device=self.device)
+            self.val_video_top1.update(probs, labels)
+            self.val_video_top5.update(probs, labels)
+        self.log(f"{stage}/video_top1", self.val_video_top1.compute(), prog_bar=True, sync_dist=False)
+        self.log(f"{stage}/video_top5", self.val_video_top5.compute(), sync_dist=False)
+        self.val_video_top1.reset()
+        self.val_video_top5.reset()
+        self._views = {}
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_epoch_start()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_epoch_start()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch["video"]).softmax(dim=-1)
+
+    # ------------------------------------------------------- checkpoint hygiene
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [
+            n for n, t in _named_tensors(self.model) if t.is_floating_point() and not torch.isfinite(t).all()
+        ]
+        if bad:
+            raise FloatingPointError(
+                f"Refusing to write a checkpoint at global step {self.global_step}: non-finite values in "
+                f"{len(bad)} tensors (first: {bad[:3]}). The previous checkpoint is kept."
+            )
+
+
+def _named_tensors(model: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
+    yield from model.named_parameters()
+    yield from model.named_buffers()
+
+
+def lr_factor_fn(total_steps: int, hp: Any):
+    """Multiplier of the peak learning rate at each optimiser step: linear warm-up, then cosine or multistep.
+
+    Args:
+        total_steps: number of optimiser steps of the whole run.
+        hp: object with ``schedule``, ``warmup_fraction``, ``milestones`` and ``gamma`` attributes.
+
+    Returns:
+        ``f(step) -> float`` for ``torch.optim.lr_scheduler.LambdaLR``.
+    """
+    warmup = int(hp.warmup_fraction * total_steps)
+    milestones = sorted(m * total_steps if m <= 1 else m for m in (hp.milestones or [0.375, 0.75]))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if hp.schedule == "cosine":
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return hp.gamma ** sum(step >= m for m in milestones)
+
+    return factor
