@@ -22,6 +22,7 @@ __all__ = [
     "VideoCheck",
     "find_videos",
     "make_filelists",
+    "read_list",
     "resize_tree",
     "resize_video",
     "scaled_size",
@@ -29,6 +30,7 @@ __all__ = [
     "verify_video",
     "verify_videos",
     "write_clean_csv",
+    "write_rows_csv",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
@@ -289,8 +291,8 @@ def verify_videos(
     return parallel_map(_verify_job, jobs, workers=workers, description="verify", progress=progress)
 
 
-def _read_list(csv_path: Path) -> list[tuple[str, str]]:
-    """Read a ``path label`` list (whitespace-separated, label last; paths may contain spaces)."""
+def read_list(csv_path: Path) -> list[tuple[str, str]]:
+    """Read a ``path label`` list into ``[(path, label)]`` (label last on the line; paths may hold spaces)."""
     rows = []
     for line in csv_path.read_text().splitlines():
         if not line.strip():
@@ -318,7 +320,7 @@ def write_clean_csv(
     base = Path(root) if root is not None else csv_in.parent
     bad = {os.path.abspath(p) for p in bad_paths}
     kept, removed = [], 0
-    for path, label in _read_list(csv_in):
+    for path, label in read_list(csv_in):
         if os.path.abspath(base / path) in bad:
             removed += 1
         else:

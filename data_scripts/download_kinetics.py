@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Download Kinetics-400/600/700 clips listed in official annotation CSVs and cut them to their segment.
+
+Writes <out>/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4 (H.264, fps kept); resumable (rerun the
+same command to continue), failures (and rejected rows) go to a CSV in the input format plus an `error`
+column, which can be passed back as input to retry. Needs yt-dlp: pip install "video_gn[download]".
+
+Example:
+    python data_scripts/download_kinetics.py kinetics400/train.csv kinetics400/val.csv --out data/k400 \\
+        --workers 16 --short-side 320
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from video_gn.data.kinetics_download import download_kinetics
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("csv", nargs="+", help="annotation CSV(s): label,youtube_id,time_start,time_end,split")
+    p.add_argument("--out", required=True, help="output root")
+    p.add_argument("--split", help="keep only this split (or name the split of CSVs without that column)")
+    p.add_argument("--workers", type=int, default=None, help="parallel downloads (default: 2 x CPUs)")
+    p.add_argument("--retries", type=int, default=2, help="extra attempts per clip (default: 2)")
+    p.add_argument("--retry-wait", type=float, default=5.0, help="seconds before the first retry")
+    p.add_argument("--short-side", type=int, default=None, help="also resize clips (e.g. 256 or 320)")
+    p.add_argument("--crf", type=int, default=23, help="x264 quality of the cut clips (default: 23)")
+    p.add_argument("--failures", default=None, help="failures CSV (default: <out>/failures.csv)")
+    p.add_argument("--limit", type=int, default=None, help="process at most N clips")
+    args = p.parse_args(argv)
+    summary = download_kinetics(
+        args.csv,
+        args.out,
+        split=args.split,
+        workers=args.workers,
+        retries=args.retries,
+        retry_wait=args.retry_wait,
+        short_side=args.short_side,
+        crf=args.crf,
+        failures_csv=args.failures,
+        limit=args.limit,
+    )
+    print(summary, file=sys.stderr)
+    return 0 if not summary.failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Tests of the synthetic motion dataset: layout, real H.264 files, determinism, motion-only classes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from video_gn.data import synthetic as syn
+from video_gn.data.synthetic import CLASSES, SyntheticSpec, class_names, generate, render_video
+
+TINY = SyntheticSpec(num_classes=3, train_per_class=2, val_per_class=1, size=(32, 48), fps=10, num_frames=12)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, dict]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        info = {"codec": s.codec_context.name, "pix_fmt": s.codec_context.pix_fmt, "fps": s.average_rate}
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(s)])
+    return frames, info
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("syn") / "data", TINY, workers=2, progress=False)
+
+
+def test_layout_and_files(tiny_root: Path) -> None:
+    names = class_names(TINY)
+    assert names == list(CLASSES[:3])
+    assert (tiny_root / "classes.txt").read_text().splitlines() == names
+    assert (tiny_root / ".complete").is_file()
+    assert json.loads((tiny_root / "synthetic.json").read_text()) == TINY.to_dict()
+    for split, n in (("train", 2), ("val", 1)):
+        assert sorted(p.name for p in (tiny_root / split).iterdir()) == sorted(names)
+        for name in names:
+            files = sorted((tiny_root / split / name).glob("*.mp4"))
+            assert len(files) == n
+            frames, info = _decode(files[0])
+            assert frames.shape == (TINY.num_frames, 32, 48, 3)
+            assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+            assert info["fps"] == TINY.fps
+            assert files[0].read_bytes()[4:8] == b"ftyp"  # an MP4 container
+    # no temp directories left beside the root
+    assert [p.name for p in tiny_root.parent.iterdir()] == ["data"]
+    assert syn.is_complete(tiny_root, TINY)
+
+
+def test_regenerate_is_noop_and_spec_mismatch_errors(tiny_root: Path) -> None:
+    mtime = (tiny_root / ".complete").stat().st_mtime_ns
+    assert generate(tiny_root, TINY, workers=1, progress=False) == tiny_root
+    assert (tiny_root / ".complete").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="different spec"):
+        generate(tiny_root, dataclasses.replace(TINY, seed=1), workers=1, progress=False)
+
+
+def test_non_empty_root_rejected(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "mine.txt").write_text("user data")
+    with pytest.raises(ValueError, match="not an empty directory"):
+        generate(tmp_path / "x", TINY, workers=1, progress=False)
+
+
+def test_determinism_independent_of_workers(tiny_root: Path, tmp_path: Path) -> None:
+    again = generate(tmp_path / "again", TINY, workers=1, progress=False)
+    other = generate(tmp_path / "other", dataclasses.replace(TINY, seed=7), workers=1, progress=False)
+    rel = Path("train") / CLASSES[1] / f"{CLASSES[1]}_00001.mp4"
+    a, _ = _decode(tiny_root / rel)
+    b, _ = _decode(again / rel)
+    c, _ = _decode(other / rel)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a.astype(np.int16) - c).mean() > 5
+
+
+def test_video_seed_depends_on_every_key() -> None:
+    base = syn.video_seed(0, "train", "move_right", 0)
+    others = [
+        syn.video_seed(1, "train", "move_right", 0),
+        syn.video_seed(0, "val", "move_right", 0),
+        syn.video_seed(0, "train", "move_left", 0),
+        syn.video_seed(0, "train", "move_right", 1),
+    ]
+    assert base not in others and len(set(others)) == 4
+    assert syn.video_seed(0, "train", "move_right", 0) == base
+
+
+def test_same_seed_same_first_frame_for_every_class() -> None:
+    """Appearance and initial state do not depend on the class: a single frame carries no label."""
+    first = [render_video(c, 123, size=(32, 40), num_frames=20)[0] for c in CLASSES]
+    for f in first[1:]:
+        np.testing.assert_array_equal(f, first[0])
+    # ... but the motion does: later frames differ between classes.
+    last = [render_video(c, 123, size=(32, 40), num_frames=20)[-1] for c in CLASSES]
+    assert len({f.tobytes() for f in last}) == len(CLASSES)
+
+
+def test_single_frame_statistics_do_not_separate_classes() -> None:
+    """Per-class distributions of per-frame mean/std overlap: within-class spread dwarfs between-class."""
+    stats = np.array(
+        [
+            [
+                [f.mean(), f.std()]
+                for f in (render_video(c, s, size=(32, 40), num_frames=8)[4] for s in range(12))
+            ]
+            for c in ("move_right", "rotate_cw", "expand", "oscillate_slow")
+        ],
+        dtype=np.float64,
+    )  # (classes, videos, 2)
+    between = stats.mean(axis=1).std(axis=0)
+    within = stats.std(axis=1).mean(axis=0)
+    assert (between < 0.5 * within).all(), (between, within)
+
+
+def test_appearance_varies_across_videos() -> None:
+    means = []
+    for s in range(10):
+        v = render_video("move_right", s, size=(32, 40), num_frames=4).astype(np.float64) / 255
+        means.append([v.mean(), v.std(), *v.reshape(-1, 3).mean(0)])
+    means = np.array(means)
+    assert means[:, 0].std() > 0.05  # brightness differs from clip to clip
+    assert means[:, 1].max() - means[:, 1].min() > 0.05  # so does contrast
+    assert means[:, 2:].std(axis=0).min() > 0.05  # and colour
+
+
+def _centroid_x(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Circular mean of the x position of pixels that differ from a known background (T,)."""
+    diff = np.abs(frames.astype(np.float64) - background).sum(-1) > 60
+    w = frames.shape[2]
+    ang = 2 * np.pi * np.arange(w) / w
+    cols = diff.sum(1)  # (T, W)
+    return np.angle((cols * np.exp(1j * ang)).sum(1)) * w / (2 * np.pi)
+
+
+def test_motion_direction_and_late_reversal() -> None:
+    """move_right drifts right all along; right_then_left reverses late: a short window cannot tell them apart."""
+    kw = {"size": (48, 64), "num_frames": 50, "fps": 25}
+    for seed in range(3):
+        right = render_video("move_right", seed, **kw)
+        rev = render_video("right_then_left", seed, **kw)
+        # the object is the only thing that moves; the per-pixel median over time recovers the background
+        bg = np.median(np.concatenate([right, rev]), axis=0)
+        xr, xv = _centroid_x(right, bg), _centroid_x(rev, bg)
+        step_r = np.angle(np.exp(1j * np.diff(xr) * 2 * np.pi / 64))
+        step_v = np.angle(np.exp(1j * np.diff(xv) * 2 * np.pi / 64))
+        assert (step_r[:15] > 0).mean() > 0.8 and (step_r[-10:] > 0).mean() > 0.8
+        assert (step_v[:15] > 0).mean() > 0.8 and (step_v[-10:] < 0).mean() > 0.8
+        np.testing.assert_array_equal(right[:15], rev[:15])  # identical until the reversal (>= 35 % of clip)
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="even"):
+        SyntheticSpec(size=(33, 48))
+    with pytest.raises(ValueError, match="num_classes"):
+        SyntheticSpec(num_classes=len(CLASSES) + 1)
+    with pytest.raises(ValueError, match="num_frames"):
+        SyntheticSpec(num_frames=1)
+    assert SyntheticSpec.from_dict(SyntheticSpec().to_dict()) == SyntheticSpec()
+
+
+def test_make_synthetic_script(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "make_synthetic.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "d"), "--preset", "tiny", "--num-classes", "2",
+         "--train-per-class", "1", "--val-per-class", "1", "--workers", "1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "done" in out.stderr
+    assert (tmp_path / "d" / "classes.txt").read_text().split() == list(CLASSES[:2])
+    assert len(list((tmp_path / "d").glob("*/*/*.mp4"))) == 4
+    listing = subprocess.run([sys.executable, str(script), "--list-classes"], capture_output=True, text=True)
+    assert all(c in listing.stdout for c in CLASSES)

@@ -1,0 +1,343 @@
+"""Download Kinetics-400/600/700 clips from YouTube and cut them to their annotated segment.
+
+Library code behind ``data_scripts/download_kinetics.py``. Reads the official annotation CSVs
+(``label,youtube_id,time_start,time_end,split`` with a header; extra columns such as the 700-2020
+``is_cc`` and a missing ``label`` column (test split) are tolerated), downloads each video with yt-dlp
+(``pip install "video_gn[download]"``; run as a subprocess with an argument list, never a shell), cuts
+``[time_start, time_end)`` with PyAV (re-encoded H.264, frame rate kept) and writes::
+
+    <out>/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4
+
+Resumable (an existing output is complete: it is written under a temporary name and renamed), parallel
+(threads: the work is mostly network and subprocess), with bounded retries; rows that fail or are rejected
+are written to a failures CSV in the input format plus an ``error`` column, so it can be fed back in.
+Labels, splits and ids from the CSV are sanitised before they become path components.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from video_gn.data.prep import transcode, write_rows_csv
+from video_gn.data.progress import parallel_map
+
+__all__ = [
+    "Annotation",
+    "DownloadFn",
+    "DownloadSummary",
+    "clip_path",
+    "download_kinetics",
+    "read_annotations",
+    "sanitize_name",
+    "yt_dlp_download",
+]
+
+#: ``download_fn(youtube_id, dest_dir) -> path of the downloaded full video`` (injectable for tests).
+DownloadFn = Callable[[str, Path], Path]
+
+_YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+FAILURE_HEADER = ("label", "youtube_id", "time_start", "time_end", "split", "error")
+
+
+def sanitize_name(name: str) -> str:
+    """Make ``name`` a safe single path component: only ``[A-Za-z0-9_.-]``, no leading ``.``/``-``.
+
+    Runs of other characters (spaces, ``/``, ``\\``, quotes, parentheses, shell metacharacters) become one
+    ``_``; e.g. ``"passing American football (in game)"`` -> ``"passing_American_football_in_game"``.
+
+    Raises:
+        ValueError: if nothing usable is left (e.g. ``".."`` or ``"///"``).
+    """
+    safe = _UNSAFE.sub("_", str(name)).strip("._-")
+    if not safe:
+        raise ValueError(f"name {name!r} has no usable characters for a file name")
+    return safe
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One Kinetics clip: raw ``label``/``youtube_id`` from the CSV, segment in whole seconds, split.
+
+    ``folder`` is the sanitised label used as the class folder name.
+    """
+
+    label: str
+    youtube_id: str
+    start: int
+    end: int
+    split: str
+    folder: str = field(default="")
+
+    def row(self) -> list:
+        """The annotation as a CSV row in the official column order."""
+        return [self.label, self.youtube_id, self.start, self.end, self.split]
+
+
+def _seconds(value: str) -> int:
+    x = float(value)
+    if x < 0 or x != x:
+        raise ValueError(f"negative or NaN time {value!r}")
+    return int(round(x))
+
+
+def read_annotations(
+    csv_path: str | os.PathLike, *, split: str | None = None
+) -> tuple[list[Annotation], list[tuple[list, str]]]:
+    """Read an official Kinetics annotation CSV.
+
+    Args:
+        csv_path: the CSV (with header; columns found by name, extra columns ignored).
+        split: split to use when the CSV has no ``split`` column (default: the file's stem, e.g. ``val``),
+            and a filter otherwise (keep only rows of this split) when given.
+
+    Returns:
+        ``(annotations, rejected)`` where ``rejected`` holds ``(row, reason)`` for rows with an invalid
+        youtube id (must match ``[A-Za-z0-9_-]{11}``), an unusable label/split, or bad times.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"annotation CSV {csv_path} not found")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [h.strip().lower() for h in next(reader, [])]
+        needed = ("youtube_id", "time_start", "time_end")
+        missing = [c for c in needed if c not in header]
+        if missing:
+            raise ValueError(
+                f"{csv_path}: header {header} lacks columns {missing}; expected the official Kinetics "
+                "format 'label,youtube_id,time_start,time_end,split'"
+            )
+        col = {name: header.index(name) for name in header}
+        anns, rejected = [], []
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+
+            def get(name: str, default: str = "", row: list = row) -> str:
+                i = col.get(name)
+                return row[i].strip() if i is not None and i < len(row) else default
+
+            label = get("label", "unlabeled") or "unlabeled"
+            row_split = get("split") or split or csv_path.stem
+            if split is not None and "split" in col and row_split != split:
+                continue
+            out_row = [label, get("youtube_id"), get("time_start"), get("time_end"), row_split]
+            vid = get("youtube_id")
+            if not _YOUTUBE_ID.fullmatch(vid):
+                rejected.append((out_row, f"invalid youtube id {vid!r} (expected 11 of [A-Za-z0-9_-])"))
+                continue
+            try:
+                start, end = _seconds(get("time_start")), _seconds(get("time_end"))
+                if end <= start:
+                    raise ValueError(f"time_end {end} <= time_start {start}")
+                folder = sanitize_name(label)
+                safe_split = sanitize_name(row_split)
+            except ValueError as e:
+                rejected.append((out_row, str(e)))
+                continue
+            anns.append(Annotation(label, vid, start, end, safe_split, folder))
+    return anns, rejected
+
+
+def clip_path(out_root: str | os.PathLike, ann: Annotation) -> Path:
+    """Return ``<out>/<split>/<label folder>/<id>_<start:06d>_<end:06d>.mp4``, checked to stay inside out."""
+    root = Path(out_root).absolute()
+    folder = ann.folder or sanitize_name(ann.label)
+    if not _YOUTUBE_ID.fullmatch(ann.youtube_id):
+        raise ValueError(f"invalid youtube id {ann.youtube_id!r}")
+    p = root / sanitize_name(ann.split) / folder / f"{ann.youtube_id}_{ann.start:06d}_{ann.end:06d}.mp4"
+    if root not in p.parents:  # defence in depth; sanitize_name already forbids separators and ".."
+        raise ValueError(f"clip path {p} escapes the output folder {root}")
+    return p
+
+
+def yt_dlp_download(
+    youtube_id: str,
+    dest_dir: Path,
+    *,
+    fmt: str = "best[height<=480][ext=mp4]/best[height<=480]/best",
+    timeout: float = 600.0,
+) -> Path:
+    """Download one YouTube video with yt-dlp into ``dest_dir`` and return the file's path.
+
+    Runs ``yt-dlp`` (or ``python -m yt_dlp``) with an argument list (no shell). ``fmt`` selects a single
+    progressive format so no FFmpeg merge is needed.
+    """
+    if not _YOUTUBE_ID.fullmatch(youtube_id):
+        raise ValueError(f"invalid youtube id {youtube_id!r}")
+    exe = shutil.which("yt-dlp")
+    if exe:
+        cmd = [exe]
+    else:
+        try:
+            import yt_dlp  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(
+                'yt-dlp is not installed; install it with: pip install "video_gn[download]"'
+            ) from e
+        cmd = [sys.executable, "-m", "yt_dlp"]
+    cmd += [
+        "--quiet", "--no-warnings", "--no-playlist", "--no-progress",
+        "-f", fmt,
+        "-o", str(Path(dest_dir) / f"{youtube_id}.%(ext)s"),
+        "--", f"https://www.youtube.com/watch?v={youtube_id}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"yt-dlp failed for {youtube_id} (exit {proc.returncode}): {tail[0]}")
+    files = [p for p in Path(dest_dir).glob(f"{youtube_id}.*") if not p.name.endswith(".part")]
+    if not files:
+        raise RuntimeError(f"yt-dlp reported success for {youtube_id} but wrote no file in {dest_dir}")
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+@dataclass
+class DownloadSummary:
+    """Outcome of :func:`download_kinetics` (lists of output paths / ``(row, error)`` pairs)."""
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[list, str]] = field(default_factory=list)
+    rejected: list[tuple[list, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.done)} downloaded, {len(self.skipped)} already present, "
+            f"{len(self.failed)} failed, {len(self.rejected)} rejected rows"
+        )
+
+
+def _fetch_one(
+    ann: Annotation,
+    *,
+    out_root: Path,
+    download_fn: DownloadFn,
+    retries: int,
+    retry_wait: float,
+    short_side: int | None,
+    crf: int,
+) -> tuple[str, Path | list, str]:
+    target = clip_path(out_root, ann)
+    if target.exists():
+        return "skipped", target, ""
+    error = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(retry_wait * attempt)
+        work = Path(tempfile.mkdtemp(prefix=f"{ann.youtube_id}-", dir=out_root / ".downloads"))
+        try:
+            raw = Path(download_fn(ann.youtube_id, work))
+            transcode(raw, target, start=ann.start, end=ann.end, short_side=short_side, crf=crf)
+            return "done", target, ""
+        except Exception as e:  # noqa: BLE001 - recorded in the failures CSV after the last retry
+            error = f"{type(e).__name__}: {e}".replace("\n", " ")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return "failed", ann.row(), f"after {retries + 1} attempts: {error}"
+
+
+def download_kinetics(
+    csv_paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    split: str | None = None,
+    download_fn: DownloadFn | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    retry_wait: float = 5.0,
+    short_side: int | None = None,
+    crf: int = 23,
+    failures_csv: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> DownloadSummary:
+    """Download, cut and store every clip listed in ``csv_paths`` (see the module docstring).
+
+    Args:
+        csv_paths: one or more official annotation CSVs.
+        out_root: output root.
+        split: keep only this split (or name the split of CSVs without a ``split`` column).
+        download_fn: ``(youtube_id, dest_dir) -> path``; default :func:`yt_dlp_download`.
+        workers: parallel downloads (threads; default ``2 * CPUs``).
+        retries: extra attempts per clip after a failure (bounded).
+        retry_wait: seconds before the first retry (grows linearly).
+        short_side: also resize the cut clip to this short side (e.g. 256 or 320).
+        crf: x264 quality of the re-encoded clip.
+        failures_csv: where to write failed/rejected rows (default ``<out>/failures.csv``; written even
+            when empty so a run's outcome is visible).
+        limit: process at most this many clips (for trying things out).
+        progress: show a progress bar with totals.
+
+    Returns:
+        A :class:`DownloadSummary`.
+    """
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    if isinstance(csv_paths, (str, os.PathLike)):
+        csv_paths = [csv_paths]
+    out_root = Path(out_root).absolute()
+    summary = DownloadSummary()
+    anns: list[Annotation] = []
+    for p in csv_paths:
+        a, rej = read_annotations(p, split=split)
+        anns += a
+        summary.rejected += rej
+    seen: set[Path] = set()
+    unique = []
+    for a in anns:  # the same clip may be listed twice (or in two CSVs)
+        if clip_path(out_root, a) not in seen:
+            seen.add(clip_path(out_root, a))
+            unique.append(a)
+    anns = unique[:limit] if limit is not None else unique
+    (out_root / ".downloads").mkdir(parents=True, exist_ok=True)
+    fn = download_fn or yt_dlp_download
+    workers = 2 * (os.cpu_count() or 1) if workers is None else workers
+
+    def job(ann: Annotation) -> tuple[str, Path | list, str]:
+        return _fetch_one(
+            ann, out_root=out_root, download_fn=fn, retries=retries, retry_wait=retry_wait,
+            short_side=short_side, crf=crf,
+        )  # fmt: skip
+
+    for status, item, err in parallel_map(
+        job, anns, workers=workers, description="kinetics", progress=progress, threads=True
+    ):
+        if status == "failed":
+            summary.failed.append((item, err))
+        else:
+            getattr(summary, status).append(item)
+    _write_failures(failures_csv or out_root / "failures.csv", summary.failed + summary.rejected)
+    _write_label_map(out_root, anns)
+    try:
+        (out_root / ".downloads").rmdir()
+    except OSError:
+        pass
+    return summary
+
+
+def _write_failures(path: str | os.PathLike, rows: Iterable[tuple[list, str]]) -> None:
+    write_rows_csv(path, FAILURE_HEADER, ([*row, err] for row, err in rows))
+
+
+def _write_label_map(out_root: Path, anns: Iterable[Annotation]) -> None:
+    """Record folder name -> original label (merged with an existing map), so names can be restored."""
+    path = out_root / "label_map.csv"
+    mapping: dict[str, str] = {}
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            mapping = {r["folder"]: r["label"] for r in csv.DictReader(f)}
+    for a in anns:
+        mapping[a.folder] = a.label
+    write_rows_csv(path, ("folder", "label"), sorted(mapping.items()))
