@@ -1,0 +1,382 @@
+"""KineticsDataModule: Kinetics-style video folders or lists -> batches of normalised clips, DDP-sharded."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from video_gn.data.dataset import VideoClipDataset, collate_clips
+from video_gn.data.layout import find_classes, list_split, split_exists, write_classes
+from video_gn.data.sampler import ShardedVideoSampler
+from video_gn.data.synthetic import SyntheticSpec
+from video_gn.data.transforms import KINETICS_MEAN, KINETICS_STD, eval_transform, train_transform
+
+__all__ = ["KineticsDataModule", "ClipDataLoader", "FailureTracker"]
+
+log = logging.getLogger(__name__)
+
+
+class FailureTracker:
+    """Counts the files that failed to decode, per split and epoch, in the main process.
+
+    Each bad file is warned about once (the first time it fails, whatever worker decoded it); at the end
+    of every epoch a summary is logged; as soon as the distinct failures of the epoch exceed
+    ``max_fail_fraction`` of the videos read, a RuntimeError lists the first files.
+
+    Args:
+        max_fail_fraction: tolerated fraction of failed videos per epoch (0 <= f <= 1).
+    """
+
+    def __init__(self, max_fail_fraction: float) -> None:
+        if not 0.0 <= max_fail_fraction <= 1.0:
+            raise ValueError(f"max_fail_fraction must be in [0, 1], got {max_fail_fraction}")
+        self.max_fail_fraction = max_fail_fraction
+        self.warned: set[str] = set()
+        self.epoch_failures: dict[str, list[str]] = {}  # split -> distinct failed paths of the last epoch
+
+    def start(self, split: str) -> None:
+        """Begin an epoch of ``split``."""
+        self.epoch_failures[split] = []
+
+    def record(self, split: str, paths: list[str], num_videos: int) -> None:
+        """Note failed paths; warn once per file; raise when the epoch's failures pass the threshold."""
+        failures = self.epoch_failures.setdefault(split, [])
+        for path in paths:
+            if path not in failures:
+                failures.append(path)
+            if path not in self.warned:
+                self.warned.add(path)
+                warnings.warn(f"skipping unreadable video {path!r} ({split})", RuntimeWarning, stacklevel=2)
+        if len(failures) > self.max_fail_fraction * max(num_videos, 1):
+            shown = "\n  ".join(failures[:20])
+            raise RuntimeError(
+                f"{len(failures)} of {num_videos} {split} videos failed to decode, more than "
+                f"max_fail_fraction={self.max_fail_fraction}; first files:\n  {shown}\n"
+                f"Check them with data_scripts/verify_videos.py, or raise max_fail_fraction."
+            )
+
+    def finish(self, split: str, num_videos: int) -> None:
+        """End an epoch of ``split``: log how many videos failed."""
+        failures = self.epoch_failures.get(split, [])
+        if failures:
+            log.warning(
+                "%s epoch: %d of %d videos failed to decode and were skipped",
+                split,
+                len(failures),
+                num_videos,
+            )
+
+
+class ClipDataLoader(DataLoader):
+    """A DataLoader that removes failed items' bookkeeping from batches and reports it to a FailureTracker.
+
+    Batches whose every item failed are skipped (rare: only if all views in a batch come from bad files).
+    """
+
+    def __init__(
+        self, *args: Any, split: str = "train", tracker: FailureTracker | None = None, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        self.split = split
+        self.tracker = tracker if tracker is not None else FailureTracker(1.0)
+
+    def _num_videos(self) -> int:
+        sampler = self.sampler
+        if isinstance(sampler, ShardedVideoSampler):
+            return sampler.num_shard_videos()
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        num_videos = self._num_videos()
+        self.tracker.start(self.split)
+        for batch in super().__iter__():
+            failed = batch.pop("failed", [])
+            if failed:
+                self.tracker.record(self.split, failed, num_videos)
+            if batch["video"] is None:
+                continue
+            yield batch
+        self.tracker.finish(self.split, num_videos)
+
+
+class KineticsDataModule(L.LightningDataModule):
+    """Kinetics-style datasets as batches of normalised clips, T frames every s frames, sharded for DDP.
+
+    Layouts (see :mod:`video_gn.data.layout`): ``<root>/<split>/<class>/*.mp4`` folders or
+    ``<root>/<split>.csv`` lists (``path label`` lines); classes from ``<root>/classes.txt`` or the folders;
+    one class mapping for every split. Splits: ``train``, ``val`` and ``test``; when ``test`` is absent,
+    testing uses ``val``.
+
+    Training reads one random T x s window per video per epoch with random short-side scale, crop and flip;
+    validation/test read ``num_clips`` uniform windows x ``num_crops`` crops per video, one batch item per
+    view, with ``video_index``/``clip_index``/``crop_index`` so predictions can be averaged per video.
+
+    Batches: ``video`` float (B, C, T, H, W), ``label``, ``video_index``, ``clip_index``, ``crop_index``
+    long (B,).
+
+    Multi-GPU: every dataloader uses :class:`~video_gn.data.sampler.ShardedVideoSampler` with the
+    trainer's world size and rank (training: disjoint shards reshuffled each epoch from ``seed``; eval: each
+    video exactly once across ranks, all its views on one rank). **The Trainer must be built with
+    ``use_distributed_sampler=False``**, otherwise Lightning would replace these samplers with its own
+    DistributedSampler (which pads shards with duplicates and splits a video's views across ranks).
+
+    Bad files are skipped with one warning each and counted; an epoch with more than
+    ``max_fail_fraction`` failures stops with an error listing them (see :class:`FailureTracker`).
+
+    Args:
+        root: dataset root directory.
+        num_frames: T, frames per clip.
+        sampling_rate: s, step between frames at the native frame rate.
+        batch_size: clips per batch (per process).
+        num_workers: DataLoader worker processes.
+        train_short_side: (min, max) random short side in training.
+        crop_size: square crop side.
+        test_short_side: short side in validation/test.
+        num_clips: uniform windows per video in validation/test.
+        num_crops: crops per window in validation/test: 1 (centre) or 3 (along the long side).
+        hflip: random horizontal flip in training.
+        mean: per-channel normalisation mean ([0, 1] scale).
+        std: per-channel normalisation std.
+        max_fail_fraction: tolerated fraction of unreadable videos per epoch before stopping.
+        seed: seed of the per-epoch shuffle (same on every rank).
+        synthetic: if set and ``root`` holds no dataset, :meth:`prepare_data` generates the synthetic
+            motion dataset described by this spec into ``root``.
+        persistent_workers: keep worker processes between epochs (when num_workers > 0).
+        pin_memory: pin batches in page-locked memory (for GPU training).
+        eval_batch_size: batch size of validation/test (default: batch_size).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_frames: int = 8,
+        sampling_rate: int = 8,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        train_short_side: tuple[int, int] = (256, 320),
+        crop_size: int = 224,
+        test_short_side: int = 256,
+        num_clips: int = 10,
+        num_crops: int = 1,
+        hflip: bool = True,
+        mean: tuple[float, float, float] = KINETICS_MEAN,
+        std: tuple[float, float, float] = KINETICS_STD,
+        max_fail_fraction: float = 0.05,
+        seed: int = 0,
+        synthetic: Optional[SyntheticSpec] = None,  # noqa: UP045 - jsonargparse-friendly spelling
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
+        eval_batch_size: Optional[int] = None,  # noqa: UP045
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("num_frames", num_frames),
+            ("sampling_rate", sampling_rate),
+            ("batch_size", batch_size),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+        if num_crops not in (1, 3):
+            raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+        if len(train_short_side) != 2 or not 0 < train_short_side[0] <= train_short_side[1]:
+            raise ValueError(
+                f"train_short_side must be (min, max) with 0 < min <= max, got {train_short_side}"
+            )
+        self.root = str(root)
+        self.num_frames, self.sampling_rate = num_frames, sampling_rate
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.train_short_side = (int(train_short_side[0]), int(train_short_side[1]))
+        self.crop_size, self.test_short_side = crop_size, test_short_side
+        self.num_clips, self.num_crops, self.hflip = num_clips, num_crops, hflip
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.seed = seed
+        self.synthetic = synthetic
+        self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
+        self.tracker = FailureTracker(max_fail_fraction)
+        self.datasets: dict[str, VideoClipDataset] = {}
+        self._classes: list[str] | None = None
+
+    # ----------------------------------------------------------------- classes
+    def _synthetic_pending(self) -> bool:
+        """True if a synthetic dataset is configured but not (completely) written yet."""
+        if self.synthetic is None:
+            return False
+        from video_gn.data import synthetic
+
+        return not synthetic.is_complete(self.root, self.synthetic)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names; index i is label i (the same for every split).
+
+        Available right after __init__: read from the dataset root, or from the synthetic spec when the
+        synthetic dataset is not written yet (its classes.txt will hold the same names).
+        """
+        if self._classes is None:
+            if self._synthetic_pending():
+                from video_gn.data import synthetic
+
+                return synthetic.class_names(self.synthetic)
+            self._classes = find_classes(self.root)
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (see :attr:`classes`)."""
+        return len(self.classes)
+
+    def write_classes(self, dirpath: str | Path) -> Path:
+        """Write the class list as ``classes.txt`` and ``classes.json`` into ``dirpath`` (e.g. next to checkpoints).
+
+        Returns:
+            Path of classes.txt.
+        """
+        return write_classes(self.classes, dirpath)
+
+    # ----------------------------------------------------------------- lifecycle
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset into ``root`` if ``synthetic`` is set and it is not there yet.
+
+        Lightning calls this on one process per node before :meth:`setup`; the generator writes into a
+        temporary directory and renames it, so a half-written dataset is never read.
+        """
+        if not self._synthetic_pending():
+            return
+        from video_gn.data import synthetic  # lazy: only needed to generate
+
+        synthetic.generate(self.root, self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of the stage ("fit", "validate", "test"; None: all present splits).
+
+        Raises:
+            FileNotFoundError: root missing, or a split the stage needs is missing.
+            ValueError: a split is empty or a list has an unknown label.
+        """
+        root = Path(self.root)
+        if self._synthetic_pending():  # setup() without prepare_data(), e.g. outside a Trainer
+            self.prepare_data()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"dataset root {self.root!r} does not exist; point `root` at a folder with train/ and val/ "
+                f"(or train.csv/val.csv), or set `synthetic` to generate the demo dataset"
+            )
+        classes = self.classes
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": []}.get(
+            stage or "", ["train", "val", "test"]
+        )
+        for split in wanted:
+            if split in self.datasets:
+                continue
+            source = split
+            if split == "test" and not split_exists(root, "test"):
+                source = "val"  # documented fallback: test on the validation split
+                log.info("no test split under %s: testing on val", root)
+            if split == "val" and stage == "fit" and not split_exists(root, "val"):
+                log.warning("no val split under %s: training without validation", root)
+                continue
+            if stage is None and not split_exists(root, source):
+                continue
+            self.datasets[split] = self._make_dataset(
+                list_split(root, source, classes), train=split == "train"
+            )
+
+    def _make_dataset(self, videos: Any, *, train: bool) -> VideoClipDataset:
+        if train:
+            return VideoClipDataset(
+                videos,
+                train=True,
+                num_frames=self.num_frames,
+                sampling_rate=self.sampling_rate,
+                transform=train_transform(
+                    short_side=self.train_short_side,
+                    crop_size=self.crop_size,
+                    hflip=self.hflip,
+                    mean=self.mean,
+                    std=self.std,
+                ),
+            )
+        return VideoClipDataset(
+            videos,
+            train=False,
+            num_frames=self.num_frames,
+            sampling_rate=self.sampling_rate,
+            num_clips=self.num_clips,
+            eval_transforms=[
+                eval_transform(
+                    short_side=self.test_short_side,
+                    crop_size=self.crop_size,
+                    crop_index=c,
+                    num_crops=self.num_crops,
+                    mean=self.mean,
+                    std=self.std,
+                )
+                for c in range(self.num_crops)
+            ],
+        )
+
+    # ----------------------------------------------------------------- loaders
+    def _world(self) -> tuple[int, int]:
+        trainer = self._trainer_or_none()
+        if trainer is not None:
+            return int(trainer.world_size), int(trainer.global_rank)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def _trainer_or_none(self) -> Any:
+        return getattr(self, "trainer", None)
+
+    def _loader(self, split: str) -> ClipDataLoader | list:
+        if split not in self.datasets:
+            if split == "val" and Path(self.root).is_dir() and not split_exists(self.root, "val"):
+                return []  # no val split: Lightning skips validation
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        dataset = self.datasets[split]
+        world, rank = self._world()
+        train = split == "train"
+        sampler = ShardedVideoSampler(
+            dataset.num_videos,
+            views_per_video=dataset.views_per_video,
+            shuffle=train,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        workers = self.num_workers
+        return ClipDataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate_clips,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+            drop_last=False,
+            split=split,
+            tracker=self.tracker,
+        )
+
+    def train_dataloader(self) -> ClipDataLoader:
+        """Training batches: one random window per video of this rank's shard, reshuffled per epoch."""
+        return self._loader("train")
+
+    def val_dataloader(self) -> ClipDataLoader | list:
+        """Validation batches: every view of every video of this rank's shard (empty list without a val split)."""
+        return self._loader("val")
+
+    def test_dataloader(self) -> ClipDataLoader:
+        """Test batches on the test split (or val when there is no test split), all views."""
+        return self._loader("test")

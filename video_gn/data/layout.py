@@ -1,0 +1,210 @@
+"""Dataset layouts on disk: which videos a split has, their labels, and the class list.
+
+Two layouts are read (pytorchvideo's conventions):
+
+- folders: ``<root>/<split>/<class_name>/<video>.<ext>`` for any container PyAV reads
+  (extensions in :data:`VIDEO_EXTENSIONS`; other files are ignored);
+- lists: ``<root>/<split>.csv`` with one ``path label`` per line (whitespace-separated, the label last,
+  so paths may contain spaces); the label is a class index or a class name; relative paths are
+  resolved against ``root``; a line with only a path has label -1 (unlabelled).
+
+When both exist for a split, the list wins (it is the explicit choice). Classes come from
+``<root>/classes.txt`` (one name per line) when present, otherwise from the sorted union of the class
+folders of all splits, or of the class names used in the lists (or ``0..max`` when lists use integer
+labels only). The same class-to-index mapping therefore holds for every split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from video_gn._pytorchvideo import ptv_labeled_video_paths
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "SPLITS",
+    "find_classes",
+    "split_exists",
+    "list_split",
+    "write_classes",
+]
+
+SPLITS = ("train", "val", "test")
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".ogv", ".3gp", ".wmv", ".ts"}
+)
+
+
+def _csv(root: Path, split: str) -> Path:
+    return root / f"{split}.csv"
+
+
+def split_exists(root: str | Path, split: str) -> bool:
+    """Whether ``root`` has a list file or a folder for ``split``."""
+    root = Path(root)
+    return _csv(root, split).is_file() or (root / split).is_dir()
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_csv(csv: Path) -> list[tuple[str, str | None, int]]:
+    """(path, raw label or None, line number) for every non-empty line."""
+    rows = []
+    for lineno, line in enumerate(csv.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) == 1:
+            rows.append((parts[0], None, lineno))
+        else:
+            rows.append((parts[0], parts[1], lineno))
+    return rows
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def find_classes(root: str | Path) -> list[str]:
+    """The class names of a dataset root, index i being class i (see the module docstring for the rules).
+
+    Args:
+        root: dataset root.
+
+    Returns:
+        Class names.
+
+    Raises:
+        FileNotFoundError: root does not exist or holds no split.
+        ValueError: no class can be found.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {str(root)!r} does not exist (or is not a directory)")
+    classes_txt = root / "classes.txt"
+    if classes_txt.is_file():
+        names = [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
+        if not names:
+            raise ValueError(f"{classes_txt} is empty; write one class name per line")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{classes_txt} lists a class twice")
+        return names
+    present = [s for s in SPLITS if split_exists(root, s)]
+    if not present:
+        raise FileNotFoundError(
+            f"dataset root {str(root)!r} has none of the splits {SPLITS}: expected <root>/<split>/<class>/*.mp4 "
+            f"folders or <root>/<split>.csv lists"
+        )
+    names: set[str] = set()
+    max_int = -1
+    for split in present:
+        csv = _csv(root, split)
+        if csv.is_file():
+            for _, label, _ in _read_csv(csv):
+                if label is None:
+                    continue
+                if _is_int(label):
+                    max_int = max(max_int, int(label))
+                else:
+                    names.add(label)
+        else:
+            names.update(_class_dirs(root / split))
+    if names and max_int >= 0:
+        raise ValueError(
+            f"{root}: the lists mix class names and integer labels without a classes.txt; add "
+            f"{classes_txt} (one class name per line, line i = label i)"
+        )
+    if names:
+        return sorted(names)
+    if max_int >= 0:
+        return [str(i) for i in range(max_int + 1)]
+    raise ValueError(f"{root}: no classes found (no class folders, no labels in the lists, no classes.txt)")
+
+
+def list_split(root: str | Path, split: str, classes: list[str]) -> ptv_labeled_video_paths.LabeledVideoPaths:
+    """The (path, label) pairs of one split as pytorchvideo's LabeledVideoPaths.
+
+    Args:
+        root: dataset root.
+        split: "train", "val" or "test".
+        classes: class names, index = label (from :func:`find_classes`).
+
+    Returns:
+        LabeledVideoPaths with absolute paths; ``item[1]["label"]`` is the class index (-1: unlabelled).
+
+    Raises:
+        FileNotFoundError: the split has neither a list nor a folder.
+        ValueError: the split is empty, or a list has an unknown label.
+    """
+    root = Path(root)
+    index = {name: i for i, name in enumerate(classes)}
+    csv = _csv(root, split)
+    pairs: list[tuple[str, int]] = []
+    if csv.is_file():
+        for path, label, lineno in _read_csv(csv):
+            p = Path(path)
+            p = p if p.is_absolute() else root / p
+            if label is None:
+                target = -1
+            elif label in index:
+                target = index[label]
+            elif _is_int(label) and 0 <= int(label) < len(classes):
+                target = int(label)
+            else:
+                raise ValueError(
+                    f"{csv}, line {lineno}: unknown label {label!r}; expected a class name from the class "
+                    f"list or an integer in [0, {len(classes)}) (classes: {_preview(classes)})"
+                )
+            pairs.append((str(p), target))
+        where = str(csv)
+    elif (root / split).is_dir():
+        split_dir = root / split
+        for name in _class_dirs(split_dir):
+            if name not in index:
+                raise ValueError(
+                    f"{split_dir / name}: class folder {name!r} is not in the class list ({_preview(classes)}); "
+                    f"add it to {root / 'classes.txt'} or remove the folder"
+                )
+            files = sorted(
+                f
+                for f in (split_dir / name).iterdir()
+                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith(".")
+            )
+            pairs.extend((str(f), index[name]) for f in files)
+        where = str(split_dir)
+    else:
+        raise FileNotFoundError(
+            f"split {split!r} not found under {str(root)!r}: expected {root / split}/<class>/*.mp4 or {csv}"
+        )
+    if not pairs:
+        raise ValueError(
+            f"split {split!r} is empty: {where} lists no video files ({sorted(VIDEO_EXTENSIONS)})"
+        )
+    return ptv_labeled_video_paths.LabeledVideoPaths(pairs)
+
+
+def write_classes(classes: list[str], dirpath: str | Path) -> Path:
+    """Write ``classes.txt`` (one name per line, line i = class i) and ``classes.json`` into ``dirpath``.
+
+    Args:
+        classes: class names.
+        dirpath: directory (created if needed), e.g. the checkpoint directory.
+
+    Returns:
+        Path of classes.txt.
+    """
+    dirpath = Path(dirpath)
+    dirpath.mkdir(parents=True, exist_ok=True)
+    txt = dirpath / "classes.txt"
+    txt.write_text("".join(f"{c}\n" for c in classes))
+    (dirpath / "classes.json").write_text(json.dumps({"classes": list(classes)}, indent=1) + "\n")
+    return txt
+
+
+def _preview(classes: list[str], n: int = 8) -> str:
+    shown = ", ".join(repr(c) for c in classes[:n])
+    return f"{shown}, ... ({len(classes)} in all)" if len(classes) > n else shown
