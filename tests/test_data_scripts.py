@@ -1,0 +1,342 @@
+"""Tests of the data preparation tools: Kinetics download (offline), resize, verify, file lists, scripts."""
+
+from __future__ import annotations
+
+import csv
+import runpy
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from video_gn.data.kinetics_download import clip_path, download_kinetics, read_annotations, sanitize_name
+from video_gn.data.prep import (
+    find_videos,
+    make_filelists,
+    read_list,
+    resize_tree,
+    scaled_size,
+    transcode,
+    verify_video,
+    verify_videos,
+    write_clean_csv,
+)
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
+GOOD_ID, OTHER_ID = "abcDEF123_-", "zz9_zz9-zz9"
+
+
+def run_script(name: str, *args: str) -> tuple[int, str, str]:
+    """Run data_scripts/<name> as ``__main__`` in this process (imports are warm); returns (code, out, err)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = [str(SCRIPTS / name), *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(SCRIPTS / name), run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+def make_video(path: Path, *, seconds: float = 3.0, fps: int = 10, size: tuple[int, int] = (48, 64)) -> Path:
+    """Write an H.264 MP4 whose frame i has mean brightness ~ i (so cuts can be located)."""
+    n = int(round(seconds * fps))
+    h, w = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps, 1))
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"crf": "10", "preset": "ultrafast", "g": str(fps)}
+        for i in range(n):
+            img = np.full((h, w, 3), (7 * i) % 256, np.uint8)
+            img[: h // 4, : w // 4] = 255  # a corner marker to check the aspect after resizing
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode(None))
+    return path
+
+
+def probe(path: Path) -> tuple[int, int, int, float]:
+    """(frames, height, width, fps) by decoding everything."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        return len(frames), frames[0].height, frames[0].width, float(s.average_rate)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def source_video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("src") / "full.mp4", seconds=4.0, fps=10)
+
+
+class FakeDownloader:
+    """Copies a local MP4 into the download folder; fails the first ``fail_first`` calls per id."""
+
+    def __init__(self, source: Path, fail_first: int = 0, always_fail: set[str] = frozenset()):
+        self.source, self.fail_first, self.always_fail = source, fail_first, always_fail
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, youtube_id: str, dest: Path) -> Path:
+        self.calls[youtube_id] = self.calls.get(youtube_id, 0) + 1
+        if youtube_id in self.always_fail or self.calls[youtube_id] <= self.fail_first:
+            raise RuntimeError(f"simulated network error for {youtube_id}")
+        out = dest / f"{youtube_id}.mp4"
+        out.write_bytes(self.source.read_bytes())
+        return out
+
+
+def test_read_annotations_formats(tmp_path: Path) -> None:
+    k400 = write_csv(
+        tmp_path / "train.csv",
+        ["label", "youtube_id", "time_start", "time_end", "split"],
+        [
+            ["passing American football (in game)", GOOD_ID, 1, 3, "train"],
+            ["abseiling", "short", 0, 10, "train"],  # bad id
+            ["abseiling", "ab;rm -rf /", 0, 10, "train"],  # bad id with shell metacharacters
+            ["abseiling", OTHER_ID, 5, 2, "train"],  # end before start
+            ["abseiling", OTHER_ID, 0, 2, "val"],
+        ],
+    )
+    anns, rejected = read_annotations(k400)
+    assert [(a.folder, a.youtube_id, a.start, a.end, a.split) for a in anns] == [
+        ("passing_American_football_in_game", GOOD_ID, 1, 3, "train"),
+        ("abseiling", OTHER_ID, 0, 2, "val"),
+    ]
+    assert len(rejected) == 3 and "invalid youtube id" in rejected[0][1]
+    assert [a.split for a in read_annotations(k400, split="val")[0]] == ["val"]
+    # 700-2020 style: extra column, different order; and a test CSV without label/split columns
+    k700 = write_csv(
+        tmp_path / "k700.csv",
+        ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"],
+        [["yoga", GOOD_ID, "10.0", "20.0", "validate", "0"]],
+    )
+    assert read_annotations(k700)[0][0].split == "validate"
+    test = write_csv(tmp_path / "test.csv", ["youtube_id", "time_start", "time_end"], [[GOOD_ID, 0, 10]])
+    (ann,) = read_annotations(test)[0]
+    assert (ann.folder, ann.split) == ("unlabeled", "test")
+    bad = write_csv(tmp_path / "bad.csv", ["label", "id"], [["x", GOOD_ID]])
+    with pytest.raises(ValueError, match="lacks columns"):
+        read_annotations(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("../../etc", "etc"), ("a/b\\c", "a_b_c"), ("$(reboot); `x` | y", "reboot_x_y"), ("-rf", "rf")],
+)
+def test_sanitize_name(raw: str, expected: str) -> None:
+    assert sanitize_name(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["..", "/", " ", "./."])
+def test_sanitize_name_rejects_empty(raw: str) -> None:
+    with pytest.raises(ValueError):
+        sanitize_name(raw)
+
+
+def test_download_trim_resume_and_failures(tmp_path: Path, source_video: Path) -> None:
+    header = ["label", "youtube_id", "time_start", "time_end", "split"]
+    annotations = write_csv(
+        tmp_path / "k.csv",
+        header,
+        [
+            ["riding a bike", GOOD_ID, 1, 3, "train"],
+            ["../../etc", OTHER_ID, 0, 2, "val"],  # traversal attempt in the label: stays inside out/
+            ["ok", "../../../xx", 0, 2, "val"],  # traversal attempt in the id: rejected
+            ["ok", "broken_id_1", 0, 2, "val"],  # download always fails
+        ],
+    )
+    out = tmp_path / "out"
+    fake = FakeDownloader(source_video, fail_first=1, always_fail={"broken_id_1"})
+    summary = download_kinetics(
+        annotations, out, download_fn=fake, workers=2, retries=2, retry_wait=0.0, progress=False
+    )
+    clip = out / "train" / "riding_a_bike" / f"{GOOD_ID}_000001_000003.mp4"
+    escaped = out / "val" / "etc" / f"{OTHER_ID}_000000_000002.mp4"
+    assert sorted(summary.done) == sorted([clip, escaped])
+    assert not (tmp_path / "etc").exists() and not (tmp_path / "val").exists()
+    # every written file lies inside out/, and only the expected files exist (no temp leftovers)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
+        [
+            clip.relative_to(out).as_posix(),
+            escaped.relative_to(out).as_posix(),
+            "failures.csv",
+            "label_map.csv",
+        ]
+    )
+    # the cut: 2 s at 10 fps, starting at source frame 10 (brightness 70)
+    frames, h, w, fps = probe(clip)
+    assert (frames, h, w, fps) == (20, 48, 64, 10.0)
+    with av.open(str(clip)) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.float64)
+    assert abs(first[24:, 32:].mean() - 70) < 4
+    # retries: one simulated failure then success; the broken id is tried 1 + retries times
+    assert fake.calls[GOOD_ID] == 2 and fake.calls["broken_id_1"] == 3
+    with open(out / "failures.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["youtube_id"] for r in rows} == {"broken_id_1", "../../../xx"}
+    failed = next(r for r in rows if r["youtube_id"] == "broken_id_1")
+    assert "simulated network error" in failed["error"] and "3 attempts" in failed["error"]
+    assert (failed["label"], failed["time_start"], failed["split"]) == ("ok", "0", "val")
+    # resumable: a second run downloads nothing new
+    fake2 = FakeDownloader(source_video, always_fail={"broken_id_1"})
+    again = download_kinetics(annotations, out, download_fn=fake2, workers=1, retries=0, progress=False)
+    assert sorted(again.skipped) == sorted([clip, escaped]) and not again.done
+    assert set(fake2.calls) == {"broken_id_1"}
+
+
+def test_clip_path_stays_inside(tmp_path: Path) -> None:
+    anns, _ = read_annotations(
+        write_csv(
+            tmp_path / "a.csv",
+            ["label", "youtube_id", "time_start", "time_end", "split"],
+            [["../..", GOOD_ID, 0, 1, "../../x"], ["a b", GOOD_ID, 0, 1, "/abs"]],
+        )  # fmt: skip
+    )
+    assert len(anns) == 1  # the label ".." has no usable characters: rejected
+    p = clip_path(tmp_path / "o", anns[0])
+    assert p == (tmp_path / "o" / "abs" / "a_b" / f"{GOOD_ID}_000000_000001.mp4").absolute()
+
+
+def test_transcode_rejects_empty_range(tmp_path: Path, source_video: Path) -> None:
+    with pytest.raises(ValueError, match="no video frames"):
+        transcode(source_video, tmp_path / "x.mp4", start=50, end=60)
+    assert not list(tmp_path.iterdir())  # the partial output was removed
+
+
+def test_scaled_size() -> None:
+    assert scaled_size(240, 320, 256) == (256, 342)
+    assert scaled_size(1080, 1920, 320) == (320, 568)
+    assert scaled_size(640, 360, 256) == (456, 256)
+    assert scaled_size(256, 256, 320) == (320, 320)
+
+
+def test_resize_tree(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_video(src / "train" / "a" / "v1.mp4", seconds=1.0, fps=15, size=(48, 64))
+    make_video(src / "train" / "b" / "v2.mp4", seconds=1.0, fps=12, size=(64, 36))  # portrait
+    (src / "train" / "b" / "broken.mp4").write_bytes(b"not a video")
+    r = resize_tree(src, tmp_path / "dst", short_side=32, workers=2, progress=False)
+    assert len(r["done"]) == 2 and len(r["failed"]) == 1 and "broken.mp4" in r["failed"][0][0]
+    n, h, w, fps = probe(tmp_path / "dst" / "train" / "a" / "v1.mp4")
+    assert (n, h, w, fps) == (15, 32, 42, 15.0)  # 64 * 32 / 48 = 42.7 -> even 42
+    n, h, w, fps = probe(tmp_path / "dst" / "train" / "b" / "v2.mp4")
+    assert (n, h, w, fps) == (12, 56, 32, 12.0)  # 64 * 32 / 36 = 56.9 -> even 56
+    again = resize_tree(src, tmp_path / "dst", short_side=32, workers=1, progress=False)
+    assert len(again["skipped"]) == 2 and not again["done"]
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        s.layout = "mono"
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    return path
+
+
+def test_verify_finds_bad_files(tmp_path: Path) -> None:
+    good = make_video(tmp_path / "d" / "train" / "a" / "good.mp4", seconds=2.0)
+    (tmp_path / "d" / "train" / "a" / "empty.mp4").write_bytes(b"")
+    (tmp_path / "d" / "train" / "a" / "text.mp4").write_text("hello, I am not a video")
+    (tmp_path / "d" / "train" / "b").mkdir()
+    (tmp_path / "d" / "train" / "b" / "truncated.mp4").write_bytes(
+        good.read_bytes()[: good.stat().st_size // 2]
+    )
+    _audio_only(tmp_path / "d" / "train" / "b" / "audio.mp4")
+    checks = {
+        Path(c.path).name: c for c in verify_videos(find_videos(tmp_path / "d"), workers=2, progress=False)
+    }
+    assert checks["good.mp4"].ok and checks["good.mp4"].frames_decoded == 4
+    assert (checks["good.mp4"].height, checks["good.mp4"].width, checks["good.mp4"].fps) == (48, 64, 10.0)
+    for name in ("empty.mp4", "text.mp4", "truncated.mp4", "audio.mp4"):
+        assert not checks[name].ok, name
+    assert checks["empty.mp4"].error.startswith("empty file")
+    assert checks["audio.mp4"].error == "no video stream"
+    assert verify_video(tmp_path / "missing.mp4").ok is False
+
+    # the script: list input, bad-file CSV and a cleaned list
+    lines = [f"train/{p.parent.name}/{p.name} {i}" for i, p in enumerate(find_videos(tmp_path / "d"))]
+    (tmp_path / "d" / "train.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run_script(
+        "verify_videos.py", str(tmp_path / "d" / "train.csv"), "--workers", "1",
+        "--bad", str(tmp_path / "bad.csv"), "--clean-csv", str(tmp_path / "clean.csv"),
+    )  # fmt: skip
+    assert code == 1, err
+    assert "5 files checked: 1 ok, 4 bad" in err
+    with open(tmp_path / "bad.csv", newline="") as f:
+        assert sorted(Path(r["path"]).name for r in csv.DictReader(f)) == [
+            "audio.mp4", "empty.mp4", "text.mp4", "truncated.mp4",
+        ]  # fmt: skip
+    assert [p for p, _ in read_list(tmp_path / "clean.csv")] == ["train/a/good.mp4"]
+
+
+def test_write_clean_csv_with_spaces(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("a b/x.mp4 0\nc/y.mp4 1\n")
+    assert write_clean_csv(tmp_path / "l.csv", tmp_path / "o.csv", [str(tmp_path / "a b" / "x.mp4")]) == 1
+    assert (tmp_path / "o.csv").read_text() == "c/y.mp4 1\n"
+
+
+def test_make_filelists_matches_folders(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    layout = {"train": {"jump": 2, "run": 1, "swim fast": 1}, "val": {"jump": 1, "swim fast": 1}}
+    for split, classes in layout.items():
+        for cls, n in classes.items():
+            for i in range(n):
+                (root / split / cls).mkdir(parents=True, exist_ok=True)
+                (root / split / cls / f"{i}.mp4").write_bytes(b"x")  # contents are not read
+    (root / "train" / "run" / "notes.txt").write_text("not a video")
+    written = make_filelists(root)
+    assert set(written) == {"train", "val"}
+    classes = (root / "classes.txt").read_text().splitlines()
+    assert classes == ["jump", "run", "swim fast"]
+    for split, csv_path in written.items():
+        rows = read_list(csv_path)
+        # the class map of the lists equals the folder layout's
+        from_lists = {(Path(p).parent.name, int(label)) for p, label in rows}
+        assert from_lists == {(c, classes.index(c)) for c in layout[split]}
+        assert len(rows) == sum(layout[split].values())
+        assert all((root / p).is_file() and not Path(p).is_absolute() for p, _ in rows)
+    # an existing classes.txt fixes the order; a folder missing from it is an error
+    (root / "classes.txt").write_text("swim fast\nrun\njump\n")
+    make_filelists(root, splits=["val"])
+    assert {int(label) for _, label in read_list(root / "val.csv")} == {0, 2}
+    (root / "classes.txt").write_text("jump\n")
+    with pytest.raises(ValueError, match="not in the class list"):
+        make_filelists(root)
+    with pytest.raises(FileNotFoundError):
+        make_filelists(tmp_path / "nope")
+
+
+def test_make_filelists_script(tmp_path: Path) -> None:
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        (tmp_path / "train" / cls / "v.mp4").write_bytes(b"x")
+    code, _, err = run_script("make_filelists.py", str(tmp_path))
+    assert code == 0, err
+    assert (tmp_path / "train.csv").read_text() == "train/a/v.mp4 0\ntrain/b/v.mp4 1\n"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS.glob("*.py")))
+def test_scripts_help(script: str) -> None:
+    code, out, err = run_script(script, "--help")
+    assert code == 0 and "usage:" in out, err
