@@ -1,0 +1,130 @@
+"""Frame-exact decoding: the frames returned are exactly the requested indices, after seeking, in any GOP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from video_fixtures import read_index, write_corrupt, write_video
+
+from video_gn.data import DecodeError, clip_indices, decode_frames, load_video_views, probe_video
+from video_gn.data.sampler import UniformWindows
+from video_gn.data.transforms import eval_transform
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory):
+    """300-frame videos: GOP 30 and x264's default GOP (250), both with B-frames; and a GOP-12 MKV."""
+    d = tmp_path_factory.mktemp("long")
+    return {
+        "gop30": write_video(d / "gop30.mp4", num_frames=300, gop=30),
+        "gop_default": write_video(d / "gop_default.mp4", num_frames=300, gop=None),
+        "mkv_gop12": write_video(d / "gop12.mkv", num_frames=300, gop=12),
+    }
+
+
+def _decoded_indices(frames: torch.Tensor) -> list[int]:
+    return [read_index(f.numpy()) for f in frames]
+
+
+def test_clip_indices_reference():
+    assert clip_indices(3, 4, 5, 100).tolist() == [3, 8, 13, 18]
+    # Looping: a 10-frame video and a window of 8 x 2 wraps around.
+    assert clip_indices(0, 8, 2, 10).tolist() == [0, 2, 4, 6, 8, 0, 2, 4]
+    with pytest.raises(ValueError, match="total_frames"):
+        clip_indices(0, 4, 1, 0)
+
+
+@pytest.mark.parametrize("name", ["gop30", "gop_default", "mkv_gop12"])
+def test_decoded_frames_are_the_requested_ones(long_videos, name):
+    path = long_videos[name]
+    info = probe_video(path)
+    assert (info.num_frames, info.fps, info.height, info.width) == (300, 30.0, 64, 96)
+    for start in (0, 1, 29, 30, 31, 59, 61, 137, 240, 251, 299):
+        for num_frames, rate in ((8, 8), (32, 2), (16, 1), (1, 1)):
+            want = clip_indices(start, num_frames, rate, info.num_frames)
+            frames, got_info = decode_frames(path, want)
+            assert frames.dtype == torch.uint8 and frames.shape == (num_frames, 64, 96, 3)
+            assert got_info == info
+            assert _decoded_indices(frames) == want.tolist(), (name, start, num_frames, rate)
+
+
+def test_unsorted_and_repeated_indices(long_videos):
+    want = [200, 3, 3, 150, 299, 0]
+    frames, _ = decode_frames(long_videos["gop30"], want)
+    assert _decoded_indices(frames) == want
+
+
+def test_indices_from_callable(long_videos):
+    seen = []
+
+    def pick(info):
+        seen.append(info.num_frames)
+        return [info.num_frames - 1]
+
+    frames, _ = decode_frames(long_videos["gop30"], pick)
+    assert seen == [300] and _decoded_indices(frames) == [299]
+
+
+@pytest.mark.parametrize("thread_type", ["SLICE", "FRAME", "AUTO"])
+def test_thread_settings_do_not_change_frames(long_videos, thread_type):
+    want = clip_indices(100, 8, 4, 300)
+    frames, _ = decode_frames(long_videos["gop_default"], want, thread_type=thread_type, thread_count=2)
+    assert _decoded_indices(frames) == want.tolist()
+
+
+def test_short_video_loops(tmp_path):
+    path = write_video(tmp_path / "short.mp4", num_frames=10, gop=5)
+    want = clip_indices(0, 8, 2, probe_video(path).num_frames)
+    frames, _ = decode_frames(path, want)
+    assert _decoded_indices(frames) == [0, 2, 4, 6, 8, 0, 2, 4]
+
+
+def test_other_codecs_and_containers(tmp_path):
+    for name, codec in (("a.avi", "mpeg4"), ("b.webm", "libvpx")):
+        path = write_video(tmp_path / name, num_frames=40, gop=10, codec=codec)
+        want = clip_indices(13, 5, 4, probe_video(path).num_frames)
+        frames, _ = decode_frames(path, want)
+        assert _decoded_indices(frames) == want.tolist(), name
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "text", "truncated", "audio"])
+def test_bad_files_raise_decode_error_naming_the_file(tmp_path, kind):
+    good = write_video(tmp_path / "good.mp4", num_frames=60, pattern="noise")
+    bad = write_corrupt(tmp_path / f"bad_{kind}.mp4", kind, source=good)
+    with pytest.raises(DecodeError, match=f"bad_{kind}"):
+        frames, _ = decode_frames(bad, clip_indices(30, 8, 2, 60))
+        # A truncated file may open and decode its surviving prefix; it must not pass as a full clip.
+        raise AssertionError(f"decoded {tuple(frames.shape)} from a {kind} file")
+
+
+def test_load_video_views_matches_eval_transform(tmp_path):
+    path = write_video(tmp_path / "v.mp4", num_frames=90, width=80, height=48)
+    views = load_video_views(
+        path, num_frames=4, sampling_rate=3, num_clips=3, num_crops=3, short_side=40, crop_size=32
+    )
+    assert views.shape == (9, 3, 4, 32, 32) and views.dtype == torch.float32
+    windows = UniformWindows(4, 3, 3)
+    info = probe_video(path)
+    for k in range(3):
+        frames, _ = decode_frames(path, windows(info, k))
+        clip = frames.permute(0, 3, 1, 2)
+        for c in range(3):
+            ref = eval_transform(short_side=40, crop_size=32, crop_index=c, num_crops=3)(clip)
+            torch.testing.assert_close(views[k * 3 + c], ref, rtol=0, atol=0)
+    # Windows spread from the first to the last possible start (90 frames, span 10: starts 0, 40, 80).
+    assert [int(windows(info, k)[0]) for k in range(3)] == [0, 40, 80]
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        load_video_views(tmp_path / "nope.mp4")
+
+
+def test_decoded_pixels_match_a_full_sequential_decode(tmp_path):
+    """Seeking must give bit-identical pixels to decoding every frame from the start."""
+    import av
+
+    path = write_video(tmp_path / "noise.mp4", num_frames=120, gop=30, pattern="noise")
+    with av.open(str(path)) as c:
+        every = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    want = clip_indices(47, 6, 7, 120)
+    frames, _ = decode_frames(path, want)
+    np.testing.assert_array_equal(frames.numpy(), every[want])
