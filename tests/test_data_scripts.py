@@ -214,6 +214,13 @@ def test_clip_path_stays_inside(tmp_path: Path) -> None:
     assert p == (tmp_path / "o" / "abs" / "a_b" / f"{GOOD_ID}_000000_000001.mp4").absolute()
 
 
+def test_label_clash_is_an_error(tmp_path: Path, source_video: Path) -> None:
+    rows = [["a b", GOOD_ID, 0, 1, "train"], ["a/b", OTHER_ID, 0, 1, "train"]]
+    k = write_csv(tmp_path / "k.csv", ["label", "youtube_id", "time_start", "time_end", "split"], rows)
+    with pytest.raises(ValueError, match="same folder"):
+        download_kinetics(k, tmp_path / "o", download_fn=FakeDownloader(source_video), progress=False)
+
+
 def test_transcode_rejects_empty_range(tmp_path: Path, source_video: Path) -> None:
     with pytest.raises(ValueError, match="no video frames"):
         transcode(source_video, tmp_path / "x.mp4", start=50, end=60)

@@ -294,6 +294,12 @@ def download_kinetics(
         a, rej = read_annotations(p, split=split)
         anns += a
         summary.rejected += rej
+    labels_of: dict[tuple[str, str], set[str]] = {}
+    for a in anns:
+        labels_of.setdefault((a.split, a.folder), set()).add(a.label)
+    clashes = {f: sorted(ls) for (_, f), ls in labels_of.items() if len(ls) > 1}
+    if clashes:
+        raise ValueError(f"different labels map to the same folder name after sanitising: {clashes}")
     seen: set[Path] = set()
     unique = []
     for a in anns:  # the same clip may be listed twice (or in two CSVs)
