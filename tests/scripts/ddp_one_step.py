@@ -44,10 +44,12 @@ def main() -> None:
     p.add_argument("--world", type=int, required=True)
     p.add_argument("--norm", default="gn")
     p.add_argument("--ws", type=int, default=1)
+    p.add_argument("--sync", type=int, default=0, help="synchronise BatchNorm across processes")
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
     from video_gn.module import VideoClassifier
+    from video_gn.nn.syncbn import SyncBatchNormPlugin
 
     L.seed_everything(0)
     model = VideoClassifier(
@@ -75,6 +77,8 @@ def main() -> None:
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
+        sync_batchnorm=bool(a.sync),
+        plugins=[SyncBatchNormPlugin()] if a.sync else None,
     )
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainer.fit(model, datamodule=Data(batch_size=2 // a.world))

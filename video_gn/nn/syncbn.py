@@ -1,0 +1,128 @@
+"""Synchronised BatchNorm that also runs on CPU process groups (gloo).
+
+``torch.nn.SyncBatchNorm`` refuses CPU tensors (and DDP refuses it on CPU modules). The BN baseline of
+a small-batch study is exactly the configuration one wants to check on a laptop or in CI, so
+:class:`SyncBatchNorm` computes the cross-process statistics with a differentiable all-reduce
+(``torch.distributed.nn.all_reduce``). :class:`SyncBatchNormPlugin` (added by the CLI whenever
+``trainer.sync_batchnorm`` is true) uses it for CPU models and torch's fused version on GPUs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
+from torch import nn
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm (any N-D input) whose training statistics are taken over all processes of a group (CPU/gloo).
+
+    Outside an initialised multi-process group, or in eval mode, it is plain BatchNorm.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.process_group = process_group
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 - torch's name
+        if input.dim() < 2:
+            raise ValueError(
+                f"SyncBatchNorm expects input of at least 2 dims (N, C, ...), got {input.dim()}D"
+            )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
+        if not (
+            self.training
+            and input.device.type == "cpu"
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size(self.process_group or dist.group.WORLD) > 1
+        ):
+            return super().forward(input)
+        group = self.process_group or dist.group.WORLD
+        dims = [0, *range(2, input.dim())]
+        x = input.float()
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype)
+        # One differentiable all-reduce of [sum, sum of squares, count] (C + C + 1 values).
+        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]), group)
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)  # biased, as BN normalises with
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1).clamp_min(1), alpha=m)
+        shape = (1, c) + (1,) * (input.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(input.dtype)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum over processes is the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad, None
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Replace every BatchNorm (1/2/3-D) in ``module`` by the CPU-capable :class:`SyncBatchNorm`, keeping state.
+
+    Returns:
+        the converted module (a new object where ``module`` itself is a BatchNorm).
+    """
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, SyncBatchNorm | nn.SyncBatchNorm
+    ):
+        new = SyncBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            process_group,
+        )
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, process_group))
+    return module
+
+
+class SyncBatchNormPlugin(TorchSyncBatchNorm):
+    """Lightning layer-sync plugin: BatchNorm → :class:`SyncBatchNorm` (CPU and GPU) under DDP.
+
+    Subclasses Lightning's own plugin so that ``Trainer(sync_batchnorm=True, plugins=[SyncBatchNormPlugin()])``
+    is accepted; the CLI adds it whenever ``trainer.sync_batchnorm`` is true.
+    """
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+        return convert_sync_batchnorm(model) if on_cpu else nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    def revert(self, model: nn.Module) -> nn.Module:
+        return model
