@@ -184,6 +184,10 @@ def create_stage(
     Returns:
         pytorchvideo ``ResStage``: (N, dim_in, T, H, W) -> (N, dim_out, T/st, H/sh, W/sw) (rounded up).
     """
+    if block not in ("basic", "bottleneck"):
+        raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}.")
+    if depth < 1:
+        raise ValueError(f"a stage needs depth >= 1 residual blocks, got {depth!r}.")
     kernels = [conv_a_kernel_size] if isinstance(conv_a_kernel_size[0], int) else list(conv_a_kernel_size)
     kernels = (kernels * depth)[:depth]
     builder = create_basic_block if block == "basic" else ptv_resnet.create_bottleneck_block
