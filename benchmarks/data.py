@@ -179,20 +179,24 @@ def torchcodec_exact() -> Callable[[Path, np.ndarray, int], int] | None:
 
 def interleaved(
     methods: dict[str, Callable[[Path, np.ndarray, int], int]], jobs: list[tuple[Path, np.ndarray, int]]
-) -> dict[str, tuple[float, int]]:
-    """Run every method on every job, rotating the order per job; return {name: (seconds, frames)}."""
+) -> dict[str, np.ndarray]:
+    """Run every method on every job, rotating the order per job; return {name: seconds per job}."""
     names = list(methods)
-    totals = {n: [0.0, 0] for n in names}
+    times = {n: np.zeros(len(jobs)) for n in names}
     for j, (path, idx, s) in enumerate(jobs):
         for k in range(len(names)):
             name = names[(j + k) % len(names)]
             t0 = time.perf_counter()
             frames = methods[name](path, idx, s)
-            totals[name][0] += time.perf_counter() - t0
-            totals[name][1] += frames
+            times[name][j] = time.perf_counter() - t0
             if frames != len(idx):
                 raise RuntimeError(f"{name} returned {frames} frames instead of {len(idx)} on {path}")
-    return {n: (t, f) for n, (t, f) in totals.items()}
+    return times
+
+
+def paired_ratio(ref: np.ndarray, ours_: np.ndarray) -> float:
+    """Median over clips of ref time / our time: robust to load bursts from other processes."""
+    return float(np.median(ref / ours_))
 
 
 def make_jobs(paths: list[Path], t: int, s: int, clips: int, seed: int) -> list[tuple[Path, np.ndarray, int]]:
@@ -227,6 +231,26 @@ def loader_run(root: Path, t: int, s: int, workers: int, epochs: int) -> tuple[f
     return seconds, clips, mem.peak
 
 
+def rss_run(root: Path, clips: int) -> tuple[float, float]:
+    """VmRSS (MiB) of this process after 200 and after ``clips`` 8x8 training clips (decode + transforms)."""
+    dm = KineticsDataModule(str(root), num_frames=8, sampling_rate=8, num_workers=0)
+    dm.setup("fit")
+    dataset = dm.datasets["train"]
+
+    def vmrss() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    at = {}
+    for n in range(1, clips + 1):
+        dataset[n % dataset.num_videos]
+        if n in (200, clips):
+            at[n] = vmrss()
+    return at[200], at[clips]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -237,6 +261,8 @@ def main() -> None:
     parser.add_argument("--loader-epochs", type=int, default=3, help="timed epochs per loader run")
     parser.add_argument("--loader-videos", type=int, default=16, help="videos in the loader's dataset")
     parser.add_argument("--skip-loader", action="store_true")
+    parser.add_argument("--rss-clips", type=int, default=0, help="also measure RSS after 200 and N clips")
+    parser.add_argument("--only-rss", action="store_true", help="run only the RSS measurement")
     parser.add_argument("--clean", action="store_true", help="delete --out first")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -252,6 +278,16 @@ def main() -> None:
         f"videos: {args.videos} per GOP, {SECONDS} s {WIDTH}x{HEIGHT} {FPS} fps H.264 (written in {time.time() - t0:.0f} s)\n"
     )
 
+    if args.rss_clips or args.only_rss:
+        n = args.rss_clips or 2000
+        root = args.out / "x264-default"
+        before, after = rss_run(root, n)
+        print("### Host memory (training dataset, 8x8 clips, decode + transforms, one process)\n")
+        print(f"| RSS after 200 clips | RSS after {n} clips | change |\n| --- | --- | --- |")
+        print(f"| {before:.0f} MiB | {after:.0f} MiB | {100 * (after - before) / before:+.1f} % |\n")
+        if args.only_rss:
+            return
+
     tc = torchcodec_exact()
     methods: dict[str, Callable] = {"video_gn": ours(), "pytorchvideo": pytorchvideo_stock}
     if tc is not None:
@@ -260,6 +296,7 @@ def main() -> None:
         print("torchcodec not importable (pip install torchcodec + system FFmpeg): column omitted\n")
 
     print("### Decode only (one process, same windows, interleaved)\n")
+    print("Ratios: median over clips of (reference time / video_gn time) on the same clip.\n")
     cols = list(methods)
     head = " | ".join(f"{m} clips/s | {m} frames/s" for m in cols)
     ratio_cols = ["vs pytorchvideo"] + (["vs torchcodec"] if tc else [])
@@ -271,12 +308,11 @@ def main() -> None:
             res = interleaved(methods, jobs)
             cells = []
             for m in cols:
-                sec, frames = res[m]
-                cells.append(f"{len(jobs) / sec:.1f} | {frames / sec:.0f}")
-            ours_rate = len(jobs) / res["video_gn"][0]
-            ratios = [f"{ours_rate / (len(jobs) / res['pytorchvideo'][0]):.2f}x"]
+                sec = res[m].sum()
+                cells.append(f"{len(jobs) / sec:.1f} | {len(jobs) * t / sec:.0f}")
+            ratios = [f"{paired_ratio(res['pytorchvideo'], res['video_gn']):.2f}x"]
             if tc:
-                ratios.append(f"{ours_rate / (len(jobs) / res['torchcodec'][0]):.2f}x")
+                ratios.append(f"{paired_ratio(res['torchcodec'], res['video_gn']):.2f}x")
             print(f"| {gop_name} | {t}x{s} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
     print("\n### PyAV thread settings for video_gn's decoder (clips/s, interleaved)\n")
@@ -295,7 +331,7 @@ def main() -> None:
             res = interleaved(variants, jobs)
             print(
                 f"| {gop_name} | {t}x{s} | "
-                + " | ".join(f"{len(jobs) / res[v][0]:.1f}" for v in variants)
+                + " | ".join(f"{len(jobs) / res[v].sum():.1f}" for v in variants)
                 + " |"
             )
 

@@ -316,6 +316,12 @@ def test_datamodule_shards_by_rank(root):
     assert len(train_seen[0]) == len(train_seen[1]) == 4 and not set(train_seen[0]) & set(train_seen[1])
     assert sorted(views_seen[0] + views_seen[1]) == [(v, k) for v in range(6) for k in range(2)]
     assert not {v for v, _ in views_seen[0]} & {v for v, _ in views_seen[1]}
+    dm = _dm(root)  # Lightning's own sampler replacement would shard each rank's shard again: refuse
+    dm.trainer = SimpleNamespace(
+        world_size=2, global_rank=0, _accelerator_connector=SimpleNamespace(use_distributed_sampler=True)
+    )
+    with pytest.raises(ValueError, match="use_distributed_sampler=False"):
+        dm.train_dataloader()
 
 
 @pytest.fixture()

@@ -346,6 +346,13 @@ class KineticsDataModule(L.LightningDataModule):
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         dataset = self.datasets[split]
         world, rank = self._world()
+        connector = getattr(self._trainer_or_none(), "_accelerator_connector", None)
+        if world > 1 and getattr(connector, "use_distributed_sampler", False):
+            raise ValueError(
+                "KineticsDataModule shards videos across ranks itself; build the Trainer with "
+                "use_distributed_sampler=False (got True), otherwise Lightning would wrap its sampler in a "
+                "DistributedSampler and split each rank's shard again"
+            )
         train = split == "train"
         sampler = ShardedVideoSampler(
             dataset.num_videos,
