@@ -1,0 +1,439 @@
+"""Tests for 2D -> 3D inflation: exact reproductions of random 2D ResNets (torchvision, timm, BiT) by the 3D models.
+
+Every identity is checked in eval mode against the 2D network itself (the independent reference), with random
+weights and randomised norm statistics/affine so that nothing is trivially zero. Relative errors are max |Δ| over
+max |logit|.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from video_gn.models import LAYOUTS, build, create_video_resnet
+from video_gn.models.bit import PreActResNet3d, create_bit_resnet
+from video_gn.models.inflate import InflationReport, detect_family, inflate, inflate_kernel
+from video_gn.models.pretrained import load_pretrained
+from video_gn.nn import GroupNorm, conv_layer, convert_norm, norm_layer, use_weight_standardization
+
+try:
+    import timm
+    from timm.layers import GroupNormAct, StdConv2d
+    from timm.models.resnetv2 import ResNetV2
+except ImportError:  # optional extra: pip install "video_gn[timm]"
+    timm = None
+
+needs_timm = pytest.mark.skipif(timm is None, reason="timm not installed (pip install 'video_gn[timm]')")
+TOL = 1e-4
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _constant_clip(images: torch.Tensor, t: int) -> torch.Tensor:
+    return images[:, :, None].expand(-1, -1, t, -1, -1).contiguous()  # (N, C, T, H, W)
+
+
+@torch.no_grad()
+def _randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.7 + 0.3)
+            m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 0.4 - 0.2)
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+@torch.no_grad()
+def _small_filters(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Per-filter std log-uniform in [1e-4, 1e-2], like trained WS filters that weight decay shrank."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            std = torch.exp(
+                torch.rand(m.weight.shape[0], 1, 1, 1, generator=g) * math.log(100) + math.log(1e-4)
+            )
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * std)
+    return model
+
+
+def _torchvision_r50(
+    norm: str = "bn", ws_eps: float | None = None, depths: tuple[int, ...] = (1, 1, 1, 1)
+) -> nn.Module:
+    """torchvision's ResNet-50 class (full width) with ``depths`` blocks per stage (fast), random weights."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet.ResNet(
+        torchvision.models.resnet.Bottleneck, list(depths), num_classes=10
+    )
+    if norm == "gn":
+        model = convert_norm(model, "gn")
+    if ws_eps is not None:
+        model = use_weight_standardization(model, eps=ws_eps)
+    return _randomise_norms(model)
+
+
+def _video(
+    name: str, *, norm: str = "bn", ws: bool = False, ws_eps: float = 1e-6, depths=(1, 1, 1, 1), **layout
+) -> nn.Module:
+    """The registry layout ``name`` with ``depths`` blocks per stage (matches :func:`_torchvision_r50`)."""
+    layout = dataclasses.replace(LAYOUTS[name], depths=depths, **layout)
+    return create_video_resnet(
+        layout, num_classes=10, width=64, norm=norm_layer(norm), conv=conv_layer(ws, ws_eps)
+    ).eval()
+
+
+def _temporal_replicate_padding(model: nn.Module) -> nn.Module:
+    """Pad every temporal conv by repeating the border frames instead of zeros (spatial padding unchanged)."""
+    for conv in model.modules():
+        if isinstance(conv, nn.Conv3d) and conv.padding[0] > 0:
+            p = conv.padding[0]
+            conv.padding = (0, *conv.padding[1:])
+            conv.register_forward_pre_hook(
+                lambda _, args, p=p: (F.pad(args[0], (0, 0, 0, 0, p, p), "replicate"),)
+            )
+    return model
+
+
+# ------------------------------------------------------------------------------------------- kernel rule
+
+
+@pytest.mark.parametrize("method", ["mean", "center"])
+@pytest.mark.parametrize("kernel_t", [1, 3, 5])
+def test_kernel_rule_plain_and_ws(method: str, kernel_t: int) -> None:
+    torch.manual_seed(0)
+    w2 = torch.randn(4, 3, 3, 3, dtype=torch.float64) * 0.1 + 0.05  # non-zero filter means
+    w3, c = inflate_kernel(w2, kernel_t, method=method)
+    assert w3.shape == (4, 3, kernel_t, 3, 3) and c == 1.0
+    torch.testing.assert_close(w3.sum(2), w2)  # a constant clip sees the 2D kernel
+    if method == "center":
+        assert torch.count_nonzero(w3[:, :, [t for t in range(kernel_t) if t != kernel_t // 2]]) == 0
+
+    def std(w: torch.Tensor, eps: float) -> torch.Tensor:  # independent float64 reference
+        flat = w.flatten(1)
+        mu, var = flat.mean(1, keepdim=True), flat.var(1, unbiased=False, keepdim=True)
+        return ((flat - mu) / (var + eps).sqrt()).view_as(w)
+
+    eps = 1e-3  # large on purpose: any eps mismatch shows
+    w3_ws, c = inflate_kernel(w2, kernel_t, method=method, source_ws_eps=eps, target_ws=True)
+    target, _ = inflate_kernel(std(w2, eps), kernel_t, method=method)  # inflate the standardized 2D kernel
+    assert c == pytest.approx({"mean": kernel_t, "center": math.sqrt(kernel_t)}[method])
+    torch.testing.assert_close(std(w3_ws, eps), c * target, rtol=1e-10, atol=1e-10)
+    folded, c = inflate_kernel(w2, kernel_t, method=method, source_ws_eps=eps, target_ws=False)
+    torch.testing.assert_close(folded, target)
+    assert c == 1.0
+    # The naive rule (inflate w2, standardize in 3D) is NOT the inflated standardized kernel once k_T > 1.
+    if kernel_t > 1:
+        naive, _ = inflate_kernel(w2, kernel_t, method=method)
+        ratio = std(naive, eps) / target
+        assert not torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-3)
+
+
+# ------------------------------------------------------------------------------- torchvision (always run)
+
+
+def test_torchvision_c2d_constant_clip_and_frame_average() -> None:
+    """C2D layout: constant clip == 2D logits; without the temporal pool, any clip == mean of 2D logits."""
+    m2 = _torchvision_r50("bn", depths=(3, 4, 6, 3))  # the real ResNet-50: the name map is complete
+    m3 = build("c2d_r50", num_classes=10, norm="bn", ws=False).eval()
+    report = inflate(m3, m2.state_dict())
+    assert len(report.inflated) == 53 and not report.missing and not report.skipped
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 4)), m2(x)) <= TOL
+        m2 = _torchvision_r50("bn")
+        m3 = _video("c2d_r50", stage1_pool=False)
+        inflate(m3, m2.state_dict())
+        clip = torch.randn(2, 3, 3, 32, 32)
+        frames = torch.stack([m2(clip[:, :, t]) for t in range(3)]).mean(0)
+        assert _rel(m3(clip), frames) <= TOL
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn"])
+@pytest.mark.parametrize("name", ["i3d_r50", "slow_r50"])
+def test_center_inflation_constant_clip(name: str, norm: str) -> None:
+    m3 = _video(name, norm=norm, depths=(2, 2, 2, 2))  # block 2 of each stage: I3D's other temporal kernel
+    m2 = _torchvision_r50(norm, depths=(2, 2, 2, 2))
+    report = inflate(m3, m2.state_dict(), method="center")
+    assert not report.missing and (norm == "bn" or not report.skipped)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+        for t in (4, 8):
+            assert _rel(m3(_constant_clip(x, t)), y2) <= TOL, t
+
+
+def test_mean_inflation_bn_is_exact_away_from_the_borders() -> None:
+    """BN (eval) is local: in the middle of a long constant clip the I3D features equal the 2D features."""
+    m2 = _torchvision_r50("bn")
+    m3 = _video("i3d_r50")
+    inflate(m3, m2.state_dict(), method="mean")
+    x = torch.randn(1, 3, 32, 32)
+    feats = {}
+    m3.blocks[-2].register_forward_hook(lambda _m, _i, out: feats.setdefault("3d", out))
+    with torch.no_grad():
+        f2 = m2.layer4(m2.layer3(m2.layer2(m2.layer1(m2.maxpool(m2.relu(m2.bn1(m2.conv1(x))))))))
+        m3(_constant_clip(x, 64))
+    f3 = feats["3d"]  # (1, 2048, 32, 1, 1): 64 frames, halved by the stage-1 pool
+    middle = f3[:, :, 12:20]  # receptive field of the depth-1 I3D: < 12 pooled steps
+    assert _rel(middle, f2[:, :, None].expand_as(middle)) <= TOL
+    border = f3[:, :, :1]
+    assert _rel(border, f2[:, :, None]) > 1e-2  # zero padding: the first step sees fewer frames
+
+
+def test_gn_ws_post_activation_inflation() -> None:
+    """GN + WS ResNet (2D) into the GN + WS I3D: the WS-aware rule keeps the function, the naive one does not."""
+    eps = 1e-6
+    m2 = _small_filters(_torchvision_r50("gn", ws_eps=eps))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+
+    def run(method: str, *, padding: str = "zeros", **kw) -> float:
+        m3 = _video("i3d_r50", norm="gn", ws=True, ws_eps=eps)
+        report = inflate(m3, m2.state_dict(), method=method, **kw)
+        if padding == "replicate":
+            _temporal_replicate_padding(m3)
+        with torch.no_grad():
+            return _rel(m3(_constant_clip(x, 8)), y2), report
+
+    err, report = run("center", source_ws_eps=eps)
+    assert err <= TOL and report.scaled["blocks.0.conv.weight"] == pytest.approx(math.sqrt(5))
+    assert not report.notes
+    err, _ = run("mean", source_ws_eps=eps, padding="replicate")  # border effect removed: exact
+    assert err <= TOL
+    err_zero_pad, _ = run("mean", source_ws_eps=eps)
+    assert err_zero_pad > 1e-3  # the border effect reaches every step through the GN statistics
+    naive, report = run("center", source_ws_eps=None)  # plain rule: zero taps standardize to non-zero values
+    assert naive > 1e-2 and report.notes
+    with pytest.raises(ValueError, match="eps"):
+        run("center", source_ws_eps=1e-5)
+
+
+def test_folding_ws_checkpoint_into_plain_convs() -> None:
+    m2 = _small_filters(_torchvision_r50("gn", ws_eps=1e-6))
+    m3 = _video("i3d_r50", norm="gn")
+    report = inflate(m3, m2.state_dict(), method="center", source_ws_eps=1e-6)
+    assert any("folded" in n for n in report.notes)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 4)), m2(x)) <= TOL
+
+
+def test_report_head_and_architecture_errors() -> None:
+    m2 = _torchvision_r50("bn")
+    sd = m2.state_dict()
+    layout = dataclasses.replace(LAYOUTS["c2d_r50"], depths=(1, 1, 1, 1))
+    m3 = create_video_resnet(layout, num_classes=7, width=64, norm=norm_layer("gn"), conv=nn.Conv3d)
+    report = inflate(m3, sd)
+    assert isinstance(report, InflationReport) and report.source == "resnet"
+    assert report.missing == ["blocks.6.proj.weight", "blocks.6.proj.bias"]
+    assert any("fc.weight" in s and "(10, 2048)" in s for s in report.skipped)
+    assert sum("BN statistics" in s for s in report.skipped) == 3 * 17  # BN -> GN: affine only
+    assert "17 conv kernels inflated" in str(report)
+    with pytest.raises(ValueError, match=r"\(64, 3, 7, 7\).*\(32, 3, 1, 7, 7\)"):
+        inflate(build("c2d_r50", width=32, norm="bn", ws=False), sd)
+    deeper = _torchvision_r50("bn", depths=(1, 2, 1, 1)).state_dict()
+    with pytest.raises(ValueError, match="no place in the model.*layer2.1"):
+        inflate(_video("i3d_r50"), deeper)
+    with pytest.raises(ValueError, match="get no value.*blocks.3.res_blocks.1"):
+        inflate(_video("i3d_r50", depths=(1, 2, 1, 1)), sd)
+    with pytest.raises(ValueError, match="pre-activation|post-activation"):
+        inflate(build("bit_c2d_r50x1", width=8), sd)
+    with pytest.raises(ValueError, match="Unrecognised"):
+        detect_family({"features.0.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="method"):
+        inflate(m3, sd, method="repeat")
+
+
+def test_load_pretrained_files(tmp_path) -> None:
+    m2 = _torchvision_r50("bn")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+    wrapped = {"state_dict": {f"module.{k}": v for k, v in m2.state_dict().items()}, "epoch": 3}
+    torch.save(wrapped, tmp_path / "r50.pth")
+    m3 = _video("c2d_r50")
+    report = load_pretrained(m3, tmp_path / "r50.pth")
+    assert report.source == "resnet"
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 2)), y2) <= TOL
+    # a 3D checkpoint of the same model is copied as is
+    torch.save(m3.state_dict(), tmp_path / "c2d.pt")
+    again = _video("c2d_r50")
+    assert load_pretrained(again, str(tmp_path / "c2d.pt")).source == "3d"
+    with torch.no_grad():
+        torch.testing.assert_close(again(_constant_clip(x, 2)), m3(_constant_clip(x, 2)))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrained(m3, tmp_path / "nope.pth")
+    torch.save({"opt": object.__new__(_Opaque)}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError, match="weights_only"):
+        load_pretrained(m3, tmp_path / "pickled.pth")
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in m2.state_dict().items()}, str(tmp_path / "r50.safetensors"))
+    m3 = _video("c2d_r50")
+    load_pretrained(m3, tmp_path / "r50.safetensors")
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 2)), y2) <= TOL
+
+
+class _Opaque:
+    pass
+
+
+def test_hub_name_offline_error_says_what_to_download(monkeypatch) -> None:
+    def offline(self, *args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(FileNotFoundError, match=r"resnet50-.*\.pth.*checkpoints"):
+        load_pretrained(build("c2d_r50", width=8), "torchvision:ResNet50_Weights.IMAGENET1K_V2")
+
+
+# ----------------------------------------------------------------------------------------- timm families
+
+
+@needs_timm
+def test_timm_resnet50_c2d_constant_clip() -> None:
+    torch.manual_seed(0)
+    m2 = _randomise_norms(timm.create_model("resnet50", pretrained=False, num_classes=10))
+    m3 = build("c2d_r50", num_classes=10, norm="bn", ws=False).eval()  # the real ResNet-50 layout
+    assert inflate(m3, m2.state_dict()).source == "resnet"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 4)), m2(x)) <= TOL
+
+
+def _timm_bit(*, small: bool, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    if small:  # width 8, one block per stage: a CPU-sized ResNetV2 with BiT's stem, GN + StdConv2d(eps=1e-8)
+        model = ResNetV2(
+            layers=[1, 1, 1, 1],
+            channels=(32, 64, 128, 256),
+            stem_chs=8,
+            stem_type="fixed",
+            num_classes=10,
+            conv_layer=partial(StdConv2d, eps=1e-8),
+            norm_layer=lambda c, **kw: GroupNormAct(c, num_groups=min(32, c), **kw),
+        )
+    else:
+        model = timm.create_model("resnetv2_50x1_bit", pretrained=False, num_classes=10)
+    return _randomise_norms(_small_filters(model, seed))
+
+
+def _bit3d(name: str, *, ws_eps: float = 1e-8, ws: bool = True) -> PreActResNet3d:
+    """The small 3D counterpart of ``_timm_bit(small=True)``: BiT layout ``name`` with one block per stage."""
+    layout = dataclasses.replace(LAYOUTS[name], depths=(1, 1, 1, 1))
+    return create_bit_resnet(
+        layout, num_classes=10, width=8, norm=norm_layer("gn"), conv=conv_layer(ws, ws_eps)
+    ).eval()
+
+
+@needs_timm
+def test_bit_r50x1_c2d_constant_clip() -> None:
+    m2 = _timm_bit(small=False)
+    assert isinstance(m2.stem.conv, StdConv2d) and m2.stem.conv.eps == 1e-8
+    m3 = build("bit_c2d_r50x1", num_classes=10, ws_eps=1e-8).eval()
+    report = inflate(m3, m2.state_dict())
+    assert report.source == "bit" and len(report.inflated) == 53 and not report.missing
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 3)), m2(x)) <= TOL
+
+
+@needs_timm
+def test_bit_i3d_inflation_and_the_border_effect() -> None:
+    m2 = _timm_bit(small=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+        for name in ("c2d_r50", "i3d_r50", "slow_r50"):
+            m3 = _bit3d(name)
+            inflate(m3, m2.state_dict(), method="center")
+            assert _rel(m3(_constant_clip(x, 8)), y2) <= TOL, name
+        errors = {}
+        for t in (4, 16, 64):
+            m3 = _bit3d("i3d_r50")
+            report = inflate(m3, m2.state_dict(), method="mean")
+            errors[t] = _rel(m3(_constant_clip(x, t)), y2)
+        assert report.scaled["blocks.0.conv.weight"] == 5.0 and not report.notes
+        # GN mixes every time step into its statistics: the border effect shrinks with T but reaches all steps.
+        assert errors[4] > errors[16] > errors[64] > 1e-3
+        _temporal_replicate_padding(m3)  # border frames see what interior frames see: exact again
+        assert _rel(m3(_constant_clip(x, 4)), y2) <= TOL
+
+
+@needs_timm
+def test_bit_wrong_ws_eps_is_refused_and_breaks_the_identity() -> None:
+    m2 = _timm_bit(small=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+        with pytest.raises(ValueError, match=r"eps=1e-06.*eps=1e-08.*ws_eps=1e-08"):
+            inflate(_bit3d("c2d_r50", ws_eps=1e-6), m2.state_dict())
+        for eps in (1e-6, 1e-10):
+            m3 = _bit3d("i3d_r50", ws_eps=eps)
+            inflate(m3, m2.state_dict(), method="center", check_ws_eps=False)
+            assert _rel(m3(_constant_clip(x, 4)), y2) > 0.05, eps
+        # plain 3D convs: the BiT standardization (eps 1e-8) is folded into the weights
+        m3 = _bit3d("i3d_r50", ws=False)
+        inflate(m3, m2.state_dict(), method="center")
+        assert _rel(m3(_constant_clip(x, 4)), y2) <= TOL
+
+
+@needs_timm
+def test_bit_official_npz_format(tmp_path) -> None:
+    """Write the official BiT .npz naming (TF, HWIO) by hand and load it through load_pretrained."""
+    m2 = _timm_bit(small=True)
+    sd = m2.state_dict()
+    hwio = lambda t: t.permute(2, 3, 1, 0).numpy() if t.ndim == 4 else t.numpy()  # noqa: E731
+    arrays = {
+        "resnet/root_block/standardized_conv2d/kernel": hwio(sd["stem.conv.weight"]),
+        "resnet/group_norm/gamma": hwio(sd["norm.weight"]),
+        "resnet/group_norm/beta": hwio(sd["norm.bias"]),
+        "resnet/head/conv2d/kernel": hwio(sd["head.fc.weight"]),
+        "resnet/head/conv2d/bias": hwio(sd["head.fc.bias"]),
+    }
+    for s in range(4):
+        unit = f"resnet/block{s + 1}/unit01/"
+        block = f"stages.{s}.blocks.0."
+        for i, letter in enumerate("abc", start=1):
+            arrays[f"{unit}{letter}/standardized_conv2d/kernel"] = hwio(sd[f"{block}conv{i}.weight"])
+            arrays[f"{unit}{letter}/group_norm/gamma"] = hwio(sd[f"{block}norm{i}.weight"])
+            arrays[f"{unit}{letter}/group_norm/beta"] = hwio(sd[f"{block}norm{i}.bias"])
+        arrays[f"{unit}a/proj/standardized_conv2d/kernel"] = hwio(sd[f"{block}downsample.conv.weight"])
+    np.savez(tmp_path / "BiT-M-R50x1.npz", **arrays)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+        with pytest.raises(ValueError, match="1e-10"):  # the official code standardizes with eps 1e-10
+            load_pretrained(_bit3d("c2d_r50"), tmp_path / "BiT-M-R50x1.npz")
+        m3 = _bit3d("c2d_r50")
+        report = load_pretrained(m3, tmp_path / "BiT-M-R50x1.npz", source_ws_eps=1e-8)
+        assert not report.missing and not report.skipped
+        assert _rel(m3(_constant_clip(x, 2)), y2) <= TOL
+
+
+def test_bit_models_registered_and_trainable() -> None:
+    for name in ("bit_c2d_r50x1", "bit_i3d_r50x1"):
+        model = build(name, num_classes=3, width=8, ws_eps=1e-8)
+        assert isinstance(model, PreActResNet3d) and model.last_norms() == []
+        assert isinstance(model.blocks[-2].norm, GroupNorm)
+        y = model(torch.randn(2, 3, 4, 32, 32))
+        y.sum().backward()
+        assert y.shape == (2, 3) and model.blocks[0].conv.weight.grad.abs().sum() > 0
+    plain = build("bit_i3d_r50x1", width=8, ws=False)
+    assert all(torch.count_nonzero(b.conv3.weight) == 0 for b in plain.modules() if hasattr(b, "conv3"))

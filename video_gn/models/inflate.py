@@ -1,0 +1,435 @@
+"""Inflate 2D ImageNet ResNet checkpoints into the 3D models (I3D, Carreira & Zisserman 2017; Non-local, Wang 2018).
+
+A 2D kernel w₂ (O, I, k, k) becomes a 3D kernel w₃ (O, I, k_T, k, k):
+
+- ``"mean"``: w₂ repeated over time and divided by k_T. On a constant clip (every frame the same image) a conv
+  with w₃ gives the 2D output at every time step whose window is inside the clip; at the k_T // 2 border steps
+  zero padding removes part of the sum (the border effect).
+- ``"center"``: w₂ at the centre tap (the one the temporal padding aligns with the output step), zeros
+  elsewhere. Every frame is then processed by the 2D network on its own, at every time step.
+
+Norm affine parameters are copied (and BN running statistics when both sides keep them); the classifier is
+copied when its shape matches, else left to the model's initialisation.
+
+Weight Standardization (WS) changes the story. A WS conv computes with ŵ = (w − μ)/sqrt(σ² + ε), per output
+filter, so what must correspond is the *standardized* kernel, and standardizing an inflated kernel does not give
+the inflated standardized kernel:
+
+- "mean": every time slice of w₃ = w₂/k_T has mean μ/k_T and variance σ²/k_T², so
+  ŵ₃ = (w₂ − μ)/sqrt(σ² + k_T² ε): each slice is ŵ₂ (not ŵ₂/k_T), the conv is k_T times too large, and the eps
+  is effectively k_T² ε. Division is pointless under WS. We store w₃[t] = w₂ (no division): then each slice
+  standardizes to exactly ŵ₂ with the *same* eps, i.e. ŵ₃ = k_T · mean-inflate(ŵ₂).
+- "center": w₂ at the centre, zeros elsewhere, has filter mean μ/k_T: the zero taps standardize to the non-zero
+  constant −μ/(k_T σ₃), so the 3D filter also sums the neighbouring frames. Centring first fixes that: we store
+  w₃[centre] = sqrt(k_T) · (w₂ − μ), zeros elsewhere. Its mean is 0 and its variance σ² (so the same eps), and
+  ŵ₃ = sqrt(k_T) · centre-inflate(ŵ₂) exactly.
+
+Either way the WS conv is a fixed positive multiple c (k_T or sqrt(k_T); 1 when k_T = 1) of the conv with the
+inflated standardized kernel; no stored weight can remove c, because ŵ₃ has unit variance per filter by
+construction. c is harmless where the conv output goes into a GroupNorm, which is scale invariant
+(GN(c·y; ε) = GN(y; ε/c²): only its eps moves), also through a max-pool or a ReLU (both commute with c > 0). It
+is not harmless where the conv output meets the residual sum unnormalised. In a post-activation ResNet every conv
+is followed by its norm, so nothing is left. In a pre-activation (BiT) ResNet ``conv3`` and the ``downsample``
+projection feed the sum raw, but they are 1x1x1 in every registered layout (c = 1); the temporally inflated convs
+are the stem (pad, max-pool, then the first block's ``norm1``; its shortcut is the projection of the
+*normalised* input, so the raw stem output never reaches a sum) and ``conv1`` (followed by ``norm2``). So a BiT
+network inflated this way keeps its function up to the GN-eps effect (measured in the tests: ≤ 1e-4 on constant
+clips). :attr:`InflationReport.scaled` lists every WS conv with c ≠ 1, and a note is added if one of them feeds a
+residual sum.
+
+This requires the 3D WS eps to equal the checkpoint's: with small filters (weight decay shrinks them, and WS
+does not care) eps is not negligible, so ``inflate`` refuses a mismatch unless told otherwise.
+When the checkpoint is WS but the 3D convs are plain, ŵ₂ is computed once and inflated (the WS is folded), which
+keeps the function exactly as for plain networks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from video_gn.models.bit import PreActResNet3d, PreActStage
+from video_gn.nn import WSConv3d
+
+__all__ = ["SOURCE_FAMILIES", "InflationReport", "detect_family", "inflate", "inflate_kernel"]
+
+Method = Literal["mean", "center"]
+
+#: Supported 2D checkpoint families and their WS eps (None: plain convs).
+SOURCE_FAMILIES: dict[str, float | None] = {
+    "resnet": None,  # torchvision resnet18/34/50/101/152, timm resnet* (same key names), BN or GN
+    "bit": 1e-8,  # timm resnetv2_*_bit (ResNetV2: GN + StdConv2d(eps=1e-8), pre-activation)
+    "bit_npz": 1e-10,  # official BiT .npz (converted to "bit" keys by load_pretrained; official eps 1e-10)
+}
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass
+class InflationReport:
+    """What :func:`inflate` did, key by key (3D model keys unless said otherwise).
+
+    Attributes:
+        source: detected 2D family (``"resnet"``, ``"bit"``, ...).
+        method: ``"mean"`` or ``"center"``.
+        inflated: conv weights built from a 2D kernel.
+        loaded: tensors copied as they are (norm affine, BN statistics, classifier, 1-D tensors).
+        skipped: 2D keys not used, each with the reason.
+        missing: 3D keys left at their initial values (the classifier when its shape differs).
+        scaled: WS convs whose standardized kernel is c × the inflated standardized 2D kernel, with c.
+        notes: anything that keeps the 3D network from reproducing the 2D one.
+    """
+
+    source: str
+    method: str
+    inflated: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    scaled: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [
+            f"{self.source} checkpoint, {self.method} inflation: {len(self.inflated)} conv kernels inflated, "
+            f"{len(self.loaded)} tensors loaded, {len(self.skipped)} skipped, {len(self.missing)} missing"
+        ]
+        if self.skipped:
+            parts.append(
+                "skipped: " + "; ".join(self.skipped[:4]) + (" ..." if len(self.skipped) > 4 else "")
+            )
+        if self.missing:
+            parts.append(
+                "missing: " + ", ".join(self.missing[:4]) + (" ..." if len(self.missing) > 4 else "")
+            )
+        parts += self.notes
+        return ". ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------- the kernel rule
+
+
+def inflate_kernel(
+    w2: Tensor,
+    kernel_t: int,
+    *,
+    method: Method = "mean",
+    center_index: int | None = None,
+    source_ws_eps: float | None = None,
+    target_ws: bool = False,
+) -> tuple[Tensor, float]:
+    """Turn one 2D kernel into a 3D kernel (see the module docstring for the WS derivation).
+
+    Args:
+        w2: 2D kernel (O, I, kH, kW).
+        kernel_t: temporal extent k_T of the 3D kernel.
+        method: ``"mean"`` (repeat, divide by k_T) or ``"center"`` (centre tap, zeros elsewhere).
+        center_index: temporal tap that lines up with the output step (the conv's temporal padding);
+            default k_T // 2.
+        source_ws_eps: WS eps of the 2D conv, or None if it is a plain conv.
+        target_ws: whether the 3D conv standardizes its weight.
+
+    Returns:
+        (w3, c): w3 of shape (O, I, k_T, kH, kW) in ``w2``'s dtype, and the factor c by which the 3D conv
+        (after its own standardization, if any) exceeds the inflated 2D conv (1 except for WS -> WS).
+    """
+    if w2.ndim != 4:
+        raise ValueError(f"inflate_kernel expects a 2D kernel (O, I, kH, kW); got shape {tuple(w2.shape)}.")
+    if method not in ("mean", "center"):
+        raise ValueError(f"method must be 'mean' or 'center', got {method!r}.")
+    center = kernel_t // 2 if center_index is None else center_index
+    if not 0 <= center < kernel_t:
+        raise ValueError(f"center_index {center} is outside the temporal kernel of size {kernel_t}.")
+    w = w2.detach().to(torch.float64)
+    if kernel_t == 1 and (source_ws_eps is None or target_ws):
+        return w2.detach().clone().unsqueeze(2), 1.0
+    scale = 1.0
+    if source_ws_eps is not None and not target_ws:  # fold the 2D standardization
+        w = _standardize(w, source_ws_eps)
+    elif source_ws_eps is not None and target_ws:
+        if method == "mean":  # each slice standardizes to ŵ₂: c = k_T
+            w3 = w.unsqueeze(2).repeat(1, 1, kernel_t, 1, 1)
+            return w3.to(w2.dtype), float(kernel_t)
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) * math.sqrt(kernel_t)  # mean 0, variance σ²
+        scale = math.sqrt(kernel_t)
+    w3 = w.new_zeros(*w.shape[:2], kernel_t, *w.shape[2:])
+    if method == "mean" and not (source_ws_eps is not None and target_ws):
+        w3[:] = (w / kernel_t).unsqueeze(2)
+    else:
+        w3[:, :, center] = w
+    return w3.to(w2.dtype), scale
+
+
+def _standardize(w: Tensor, eps: float) -> Tensor:
+    flat = w.reshape(w.shape[0], -1)
+    mean = flat.mean(dim=1, keepdim=True)
+    var = flat.var(dim=1, unbiased=False, keepdim=True)
+    return ((flat - mean) / torch.sqrt(var + eps)).view_as(w)
+
+
+# -------------------------------------------------------------------------------------------- name maps
+
+
+def detect_family(state_dict_2d: Mapping[str, Tensor]) -> str:
+    """Recognise the 2D checkpoint family from its key names.
+
+    Args:
+        state_dict_2d: a 2D state dict (prefixes such as ``module.`` already removed).
+
+    Returns:
+        ``"resnet"`` (torchvision / timm ResNet: ``conv1``, ``layer1.0.conv1`` ...) or ``"bit"`` (timm
+        ``ResNetV2``: ``stem.conv``, ``stages.0.blocks.0.conv1`` ...).
+    """
+    keys = set(state_dict_2d)
+    if "conv1.weight" in keys and any(k.startswith("layer1.0.") for k in keys):
+        return "resnet"
+    if "stem.conv.weight" in keys and any(k.startswith("stages.0.blocks.0.") for k in keys):
+        return "bit"
+    sample = sorted(keys)[:6]
+    raise ValueError(
+        f"Unrecognised 2D checkpoint: keys start {sample} ... Supported: torchvision/timm ResNets (keys "
+        "'conv1.weight', 'layer1.0.conv1.weight', ...) and timm BiT ResNetV2 (keys 'stem.conv.weight', "
+        "'stages.0.blocks.0.conv1.weight', ...); official BiT .npz files go through load_pretrained."
+    )
+
+
+def _stage_prefixes(model: nn.Module) -> list[str]:
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise TypeError(
+            f"inflate expects a video_gn 3D ResNet (a module with a 'blocks' list, from video_gn.models.build); "
+            f"got {type(model).__name__}."
+        )
+    return [
+        f"blocks.{i}." for i, b in enumerate(blocks) if isinstance(b, PreActStage) or hasattr(b, "res_blocks")
+    ]
+
+
+_RESNET_LEAF = {
+    "conv1": "branch2.conv_a",
+    "bn1": "branch2.norm_a",
+    "conv2": "branch2.conv_b",
+    "bn2": "branch2.norm_b",
+    "conv3": "branch2.conv_c",
+    "bn3": "branch2.norm_c",
+    "downsample.0": "branch1_conv",
+    "downsample.1": "branch1_norm",
+}
+
+
+def _map_resnet(key: str, stages: list[str], head: str) -> str | None:
+    """torchvision/timm ResNet key -> video_gn post-activation key (None: not a model key)."""
+    module, _, leaf = key.rpartition(".")
+    if module == "conv1":
+        return f"blocks.0.conv.{leaf}"
+    if module == "bn1":
+        return f"blocks.0.norm.{leaf}"
+    if module == "fc":
+        return f"{head}{leaf}"
+    m = re.fullmatch(r"layer(\d+)\.(\d+)\.(.+)", module)
+    if m and m.group(3) in _RESNET_LEAF and int(m.group(1)) <= len(stages):
+        return f"{stages[int(m.group(1)) - 1]}res_blocks.{m.group(2)}.{_RESNET_LEAF[m.group(3)]}.{leaf}"
+    return None
+
+
+def _map_bit(key: str, stages: list[str], head: str, final_norm: str) -> str | None:
+    """timm ResNetV2 (BiT) key -> :class:`~video_gn.models.bit.PreActResNet3d` key."""
+    if key == "stem.conv.weight":
+        return "blocks.0.conv.weight"
+    if key.startswith("norm."):
+        return final_norm + key[len("norm.") :]
+    if key.startswith("head.fc."):
+        return head + key[len("head.fc.") :]
+    m = re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)", key)
+    if m and int(m.group(1)) < len(stages):
+        rest = m.group(3).replace("downsample.conv.", "downsample.")
+        return f"{stages[int(m.group(1))]}res_blocks.{m.group(2)}.{rest}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ inflate
+
+
+def _owner(model: nn.Module, key: str) -> nn.Module:
+    return model.get_submodule(key.rpartition(".")[0])
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+@torch.no_grad()
+def inflate(
+    model3d: nn.Module,
+    state_dict_2d: Mapping[str, Tensor],
+    *,
+    method: Method = "mean",
+    source: str = "auto",
+    source_ws_eps: float | None | Literal["auto"] = "auto",
+    check_ws_eps: bool = True,
+    strict: bool = True,
+) -> InflationReport:
+    """Load a 2D ResNet checkpoint into a 3D video_gn ResNet, inflating every conv kernel over time.
+
+    Post-activation 2D ResNets (torchvision/timm ``resnet*``, BN or GN, plain or WS) go into the registry's
+    ResNets (``c2d_r50``, ``i3d_r50``, ``slow_r50``, their r101 versions, ``r3d_*`` from basic-block ResNets);
+    timm's BiT ``resnetv2_*_bit`` goes into the pre-activation ``bit_*`` models. See the module docstring for the
+    inflation rules and the Weight Standardization derivation.
+
+    Args:
+        model3d: the 3D model, modified in place (e.g. ``build("i3d_r50", norm="bn", ws=False)``).
+        state_dict_2d: the 2D state dict (tensors; ``module.`` / ``model.`` prefixes must already be removed:
+            :func:`~video_gn.models.pretrained.load_pretrained` does that for files).
+        method: ``"mean"`` (I3D / Non-local) or ``"center"``.
+        source: ``"auto"`` (detect from the keys), ``"resnet"`` or ``"bit"``.
+        source_ws_eps: WS eps of the 2D convs; ``"auto"`` takes the family's (1e-8 for timm BiT, None for
+            ``resnet``), None means plain 2D convs. Pass it for a WS ``resnet``-family checkpoint.
+        check_ws_eps: refuse WS 3D convs whose eps differs from ``source_ws_eps`` (a wrong eps changes the
+            network: see the module docstring).
+        strict: refuse a checkpoint that leaves 3D parameters other than the classifier unset, or that holds
+            weights with no place in the model.
+
+    Returns:
+        An :class:`InflationReport`.
+    """
+    if method not in ("mean", "center"):
+        raise ValueError(f"method must be 'mean' or 'center', got {method!r}.")
+    family = detect_family(state_dict_2d) if source == "auto" else source
+    if family not in ("resnet", "bit"):
+        raise ValueError(f"source must be 'auto', 'resnet' or 'bit', got {source!r}.")
+    ws_eps = SOURCE_FAMILIES[family] if source_ws_eps == "auto" else source_ws_eps
+    is_preact = isinstance(model3d, PreActResNet3d)
+    if (family == "bit") != is_preact:
+        kind = (
+            "pre-activation BiT ResNetV2" if family == "bit" else "post-activation ResNet (torchvision/timm)"
+        )
+        want = (
+            "a bit_* model, e.g. build('bit_i3d_r50x1', ws_eps=1e-8)"
+            if family == "bit"
+            else ("a post-activation model such as c2d_r50 / i3d_r50 / slow_r50")
+        )
+        raise ValueError(
+            f"The checkpoint is a {kind} but the model is a {type(model3d).__name__}; the architectures do not "
+            f"correspond. Build {want}."
+        )
+    stages = _stage_prefixes(model3d)
+    target = model3d.state_dict()
+    head = next((k[: -len("weight")] for k in target if k.endswith("proj.weight")), "<no head>.")
+    final_norm = f"blocks.{len(model3d.blocks) - 2}.norm."
+
+    report = InflationReport(source=family, method=method)
+    unplaced: list[str] = []
+    for key, value in state_dict_2d.items():
+        if not isinstance(value, Tensor):
+            report.skipped.append(f"{key} (not a tensor)")
+            continue
+        if family == "resnet":
+            tkey = _map_resnet(key, stages, head)
+        else:
+            tkey = _map_bit(key, stages, head, final_norm)
+        if tkey is None or tkey not in target:
+            if key.rpartition(".")[2] in _BN_STATS and tkey is not None:
+                report.skipped.append(f"{key} (BN statistics; the 3D norm keeps none)")
+            else:
+                unplaced.append(f"{key} {_shape(value)} -> {tkey or '?'}")
+            continue
+        dst = target[tkey]
+        if tkey.startswith(head):  # classifier: a 1x1 conv (BiT) or a linear layer
+            src = value.reshape(value.shape[0], -1) if value.ndim == 4 else value
+            if _shape(src) == _shape(dst):
+                dst.copy_(src)
+                report.loaded.append(tkey)
+            else:
+                report.skipped.append(
+                    f"{key} (classifier {_shape(value)} vs model {tkey} {_shape(dst)}: left at its init)"
+                )
+            continue
+        if value.ndim == 4 and dst.ndim == 5:
+            conv = _owner(model3d, tkey)
+            if _shape(value) != (dst.shape[0], dst.shape[1], *dst.shape[3:]):
+                raise ValueError(
+                    f"Architectures do not correspond: 2D {key} has shape {_shape(value)} but 3D {tkey} has "
+                    f"shape {_shape(dst)} (expected (O, I, k_T, kH, kW) = ({value.shape[0]}, {value.shape[1]}, "
+                    f"k_T, {value.shape[2]}, {value.shape[3]})). Check the model name, width and in_channels."
+                )
+            target_ws = isinstance(conv, WSConv3d)
+            if (
+                target_ws
+                and ws_eps is not None
+                and check_ws_eps
+                and not math.isclose(conv.eps, ws_eps, rel_tol=1e-6)
+            ):
+                raise ValueError(
+                    f"3D conv {tkey.rpartition('.')[0]} standardizes its weight with eps={conv.eps:g} but the "
+                    f"{family} checkpoint was trained with WS eps={ws_eps:g}; a different eps changes the network. "
+                    f"Build the model with ws_eps={ws_eps:g} (config: model.ws_eps: {ws_eps:g}), or pass "
+                    "check_ws_eps=False to inflate anyway."
+                )
+            kernel_t = dst.shape[2]
+            pad_t = conv.padding[0] if isinstance(conv.padding, tuple) else None
+            w3, scale = inflate_kernel(
+                value,
+                kernel_t,
+                method=method,
+                center_index=pad_t if isinstance(pad_t, int) and 0 <= pad_t < kernel_t else None,
+                source_ws_eps=ws_eps,
+                target_ws=target_ws,
+            )
+            dst.copy_(w3)
+            report.inflated.append(tkey)
+            if scale != 1.0:
+                report.scaled[tkey] = scale
+            continue
+        if _shape(value) != _shape(dst):
+            raise ValueError(
+                f"Architectures do not correspond: 2D {key} has shape {_shape(value)} but 3D {tkey} has shape "
+                f"{_shape(dst)}. Check the model name, width and norm kind."
+            )
+        dst.copy_(value)
+        report.loaded.append(tkey)
+
+    done = set(report.loaded) | set(report.inflated)
+    report.missing = [k for k in target if k not in done and not k.endswith("num_batches_tracked")]
+    if strict:
+        problems = []
+        if unplaced:
+            problems.append(f"{len(unplaced)} checkpoint tensors have no place in the model: {unplaced[:5]}")
+        not_head = [k for k in report.missing if not k.startswith(head)]
+        if not_head:
+            problems.append(f"{len(not_head)} model tensors get no value: {not_head[:5]}")
+        if problems:
+            raise ValueError(
+                f"Architectures do not correspond ({family} checkpoint -> {type(model3d).__name__} with "
+                f"{len(stages)} stages): "
+                + "; ".join(problems)
+                + ". Check the depth (r50 vs r101), the model "
+                "family, or pass strict=False."
+            )
+    else:
+        report.skipped += [f"{u} (no such model tensor)" for u in unplaced]
+    _add_notes(report, model3d, ws_eps)
+    return report
+
+
+def _add_notes(report: InflationReport, model3d: nn.Module, ws_eps: float | None) -> None:
+    target_ws = any(isinstance(m, WSConv3d) for m in model3d.modules())
+    if target_ws and ws_eps is None:
+        report.notes.append(
+            "The 3D convs are weight-standardized but the checkpoint's were not: the 3D network computes a "
+            "different function from the 2D one (a starting point for fine-tuning, not a copy)"
+        )
+    if any(not isinstance(m, WSConv3d) for m in model3d.modules() if isinstance(m, nn.Conv3d)) and ws_eps:
+        report.notes.append(
+            f"WS folded: the checkpoint's standardized kernels (eps {ws_eps:g}) were inflated"
+        )
+    raw = [k for k in report.scaled if k.endswith(("conv3.weight", "downsample.weight"))]
+    if raw:
+        report.notes.append(
+            f"WS convs with a temporal kernel feed the residual sum without a norm ({raw[:3]}): their k_T-fold "
+            "scale is not cancelled, so the 3D network does not reproduce the 2D one"
+        )

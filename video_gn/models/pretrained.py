@@ -1,0 +1,233 @@
+"""Initialise a 3D model from a checkpoint file: a 2D ImageNet ResNet (inflated) or a 3D state dict (copied).
+
+Formats, all read without unpickling arbitrary objects:
+
+- ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt``: ``torch.load(path, weights_only=True)``; a state dict, or a dict
+  holding one under ``state_dict`` / ``model`` / ``module`` (Lightning and timm training checkpoints);
+- ``.safetensors`` (timm / Hugging Face Hub files): ``safetensors.torch.load_file`` (``pip install safetensors``);
+- ``.npz``: the official BiT release format (``BiT-M-R50x1.npz``: keys ``resnet/block1/unit01/a/...``, HWIO
+  kernels), converted to timm's ``ResNetV2`` names, with the official WS eps 1e-10.
+
+Named hub models (``"timm:resnetv2_50x1_bit.goog_in21k"``, ``"torchvision:ResNet50_Weights.IMAGENET1K_V2"``) are
+downloaded only when asked for by such a name; without network the error says which file to fetch and where.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from video_gn.models.inflate import InflationReport, Method, detect_family, inflate
+
+__all__ = ["bit_npz_to_state_dict", "load_pretrained", "read_state_dict"]
+
+_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def _unwrap(obj: Any, path: str) -> dict[str, Tensor]:
+    for _ in range(3):  # {"state_dict": {...}} / {"model": {...}} nesting
+        if isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+            inner = next(
+                (obj[k] for k in ("state_dict", "model", "module", "state_dict_ema") if k in obj), None
+            )
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not any(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(
+            f"{path} holds no state dict (a mapping of names to tensors, possibly under 'state_dict' or 'model'); "
+            f"got {type(obj).__name__} with keys {list(obj)[:6] if isinstance(obj, Mapping) else '-'}."
+        )
+    sd = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    for prefix in _PREFIXES:  # DDP / Lightning / torch.compile wrappers
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+_NPZ_BLOCK = re.compile(
+    r"block(\d+)/unit(\d+)/([abc])/(proj/)?(standardized_conv2d/kernel|group_norm/gamma|group_norm/beta)"
+)
+_NPZ_LEAF = {"standardized_conv2d/kernel": "weight", "group_norm/gamma": "weight", "group_norm/beta": "bias"}
+
+
+def bit_npz_to_state_dict(arrays: Mapping[str, Any], *, prefix: str = "resnet/") -> dict[str, Tensor]:
+    """Convert an official BiT ``.npz`` (TF names, HWIO kernels) to timm ``ResNetV2`` names (OIHW kernels).
+
+    Unit ``a`` holds the block's first norm (``norm1``, before ``conv1``) and conv; ``a/proj`` the projection.
+
+    Args:
+        arrays: name -> numpy array, as from ``numpy.load(path)``.
+        prefix: name prefix of the release (``"resnet/"``).
+
+    Returns:
+        A state dict with keys ``stem.conv.weight``, ``stages.{i}.blocks.{j}.conv1.weight``, ``norm.weight``,
+        ``head.fc.weight`` (O, I, 1, 1), ... loadable by :func:`~video_gn.models.inflate` with ``source="bit"``.
+    """
+
+    def tensor(name: str) -> Tensor:
+        a = torch.from_numpy(arrays[name].copy())
+        return a.permute(3, 2, 0, 1).contiguous() if a.ndim == 4 else a
+
+    sd: dict[str, Tensor] = {}
+    for name in arrays:
+        if not name.startswith(prefix):
+            continue
+        rest = name[len(prefix) :]
+        m = _NPZ_BLOCK.fullmatch(rest)
+        if m:
+            stage, unit, letter, proj, kind = m.groups()
+            block = f"stages.{int(stage) - 1}.blocks.{int(unit) - 1}."
+            if proj:
+                sd[block + "downsample.conv.weight"] = tensor(name)
+            else:
+                index = "abc".index(letter) + 1
+                module = f"conv{index}" if kind.startswith("standardized") else f"norm{index}"
+                sd[f"{block}{module}.{_NPZ_LEAF[kind]}"] = tensor(name)
+        elif rest == "root_block/standardized_conv2d/kernel":
+            sd["stem.conv.weight"] = tensor(name)
+        elif rest in ("group_norm/gamma", "group_norm/beta"):
+            sd["norm." + _NPZ_LEAF[rest]] = tensor(name)
+        elif rest in ("head/conv2d/kernel", "head/conv2d/bias"):
+            sd["head.fc." + ("weight" if rest.endswith("kernel") else "bias")] = tensor(name)
+    if "stem.conv.weight" not in sd:
+        raise ValueError(
+            f"Not an official BiT .npz: no '{prefix}root_block/standardized_conv2d/kernel' among "
+            f"{sorted(arrays)[:5]} ..."
+        )
+    return sd
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
+    """Read a checkpoint file without unpickling arbitrary objects.
+
+    Args:
+        path: ``.pth``/``.pt``/``.bin``/``.ckpt``, ``.safetensors`` or official BiT ``.npz``.
+
+    Returns:
+        (state dict with wrapper prefixes removed, family hint: ``"bit_npz"`` for ``.npz`` else None).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"Pretrained checkpoint {str(path)!r} does not exist. Give model.pretrained a local .pth, "
+            ".safetensors or BiT .npz file (see docs/results.md, '2D → 3D inflation')."
+        )
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as err:
+            raise ImportError(f"Reading {p} needs safetensors: pip install safetensors") from err
+        return _unwrap(load_file(str(p)), str(p)), None
+    if suffix == ".npz":
+        import numpy as np
+
+        with np.load(p, allow_pickle=False) as arrays:
+            return bit_npz_to_state_dict({k: arrays[k] for k in arrays.files}), "bit_npz"
+    if suffix not in (".pth", ".pt", ".bin", ".ckpt"):
+        raise ValueError(
+            f"Unsupported checkpoint {p.name!r}: expected .pth, .pt, .bin, .ckpt, .safetensors or .npz."
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickled objects beyond tensors/containers: refuse rather than execute them
+        raise ValueError(
+            f"{p} could not be read with torch.load(weights_only=True) ({type(err).__name__}: {err}). Save only "
+            "the state dict (torch.save(model.state_dict(), path)) or convert the file to .safetensors."
+        ) from err
+    return _unwrap(obj, str(p)), None
+
+
+def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
+    """Download a named model: ``timm:NAME`` or ``torchvision:WEIGHTS_ENUM``; clear instructions when offline."""
+    hub, _, name = spec.partition(":")
+    if hub == "torchvision":
+        import torchvision
+
+        weights = torchvision.models.get_weight(name)
+        try:
+            return dict(weights.get_state_dict(progress=False)), None
+        except OSError as err:
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+            raise FileNotFoundError(
+                f"Could not download {name} ({err}). On a machine with internet download {weights.url} and put "
+                f"it at {cache} (then this name works offline), or anywhere and set model.pretrained to that "
+                "path."
+            ) from err
+    if hub == "timm":
+        try:
+            import timm
+        except ImportError as err:
+            raise ImportError(f"{spec!r} needs timm: pip install 'video_gn[timm]'") from err
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception as err:  # no network, unknown tag, hub error
+            repo = name if "." in name else f"{name} (with its default tag)"
+            raise FileNotFoundError(
+                f"Could not fetch timm model {name!r} ({type(err).__name__}: {err}). On a machine with internet "
+                f"download model.safetensors of the Hugging Face Hub repository timm/{repo}, put it e.g. at "
+                f"checkpoints/{name}.safetensors and set model.pretrained: checkpoints/{name}.safetensors."
+            ) from err
+        return model.state_dict(), None
+    raise ValueError(f"Unknown hub in {spec!r}: use 'timm:<model.tag>' or 'torchvision:<WeightsEnum.NAME>'.")
+
+
+def load_pretrained(
+    model3d: nn.Module, path: str | Path, *, method: Method = "mean", **inflate_kwargs: Any
+) -> InflationReport:
+    """Initialise ``model3d`` from a checkpoint: inflate a 2D ResNet, or copy a 3D state dict of the same model.
+
+    Args:
+        model3d: a video_gn 3D model (from :func:`video_gn.models.build`), modified in place.
+        path: a local file (see the module docstring for formats), or a hub name ``timm:...`` /
+            ``torchvision:...`` (downloads; needs internet).
+        method: temporal inflation of 2D kernels, ``"mean"`` or ``"center"``.
+        **inflate_kwargs: passed to :func:`~video_gn.models.inflate` (``source_ws_eps``, ``strict``, ...).
+
+    Returns:
+        The :class:`~video_gn.models.inflate.InflationReport` (``source="3d"`` when a 3D state dict was copied).
+    """
+    spec = str(path)
+    if re.match(r"^(timm|torchvision):", spec) and not Path(spec).exists():
+        sd, hint = _hub_state_dict(spec)
+    else:
+        sd, hint = read_state_dict(spec)
+    if any(v.ndim == 5 for v in sd.values()):
+        return _load_3d(model3d, sd, spec)
+    if hint == "bit_npz" and "source_ws_eps" not in inflate_kwargs:
+        from video_gn.models.inflate import SOURCE_FAMILIES
+
+        inflate_kwargs["source_ws_eps"] = SOURCE_FAMILIES["bit_npz"]
+    detect_family(sd)  # clear error for unknown files before touching the model
+    return inflate(model3d, sd, method=method, **inflate_kwargs)
+
+
+def _load_3d(model3d: nn.Module, sd: dict[str, Tensor], path: str) -> InflationReport:
+    target = model3d.state_dict()
+    report = InflationReport(source="3d", method="none")
+    wrong = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in sd.items()
+        if k in target and v.shape != target[k].shape and not k.endswith(("proj.weight", "proj.bias"))
+    ]
+    unknown = [k for k in sd if k not in target]
+    if wrong or unknown:
+        raise ValueError(
+            f"{path} is a 3D checkpoint of a different model: shape mismatches {wrong[:4]}, unknown keys "
+            f"{unknown[:4]}. Build the same model (name, width, norm) it was trained with."
+        )
+    with torch.no_grad():
+        for k, v in sd.items():
+            if v.shape == target[k].shape:
+                target[k].copy_(v)
+                report.loaded.append(k)
+            else:
+                report.skipped.append(f"{k} (classifier {tuple(v.shape)} vs model {tuple(target[k].shape)})")
+    report.missing = [k for k in target if k not in report.loaded and not k.endswith("num_batches_tracked")]
+    return report
