@@ -1,0 +1,222 @@
+"""Tests for ``video-gn sweep``: grid expansion, run arguments, metrics reading, reports, and a real tiny sweep."""
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+
+from video_gn.sweep import (
+    CSV_FIELDS,
+    Cell,
+    SweepSpec,
+    aggregate,
+    append_row,
+    expand_grid,
+    fit_args,
+    load_spec,
+    main,
+    markdown_table,
+    max_steps,
+    parse_norm,
+    read_rows,
+    read_val_metrics,
+    run_id,
+    run_sweep,
+    write_reports,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_expand_grid_cross_zip_dedupe_and_span():
+    cells = expand_grid(
+        {
+            "batch": {"norms": ["bn", "GN+WS"], "batch": [8, 2], "frames": [8]},
+            "budget": {"norms": ["bn"], "batch": [8, 4], "frames": [8, 16], "zip": True},
+        },
+        span=32,
+    )
+    keys = [(c.norm, c.batch, c.frames, c.sampling_rate) for c in cells]
+    assert keys == [
+        ("bn", 8, 8, 4),
+        ("bn", 2, 8, 4),
+        ("gn+ws", 8, 8, 4),
+        ("gn+ws", 2, 8, 4),
+        ("bn", 4, 16, 2),
+    ]
+    assert cells[0].experiments == ("batch", "budget")  # shared cell runs once, belongs to both
+    assert cells[2].kind == "gn" and cells[2].ws and not cells[0].ws
+
+
+@pytest.mark.parametrize("bad", ["group", "gn+foo", "batchnorm+ws"])
+def test_parse_norm_rejects(bad):
+    with pytest.raises(ValueError, match="Unknown norm"):
+        parse_norm(bad)
+
+
+def test_expand_grid_rejects_mismatched_zip_and_unknown_keys():
+    with pytest.raises(ValueError, match="zip"):
+        expand_grid({"x": {"norms": ["bn"], "batch": [8, 4], "frames": [8], "zip": True}})
+    with pytest.raises(ValueError, match="unknown keys"):
+        expand_grid({"x": {"norms": ["bn"], "batch": [8], "frames": [8], "lr": 1}})
+
+
+def test_load_spec_of_the_documented_grid():
+    spec = load_spec(REPO / "configs" / "sweep" / "synthetic.yaml")
+    assert len(spec.cells) == 16 and spec.seeds == [0, 1]
+    assert {(c.batch, c.frames) for c in spec.cells if c.norm == "gn+ws"} >= {
+        (8, 8),
+        (4, 16),
+        (2, 32),
+        (1, 8),
+    }
+    assert all(Path(REPO / b).is_file() for b in spec.base)
+
+
+def test_fit_args_fixed_clips_and_syncbn_guard(tmp_path):
+    spec = SweepSpec(base=["a.yaml", "b.yaml"], clips=1000, seeds=[0], devices=2, cells=[])
+    cell = Cell("gn+ws", 4, 16, 2)
+    assert max_steps(spec, cell) == 1000 // (4 * 2)
+    args = fit_args(spec, cell, 3, tmp_path)
+    assert args[:5] == ["fit", "-c", "a.yaml", "-c", "b.yaml"]
+    for expected in ["--model.norm=gn", "--model.ws=true", "--data.batch_size=4", "--data.num_frames=16",
+                     "--data.sampling_rate=2", "--trainer.max_steps=125", "--trainer.val_check_interval=125",
+                     "--seed_everything=3", "--trainer.strategy=ddp"]:  # fmt: skip
+        assert expected in args
+    assert "--trainer.sync_batchnorm=true" in fit_args(spec, Cell("syncbn", 4, 16), 0, tmp_path)
+    with pytest.raises(ValueError, match="syncbn"):
+        fit_args(SweepSpec(["a.yaml"], 1000, [0], 1, []), Cell("syncbn", 4, 16), 0, tmp_path)
+    # Ids are stable and differ by seed and by anything that changes the training.
+    assert run_id(spec, cell, 0) == run_id(spec, cell, 0) != run_id(spec, cell, 1)
+    assert run_id(spec, cell, 0) != run_id(SweepSpec(["a.yaml", "b.yaml"], 999, [0], 2, []), cell, 0)
+
+
+def test_read_val_metrics_takes_last_values_of_newest_version(tmp_path):
+    for version, acc in (("version_0", "0.1"), ("version_1", "0.75")):
+        d = tmp_path / "logs" / version
+        d.mkdir(parents=True)
+        (d / "metrics.csv").write_text(
+            "epoch,step,train/loss,val/clip_top1,val/video_top1,val/video_top5\n"
+            "0,9,2.0,,,\n"
+            f"0,9,,0.5,{acc},1.0\n"
+            "1,19,1.5,,,\n"
+        )
+    assert read_val_metrics(tmp_path) == {"val/clip_top1": 0.5, "val/video_top1": 0.75, "val/video_top5": 1.0}
+    with pytest.raises(FileNotFoundError, match="metrics.csv"):
+        read_val_metrics(tmp_path / "nothing")
+
+
+def _row(norm, batch, frames, seed, v1, status="ok", run=None):
+    return {
+        "run_id": run or f"{norm}_{batch}_{frames}_{seed}", "experiment": "x", "norm": norm, "batch": batch,
+        "frames": frames, "sampling_rate": 32 // frames, "devices": 1, "global_batch": batch, "seed": seed,
+        "clips": 64, "max_steps": 64 // batch, "clip_top1": v1 / 2, "clip_top5": 1.0, "video_top1": v1,
+        "video_top5": 1.0, "val_loss": 1.0, "wall_s": 10 + seed, "peak_rss_mib": 900, "status": status,
+        "run_dir": "r", "finished_at": "2026-01-01T00:00:00",
+    }  # fmt: skip
+
+
+def test_reports_from_csv(tmp_path):
+    csv_path = tmp_path / "runs.csv"
+    rows = [
+        _row("bn", 8, 8, 0, 0.50), _row("bn", 8, 8, 1, 0.60), _row("bn", 2, 8, 0, 0.20), _row("bn", 2, 8, 1, 0.30),
+        _row("gn+ws", 8, 8, 0, 0.55), _row("gn+ws", 2, 8, 0, 0.25, status="failed(1)"),
+        _row("gn+ws", 2, 8, 0, 0.52),  # the re-run of the failed one
+        _row("gn+ws", 4, 16, 0, 0.70), _row("gn+ws", 2, 32, 0, 0.80), _row("bn", 4, 16, 0, 0.40),
+    ]  # fmt: skip
+    for r in rows:
+        append_row(csv_path, r)
+    with csv_path.open() as f:
+        assert next(csv.reader(f)) == CSV_FIELDS
+    assert len(read_rows(csv_path)) == len(rows)
+    groups = {(g["norm"], g["batch"], g["frames"]): g for g in aggregate(read_rows(csv_path))}
+    bn8 = groups[("bn", 8, 8)]
+    assert bn8["n"] == 2 and bn8["video_top1_mean"] == pytest.approx(55.0)
+    assert bn8["video_top1_std"] == pytest.approx(statistics.stdev([50.0, 60.0]))
+    assert groups[("gn+ws", 2, 8)]["video_top1_mean"] == pytest.approx(52.0)  # failed row ignored
+    table = markdown_table(aggregate(read_rows(csv_path)))
+    assert "| bn | 8 | 8 | 4 | 2 | 55.0 ± 7.1 |" in table
+    assert table.index("| bn | 8 |") < table.index("| gn+ws | 8 |")
+    pytest.importorskip("matplotlib")
+    text = write_reports(csv_path, tmp_path)
+    assert (tmp_path / "summary.md").read_text() == text
+    for png in ("acc_vs_batch.png", "acc_vs_frames.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_torn_last_line_is_ignored(tmp_path):
+    csv_path = tmp_path / "runs.csv"
+    append_row(csv_path, _row("bn", 8, 8, 0, 0.5))
+    with csv_path.open("a") as f:
+        f.write("bn_8_8_1,x,bn,8")  # a crash mid-write
+    assert [r["run_id"] for r in read_rows(csv_path)] == ["bn_8_8_0"]
+
+
+TINY_BASE = """
+seed_everything: 0
+model: {{name: r3d_18, width: 4, dropout: 0.0, lr: 0.4, warmup_fraction: 0.0}}
+data:
+  root: {root}
+  synthetic: {{num_classes: 2, train_per_class: 4, val_per_class: 2, size: [32, 32], fps: 25, num_frames: 16,
+               seed: 0}}
+  num_frames: 4
+  sampling_rate: 2
+  batch_size: 2
+  num_workers: 0
+  train_short_side: [32, 32]
+  crop_size: 32
+  test_short_side: 32
+  hflip: false
+  num_clips: 1
+trainer: {{accelerator: cpu, devices: 1, log_every_n_steps: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from video_gn.data.synthetic import SyntheticSpec, generate
+
+    tmp = tmp_path_factory.mktemp("sweep_data")
+    root = tmp / "data"
+    generate(root, SyntheticSpec(num_classes=2, train_per_class=4, val_per_class=2, size=(32, 32), num_frames=16),
+             workers=1, progress=False)  # fmt: skip
+    base = tmp / "tiny.yaml"
+    base.write_text(TINY_BASE.format(root=root))
+    return base
+
+
+def test_tiny_sweep_end_to_end_and_resume(tiny_base, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"base: {tiny_base}\nclips: 8\nseeds: [0]\n"
+        "experiments:\n  b: {norms: [bn, gn+ws], batch: [4], frames: [4]}\n"
+    )
+    out = tmp_path / "out"
+    # First call stops after one run (as an interrupted sweep would) ...
+    first = run_sweep(load_spec(grid), out, max_runs=1, log=False)
+    assert [r["norm"] for r in first] == ["bn"] and first[0]["status"] == "ok", first
+    # ... the CLI resumes: only the missing run is trained, then the reports are written.
+    assert main(["-g", str(grid), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 runs in the grid, 1 already done, 1 to run" in printed
+    rows = read_rows(out / "runs.csv")
+    assert [(r["norm"], r["status"]) for r in rows] == [("bn", "ok"), ("gn+ws", "ok")]
+    for r in rows:
+        assert r["max_steps"] == "2"  # 8 clips / batch 4
+        for key in ("clip_top1", "clip_top5", "video_top1", "video_top5"):
+            assert 0.0 <= float(r[key]) <= 1.0
+        assert float(r["peak_rss_mib"]) > 100 and float(r["wall_s"]) > 0
+        log = (Path(r["run_dir"]) / "fit.log").read_text()
+        assert "max_steps=2" in log
+    assert "| gn+ws | 4 | 4 |" in (out / "summary.md").read_text()
+    # Everything is done: nothing runs again.
+    assert run_sweep(load_spec(grid), out, log=False) == []
+    assert len(read_rows(out / "runs.csv")) == 2
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["-g", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--report-only"]) == 2
+    assert "No results" in capsys.readouterr().err
