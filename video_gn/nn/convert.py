@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from video_gn.nn.norm import _FrozenBatchNorm, norm_layer
-from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _stats, _WSConvMixin
+from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _standardize, _WSConvMixin
 
 __all__ = ["convert_norm", "fold_weight_standardization", "use_weight_standardization"]
 
@@ -216,9 +216,7 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
             dtype=w.dtype,
         )
         with torch.no_grad():
-            w64 = w.detach().double()
-            mean, rstd = _stats(w64, module.eps)
-            new.weight.copy_((w64 - mean) * rstd)
+            new.weight.copy_(_standardize(w.detach().double(), module.eps)[0])
             new.weight.requires_grad_(w.requires_grad)
         _copy_tensor(new, "bias", module.bias)
         return new

@@ -44,21 +44,45 @@ __all__ = [
 DEFAULT_WS_EPS = 1e-6
 
 
-def _stats(weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Per-filter mean and 1/sqrt(var + eps) of ``weight`` (O, ...), each shaped (O, 1, ..., 1)."""
+# Cost model. Every WS formulation streams over the weights a few times per step; on CPU each pass over a 3D
+# ResNet's weights costs about as much as a small conv, so the passes are counted here. Forward: the mean is a
+# BLAS ``mv``; then one write (w − μ, into the ŵ buffer), one read (its norm) and one in-place scale. Backward:
+# one write (ŵ again, which the conv backward needs), one read (per-filter g·ŵ, a batched BLAS dot) and two
+# in-place passes over the conv's own ∂L/∂ŵ. The variance is taken after centring (two-pass), so it stays
+# accurate when a filter's mean is large next to its spread (E[w²] − μ² would lose ~1e-7·μ²/σ² in float32).
+
+
+def _standardize(weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Return (ŵ, μ, 1/σ): ŵ shaped like ``weight``, μ and 1/σ shaped (C_out,)."""
     flat = weight.reshape(weight.shape[0], -1)
-    var, mean = torch.var_mean(flat, dim=1, unbiased=False, keepdim=True)
+    k = flat.shape[1]
+    mean = torch.mv(flat, flat.new_full((k,), 1.0 / k))
+    w_hat = flat - mean[:, None]
+    var = torch.linalg.vector_norm(w_hat, dim=1).square_().div_(k)
     rstd = torch.rsqrt(var + eps)
-    view = (weight.shape[0],) + (1,) * (weight.dim() - 1)
-    return mean.reshape(view), rstd.reshape(view)
+    return w_hat.mul_(rstd[:, None]).view_as(weight), mean, rstd
 
 
-def _standardize_backward(grad_w_hat: Tensor, w_hat: Tensor, rstd: Tensor) -> Tensor:
-    """Map ∂L/∂ŵ to ∂L/∂w for ŵ = (w − μ)·rstd (all per output filter, reductions over dims 1..)."""
-    dims = tuple(range(1, w_hat.dim()))
-    g_mean = grad_w_hat.mean(dim=dims, keepdim=True)
-    gw_mean = (grad_w_hat * w_hat).mean(dim=dims, keepdim=True)
-    return rstd * (grad_w_hat - g_mean - w_hat * gw_mean)
+def _restandardize(weight: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """ŵ = (w − μ)·(1/σ) from saved per-filter stats, in one pass, shaped (C_out, K)."""
+    flat = weight.reshape(weight.shape[0], -1)
+    return torch.addcmul((-mean * rstd)[:, None], flat, rstd[:, None])
+
+
+def _standardize_backward(grad_w_hat: Tensor, w_hat: Tensor, rstd: Tensor, *, inplace: bool) -> Tensor:
+    """Map ∂L/∂ŵ to ∂L/∂w for ŵ = (w − μ)·(1/σ).
+
+    ∂L/∂w = (1/σ)·(g − mean(g) − ŵ·mean(g·ŵ)), means per filter. ``w_hat`` is (C_out, K); the result has
+    ``grad_w_hat``'s shape. With ``inplace`` the result overwrites ``grad_w_hat`` (when contiguous): only for a
+    buffer we own, never for a gradient handed to us by autograd.
+    """
+    shape = grad_w_hat.shape
+    g = grad_w_hat.reshape(w_hat.shape)  # a view when contiguous
+    k = g.shape[1]
+    g_mean = torch.mv(g, g.new_full((k,), 1.0 / k))
+    gw_mean = torch.bmm(g.unsqueeze(1), w_hat.unsqueeze(2)).view(-1) / k
+    out = torch.addcmul((-rstd * g_mean)[:, None], g, rstd[:, None], out=g if inplace else None)
+    return out.addcmul_(w_hat, (-rstd * gw_mean)[:, None]).view(shape)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -72,16 +96,16 @@ class _StandardizeWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: Tensor, eps: float) -> Tensor:
-        mean, rstd = _stats(weight, eps)
+        w_hat, mean, rstd = _standardize(weight, eps)
         ctx.save_for_backward(weight, mean, rstd)
-        return (weight - mean) * rstd
+        return w_hat
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_w_hat: Tensor) -> tuple[Tensor, None]:
         weight, mean, rstd = ctx.saved_tensors
-        w_hat = (weight - mean) * rstd
-        return _standardize_backward(grad_w_hat, w_hat, rstd), None
+        w_hat = _restandardize(weight, mean, rstd)
+        return _standardize_backward(grad_w_hat, w_hat, rstd, inplace=False), None
 
 
 class _WSConvFunction(torch.autograd.Function):
@@ -89,8 +113,7 @@ class _WSConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, eps):
-        mean, rstd = _stats(weight, eps)
-        w_hat = (weight - mean) * rstd
+        w_hat, mean, rstd = _standardize(weight, eps)
         ctx.x_dtype = x.dtype
         ctx.bias_shape = None if bias is None else list(bias.shape)
         ctx.bias_dtype = None if bias is None else bias.dtype
@@ -115,11 +138,11 @@ class _WSConvFunction(torch.autograd.Function):
         x, weight, mean, rstd = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        w_hat = (weight - mean) * rstd  # recomputed: one weight-sized temporary, freed at return
+        w_hat = _restandardize(weight, mean, rstd)  # (C_out, K); one weight-sized temporary, freed at return
         grad_x, grad_w_hat, grad_b = torch.ops.aten.convolution_backward(
             grad_out.to(ctx.compute_dtype),
             x,
-            w_hat.to(ctx.compute_dtype),
+            w_hat.view_as(weight).to(ctx.compute_dtype),
             ctx.bias_shape,
             stride,
             padding,
@@ -131,7 +154,10 @@ class _WSConvFunction(torch.autograd.Function):
         )
         grad_w = None
         if need_w:
-            grad_w = _standardize_backward(grad_w_hat.to(w_hat.dtype), w_hat, rstd).to(weight.dtype)
+            # grad_w_hat is a fresh buffer from the conv backward: reuse it for ∂L/∂w.
+            grad_w = _standardize_backward(grad_w_hat.to(w_hat.dtype), w_hat, rstd, inplace=True)
+            grad_w = grad_w.to(weight.dtype)
+        del w_hat
         if grad_x is not None:
             grad_x = grad_x.to(ctx.x_dtype)
         if grad_b is not None:

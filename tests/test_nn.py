@@ -1,0 +1,383 @@
+"""Tests for video_gn.nn layers: WS convs, GroupNorm, frozen BN, the norm factory."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from video_gn import nn as vnn
+
+WS_CLASSES = {1: vnn.WSConv1d, 2: vnn.WSConv2d, 3: vnn.WSConv3d}
+CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def reference_standardize(w: torch.Tensor, eps: float) -> torch.Tensor:
+    """Independent float64 WS: per output filter, biased variance, eps inside the sqrt."""
+    w64 = w.detach().double()
+    out = torch.empty_like(w64)
+    for o in range(w64.shape[0]):
+        f = w64[o]
+        mu = f.sum() / f.numel()
+        var = ((f - mu) ** 2).sum() / f.numel()
+        out[o] = (f - mu) / torch.sqrt(var + eps)
+    return out
+
+
+def naive_ws_forward(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """WS with plain autograd ops, used to check the custom backward."""
+    w = conv.weight
+    dims = tuple(range(1, w.dim()))
+    mu = w.mean(dim=dims, keepdim=True)
+    var = ((w - mu) ** 2).mean(dim=dims, keepdim=True)
+    w_hat = (w - mu) / torch.sqrt(var + conv.eps)
+    return CONV_FN[w.dim() - 2](x, w_hat, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+# ----------------------------------------------------------------------------- weight standardization
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_ws_conv_matches_float64_reference(dim: int, groups: int) -> None:
+    torch.manual_seed(dim * 10 + groups)
+    conv = WS_CLASSES[dim](4, 6, 3, stride=2, padding=1, dilation=1, groups=groups, bias=True, eps=1e-5)
+    assert isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dim - 1])
+    x = torch.randn(2, 4, *([7] * dim))
+    w_ref = reference_standardize(conv.weight, 1e-5)
+    expected = CONV_FN[dim](x.double(), w_ref, conv.bias.double(), 2, 1, 1, groups)
+    torch.testing.assert_close(conv(x).double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.standardized_weight().double(), w_ref, rtol=1e-5, atol=1e-5)
+    # every filter of ŵ has mean 0 and variance var/(var + eps)
+    w_hat = conv.standardized_weight().detach().flatten(1).double()
+    raw_var = conv.weight.detach().flatten(1).double().var(1, unbiased=False)
+    assert w_hat.mean(1).abs().max() < 1e-6
+    torch.testing.assert_close(w_hat.var(1, unbiased=False), raw_var / (raw_var + 1e-5), rtol=1e-5, atol=0)
+
+
+def test_ws_is_accurate_when_filter_mean_dominates() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(16, 8, 3, 3, 3) * 0.02 + 1.0  # mean = 50 σ: one-pass E[w²] − μ² would lose ~1e-3
+    torch.testing.assert_close(
+        vnn.standardize_weight(w).double(), reference_standardize(w, 1e-6), atol=1e-4, rtol=0
+    )
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny float64 ops gain nothing from threads, and a busy machine makes each parallel region wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_ws_gradcheck_conv3d_double(one_thread) -> None:
+    torch.manual_seed(0)
+    conv = vnn.WSConv3d(2, 3, (2, 2, 3), padding=(0, 1, 1), bias=True, eps=1e-5).double()
+    x = torch.randn(2, 2, 2, 3, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda inp, w, b: vnn.ws_conv(inp, w, b, 1, (0, 1, 1), 1, 1, 1e-5), (x, conv.weight, conv.bias)
+    )
+    assert torch.autograd.gradcheck(lambda w: vnn.standardize_weight(w, 1e-5), (conv.weight,))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_ws_custom_gradient_equals_naive_autograd(dim: int, groups: int) -> None:
+    torch.manual_seed(1)
+    conv = WS_CLASSES[dim](4, 6, 3, padding=1, groups=groups, bias=True).double()
+    x = torch.randn(3, 4, *([5] * dim), dtype=torch.double, requires_grad=True)
+    g = torch.randn_like(conv(x))
+
+    grads = []
+    for fwd in (conv, lambda inp: naive_ws_forward(conv, inp)):
+        conv.zero_grad(set_to_none=True)
+        x.grad = None
+        (fwd(x) * g).sum().backward()
+        grads.append((x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()))
+    for ours, naive in zip(*grads):
+        torch.testing.assert_close(ours, naive, rtol=1e-10, atol=1e-12)
+
+
+def test_ws_weight_only_function_gradient_equals_naive() -> None:
+    torch.manual_seed(2)
+    w = torch.randn(5, 3, 2, 2, dtype=torch.double, requires_grad=True)
+    g = torch.randn_like(w)
+    (gw_ours,) = torch.autograd.grad((vnn.standardize_weight(w, 1e-3) * g).sum(), w)
+    mu = w.mean(dim=(1, 2, 3), keepdim=True)
+    var = ((w - mu) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+    (gw_naive,) = torch.autograd.grad((((w - mu) / torch.sqrt(var + 1e-3)) * g).sum(), w)
+    torch.testing.assert_close(gw_ours, gw_naive)
+    # the incoming gradient must not be modified in place
+    g_before = g.clone()
+    torch.autograd.grad(vnn.standardize_weight(w), w, grad_outputs=g)
+    torch.testing.assert_close(g, g_before)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+@pytest.mark.parametrize(
+    ("padding", "padding_mode", "kernel", "dilation"),
+    [
+        ("same", "zeros", 4, 1),
+        ("same", "zeros", 3, 2),
+        ("valid", "zeros", 3, 1),
+        (1, "reflect", 3, 1),
+        (2, "circular", 3, 1),
+    ],
+)
+def test_ws_conv_padding_variants_match_conv_with_standardized_weight(
+    padding, padding_mode, kernel, dilation
+) -> None:
+    torch.manual_seed(3)
+    ws = vnn.WSConv3d(3, 4, kernel, padding=padding, padding_mode=padding_mode, dilation=dilation)
+    plain = nn.Conv3d(3, 4, kernel, padding=padding, padding_mode=padding_mode, dilation=dilation)
+    with torch.no_grad():
+        plain.weight.copy_(reference_standardize(ws.weight, ws.eps).float())
+        plain.bias.copy_(ws.bias)
+    x = torch.randn(2, 3, 5, 6, 7, requires_grad=True)
+    torch.testing.assert_close(ws(x), plain(x), rtol=1e-5, atol=1e-5)
+    ws(x).sum().backward()  # gradients flow through the padding path
+    assert x.grad is not None and ws.weight.grad is not None
+
+
+def test_ws_conv_state_dict_is_interchangeable_with_conv() -> None:
+    plain = nn.Conv3d(3, 8, 3, bias=False)
+    ws = vnn.WSConv3d(3, 8, 3, bias=False, eps=1e-8)
+    ws.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(ws.weight, plain.weight)
+    assert set(ws.state_dict()) == {"weight"}
+    assert "eps=1e-08" in repr(ws)
+    assert pickle.loads(pickle.dumps(ws)).eps == 1e-8
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-6, "1e-6", True])
+def test_ws_conv_rejects_bad_eps(eps) -> None:
+    with pytest.raises(ValueError, match="eps must be a positive float"):
+        vnn.WSConv3d(3, 4, 3, eps=eps)
+
+
+def test_ws_conv_no_grad_for_frozen_input_and_no_bias() -> None:
+    conv = vnn.WSConv2d(3, 4, 3, bias=False)
+    x = torch.randn(1, 3, 6, 6)  # input does not require grad (e.g. the stem)
+    conv(x).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.shape == conv.weight.shape
+    # WS gradients are orthogonal to the per-filter mean direction
+    g = conv.weight.grad.flatten(1).double()
+    assert (g.sum(1).abs() / g.abs().sum(1)).max() < 1e-5
+
+
+def test_ws_conv_under_cpu_autocast_bf16() -> None:
+    torch.manual_seed(4)
+    conv = vnn.WSConv3d(4, 8, 3, padding=1)
+    x = torch.randn(2, 4, 4, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert conv.weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = naive_ws_forward(conv, x)
+    torch.testing.assert_close(y, ref)
+    grad_w = conv.weight.grad.clone()
+    conv.weight.grad = None
+    ref.float().sum().backward()
+    torch.testing.assert_close(grad_w, conv.weight.grad, rtol=2e-2, atol=2e-2)
+
+
+def test_ws_conv_input_rank_error() -> None:
+    with pytest.raises(ValueError, match="needs 5"):
+        vnn.ws_conv(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 1, 1, 1))
+
+
+def test_conv_layer() -> None:
+    assert vnn.conv_layer(False) is nn.Conv3d
+    conv = vnn.conv_layer(True, eps=1e-8)(in_channels=3, out_channels=4, kernel_size=3)
+    assert type(conv) is vnn.WSConv3d and conv.eps == 1e-8
+    assert vnn.conv_layer(True, dim=2)(3, 4, 1).__class__ is vnn.WSConv2d
+    with pytest.raises(ValueError, match="dim must be 1, 2 or 3"):
+        vnn.conv_layer(True, dim=4)
+
+
+# ----------------------------------------------------------------------------- GroupNorm
+
+
+def manual_group_norm(x: torch.Tensor, groups: int, eps: float, weight, bias) -> torch.Tensor:
+    x64 = x.double()
+    n, c = x.shape[:2]
+    out = torch.empty_like(x64)
+    per = c // groups
+    for i in range(n):
+        for g in range(groups):
+            chunk = x64[i, g * per : (g + 1) * per]
+            mu = chunk.sum() / chunk.numel()
+            var = ((chunk - mu) ** 2).sum() / chunk.numel()
+            out[i, g * per : (g + 1) * per] = (chunk - mu) / torch.sqrt(var + eps)
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    return out * weight.double().view(shape) + bias.double().view(shape)
+
+
+@pytest.mark.parametrize(("kind", "groups"), [("gn", 4), ("ln", 1), ("in", 8)])
+def test_group_norm_kinds_on_5d_match_manual_group_statistics(kind: str, groups: int) -> None:
+    torch.manual_seed(5)
+    kw = {"num_groups": 4} if kind == "gn" else {}
+    norm = vnn.make_norm(kind, 8, eps=1e-5, **kw)
+    assert norm.num_groups == groups
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 8, 2, 3, 4) * 3 + 1
+    expected = manual_group_norm(x, groups, 1e-5, norm.weight, norm.bias)
+    torch.testing.assert_close(norm(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_constructed_torch_way_and_batchnorm_way() -> None:
+    torch_style = vnn.GroupNorm(4, 16, 1e-3, False)
+    assert (torch_style.num_groups, torch_style.num_channels, torch_style.eps, torch_style.affine) == (
+        4,
+        16,
+        1e-3,
+        False,
+    )
+    bn_style = vnn.GroupNorm(num_features=256, eps=1e-4, momentum=0.1)  # what pytorchvideo calls
+    assert (bn_style.num_groups, bn_style.num_channels, bn_style.eps) == (32, 256, 1e-4)
+    assert isinstance(bn_style, nn.GroupNorm)
+    assert vnn.GroupNorm(num_features=64, channels_per_group=16).num_groups == 4
+    assert vnn.GroupNorm(num_features=64, num_groups=8).num_groups == 8
+
+
+@pytest.mark.parametrize(("channels", "groups"), [(16, 16), (32, 32), (48, 24), (64, 32), (2048, 32), (3, 3)])
+def test_default_group_policy(channels: int, groups: int) -> None:
+    assert vnn.GroupNorm(num_features=channels).num_groups == groups
+    assert vnn.resolve_num_groups(channels) == groups
+
+
+def test_group_count_error_names_channels_and_valid_counts() -> None:
+    with pytest.raises(ValueError) as err:
+        vnn.GroupNorm(num_features=48, num_groups=32)
+    msg = str(err.value)
+    assert "num_channels=48" in msg and "num_groups=32" in msg
+    assert "[1, 2, 3, 4, 6, 8, 12, 16, 24, 48]" in msg
+    with pytest.raises(ValueError, match=r"channels_per_group=5 does not divide num_channels=48.*\[1, 2, 3"):
+        vnn.GroupNorm(num_features=48, channels_per_group=5)
+    with pytest.raises(ValueError, match="not both"):
+        vnn.GroupNorm(num_features=48, num_groups=4, channels_per_group=12)
+    with pytest.raises(ValueError, match="num_groups=32 does not divide num_channels=48"):
+        vnn.make_norm("gn", 48, num_groups=32)
+    with pytest.raises(TypeError, match="needs the channel count"):
+        vnn.GroupNorm(32)
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+KIND_TYPES = {
+    "bn": nn.BatchNorm3d,
+    "syncbn": nn.SyncBatchNorm,
+    "frozen_bn": vnn.FrozenBatchNorm3d,
+    "gn": vnn.GroupNorm,
+    "ln": vnn.GroupNorm,
+    "in": vnn.GroupNorm,
+    "none": nn.Identity,
+}
+
+
+@pytest.mark.parametrize("kind", vnn.NORM_KINDS)
+def test_make_norm_every_kind(kind: str) -> None:
+    assert set(KIND_TYPES) == set(vnn.NORM_KINDS)
+    norm = vnn.make_norm(kind, 16, eps=1e-3)
+    assert type(norm) is KIND_TYPES[kind]
+    assert vnn.is_norm(norm) == (kind != "none")
+    if kind != "none":
+        assert norm.eps == 1e-3
+    x = torch.randn(2, 16, 2, 3, 3)
+    y = norm.train()(x)  # syncbn runs as a plain BN outside DDP
+    assert y.shape == x.shape
+    # pytorchvideo calls norm(num_features=, eps=, momentum=) by keyword, torchvision norm_layer(C) positionally
+    factory = vnn.norm_layer(kind)
+    assert type(factory(num_features=16, eps=1e-5, momentum=0.1)) is KIND_TYPES[kind]
+    assert type(factory(16)) is KIND_TYPES[kind]
+    assert type(pickle.loads(pickle.dumps(factory))(16)) is KIND_TYPES[kind]
+
+
+def test_make_norm_dim_selects_bn_flavour() -> None:
+    assert type(vnn.make_norm("bn", 4, dim=2)) is nn.BatchNorm2d
+    assert type(vnn.make_norm("frozen_bn", 4, dim=1)) is vnn.FrozenBatchNorm1d
+    assert vnn.make_norm("bn", 4, momentum=0.3).momentum == 0.3
+
+
+def test_unknown_kind_and_keyword_errors() -> None:
+    with pytest.raises(ValueError) as err:
+        vnn.make_norm("batchnorm", 8)
+    for kind in vnn.NORM_KINDS:
+        assert kind in str(err.value)
+    assert "'batchnorm'" in str(err.value)
+    with pytest.raises(TypeError, match=r"unexpected keyword\(s\) \['num_groups'\]"):
+        vnn.norm_layer("bn", num_groups=4)
+
+
+def test_is_norm() -> None:
+    for m in (
+        nn.BatchNorm1d(3),
+        nn.GroupNorm(1, 3),
+        nn.LayerNorm(3),
+        nn.InstanceNorm3d(3),
+        vnn.FrozenBatchNorm2d(3),
+    ):
+        assert vnn.is_norm(m)
+    for m in (nn.Identity(), nn.Conv3d(3, 3, 1), nn.Linear(3, 3), vnn.WSConv3d(3, 3, 3)):
+        assert not vnn.is_norm(m)
+
+
+# ----------------------------------------------------------------------------- frozen BN
+
+
+def test_frozen_bn_matches_bn_eval_and_never_changes() -> None:
+    torch.manual_seed(6)
+    bn = nn.BatchNorm3d(6)
+    bn.train()(torch.randn(4, 6, 2, 3, 3) * 2 + 1)  # non-trivial running stats
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    frozen = vnn.FrozenBatchNorm3d(6)
+    frozen.load_state_dict(bn.state_dict())  # BN checkpoints (with num_batches_tracked) load
+    assert list(frozen.parameters()) == []
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    x = torch.randn(3, 6, 2, 3, 3)
+    y = frozen.train()(x)
+    torch.testing.assert_close(y, bn.eval()(x))
+    for k, v in frozen.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    # one sample alone gives the same output as inside the batch
+    torch.testing.assert_close(frozen(x[:1]), y[:1])
+    with pytest.raises(ValueError, match=r"expected input \(N, 6, \.\.\.\) with 5 dims"):
+        frozen(torch.randn(3, 6, 4, 4))
+
+
+# ----------------------------------------------------------------------------- the central claim, layer level
+
+
+def conv_norm_stack(kind: str, ws: bool) -> nn.Sequential:
+    conv = vnn.conv_layer(ws)
+    return nn.Sequential(
+        conv(3, 16, 3, padding=1, bias=False),
+        vnn.make_norm(kind, 16, num_groups=4) if kind == "gn" else vnn.make_norm(kind, 16),
+        nn.ReLU(),
+        conv(16, 16, 3, padding=1, bias=False),
+        vnn.make_norm(kind, 16, num_groups=4) if kind == "gn" else vnn.make_norm(kind, 16),
+    )
+
+
+def test_gn_ws_output_independent_of_batch_but_bn_is_not() -> None:
+    torch.manual_seed(7)
+    x = torch.randn(8, 3, 4, 8, 8)
+    gn = conv_norm_stack("gn", ws=True).train()
+    batched = gn(x)
+    for i in (0, 5):
+        torch.testing.assert_close(gn(x[i : i + 1]), batched[i : i + 1], rtol=1e-5, atol=1e-5)
+    bn = conv_norm_stack("bn", ws=False).train()
+    batched = bn(x)
+    assert (bn(x[:1]) - batched[:1]).abs().max() > 1e-2
