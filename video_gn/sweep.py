@@ -360,7 +360,8 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "runs.csv"
     done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
-    todo = [(c, s) for c in spec.cells for s in spec.seeds if run_id(spec, c, s) not in done]
+    # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
+    todo = [(c, s) for s in spec.seeds for c in spec.cells if run_id(spec, c, s) not in done]
     if log:
         total = len(spec.cells) * len(spec.seeds)
         print(
