@@ -141,7 +141,7 @@ class PeakRSS:
 
 
 # --------------------------------------------------------------------------- decoders
-def ours(thread_type: str | None = None, thread_count: int = 0) -> Callable[[Path, np.ndarray, int], int]:
+def ours(thread_type: str | None = None, thread_count: int = 1) -> Callable[[Path, np.ndarray, int], int]:
     def run(path: Path, idx: np.ndarray, s: int) -> int:
         frames, _ = decode_frames(path, idx, thread_type=thread_type, thread_count=thread_count)
         return frames.shape[0]
@@ -317,8 +317,8 @@ def main() -> None:
 
     print("\n### PyAV thread settings for video_gn's decoder (clips/s, interleaved)\n")
     variants = {
-        "default": ours(None, 0),
-        "SLICE x1": ours("SLICE", 1),
+        "default (1 thread)": ours(None, 1),
+        "FFmpeg auto": ours(None, 0),
         "FRAME x2": ours("FRAME", 2),
         "AUTO x2": ours("AUTO", 2),
         "AUTO auto": ours("AUTO", 0),

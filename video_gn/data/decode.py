@@ -36,9 +36,11 @@ import torch
 
 __all__ = ["VideoInfo", "DecodeError", "clip_indices", "decode_frames", "probe_video"]
 
-# Measured on 2 cores (benchmarks/data.py): PyAV's default (slice threading) beat "AUTO"/"FRAME" threading
-# for short windows, where frame threading's pipeline delay costs more than it gains.
+# Decoder threads. Measured on 2 cores (benchmarks/data.py, docs/benchmarks.md): one decoding thread per
+# clip beat FFmpeg's automatic thread count and "FRAME"/"AUTO" threading; parallelism comes from the
+# DataLoader workers, and extra decoder threads only wait for cores the workers already use.
 DEFAULT_THREAD_TYPE: str | None = None
+DEFAULT_THREAD_COUNT: int = 1
 
 
 class DecodeError(ValueError):
@@ -135,7 +137,7 @@ def decode_frames(
     indices: Sequence[int] | np.ndarray | Callable[[VideoInfo], Sequence[int] | np.ndarray],
     *,
     thread_type: str | None = DEFAULT_THREAD_TYPE,
-    thread_count: int = 0,
+    thread_count: int = DEFAULT_THREAD_COUNT,
 ) -> tuple[torch.Tensor, VideoInfo]:
     """Decode the given frames of a video, seeking to the key frame before them and stopping after them.
 
@@ -146,7 +148,7 @@ def decode_frames(
             header without opening the file twice).
         thread_type: PyAV ``codec_context.thread_type`` ("SLICE", "FRAME", "AUTO"), or None for PyAV's
             default.
-        thread_count: decoder threads (0: FFmpeg chooses).
+        thread_count: decoder threads (0: FFmpeg chooses, usually one per core).
 
     Returns:
         (frames, info): frames is a uint8 tensor (T, H, W, 3) in RGB, frame ``t`` being video frame
@@ -168,8 +170,7 @@ def decode_frames(
             cc = stream.codec_context
             if thread_type is not None:
                 cc.thread_type = thread_type
-            if thread_count:
-                cc.thread_count = thread_count
+            cc.thread_count = thread_count
             frames = _decode_wanted(container, stream, info, wanted, path)
     except DecodeError:
         raise
