@@ -12,6 +12,7 @@ the per-GPU batch shrinks from 8 to 1 clip.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -259,6 +260,13 @@ class VideoClassifier(L.LightningModule):
 
     # ------------------------------------------------------- checkpoint hygiene
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # RNG states travel with the checkpoint so `fit --ckpt_path last` continues the same random
+        # stream (clip windows, crops, dropout) as an uninterrupted run.
+        checkpoint["video_gn_rng"] = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
         bad = [
             n for n, t in _named_tensors(self.model) if t.is_floating_point() and not torch.isfinite(t).all()
         ]
@@ -267,6 +275,14 @@ class VideoClassifier(L.LightningModule):
                 f"Refusing to write a checkpoint at global step {self.global_step}: non-finite values in "
                 f"{len(bad)} tensors (first: {bad[:3]}). The previous checkpoint is kept."
             )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("video_gn_rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
+            if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def _named_tensors(model: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:

@@ -1,0 +1,204 @@
+"""The ``video-gn`` CLI end to end on a tiny generated synthetic dataset (CPU)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from video_gn.cli import main, run_lightning_cli
+from video_gn.data.synthetic import SyntheticSpec, generate
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.name != "base.yaml")
+
+# Small enough for CI: 4 classes x 4 train / 2 val videos, 48x48 pixels, 24 frames.
+TINY = SyntheticSpec(
+    num_classes=4, train_per_class=4, val_per_class=2, size=(48, 48), fps=12, num_frames=24, seed=3
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    generate(root, TINY, workers=1, progress=False)
+    return root
+
+
+def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
+    return [
+        f"--data.root={root}",
+        "--data.synthetic=null",
+        "--data.num_frames=4",
+        "--data.sampling_rate=2",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        "--data.persistent_workers=false",
+        "--data.pin_memory=false",
+        "--data.train_short_side=[40,48]",
+        "--data.test_short_side=40",
+        "--data.crop_size=32",
+        "--data.num_clips=2",
+        "--data.num_crops=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.num_nodes=1",
+        "--trainer.strategy=auto",
+        "--trainer.precision=32-true",
+        "--trainer.sync_batchnorm=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={run_dir}",
+    ]
+
+
+def _quick(root: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "-c",
+        str(REPO / "configs" / "quickstart.yaml"),
+        *_tiny_overrides(root, run_dir),
+        "--model.width=8",
+        "--trainer.max_epochs=1",
+        "--trainer.max_steps=-1",
+        *extra,
+    ]
+
+
+def test_help_lists_subcommands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("fit", "validate", "test", "predict", "plan", "sweep"):
+        assert cmd in out
+
+
+def test_console_script_runs():
+    proc = subprocess.run(["video-gn", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "predict" in proc.stdout
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO / "configs")) for c in CONFIGS])
+def test_every_config_parses_and_trains_one_step(config, tiny_root, tmp_path):
+    cli = run_lightning_cli(
+        [
+            "fit",
+            "-c",
+            str(config),
+            *_tiny_overrides(tiny_root, tmp_path),
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.num_sanity_val_steps=0",
+        ],
+    )
+    assert cli.trainer.global_step == 1
+    assert cli.model.hparams.num_classes == 4  # linked from the data module
+
+
+def test_fit_validate_predict_end_to_end(tiny_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", *_quick(tiny_root, run)]) == 0
+    ckpts = run / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file()
+    assert any(p.name.startswith("best-") for p in ckpts.iterdir())
+    assert (ckpts / "classes.txt").read_text().split() == (tiny_root / "classes.txt").read_text().split()
+    # The resolved config is saved beside the logs.
+    assert list(run.rglob("config.yaml"))
+
+    cli = run_lightning_cli(["validate", *_quick(tiny_root, run), f"--ckpt_path={ckpts / 'last.ckpt'}"])
+    metrics = cli.trainer.callback_metrics
+    assert 0.0 <= float(metrics["val/video_top1"]) <= 1.0
+    assert "val/clip_top1" in metrics
+
+    video = next((tiny_root / "val").rglob("*.mp4"))
+    capsys.readouterr()
+    assert (
+        main(["predict", str(video), "--ckpt_path", str(ckpts / "last.ckpt"), "--json", "--top_k", "3"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    (pred,) = out["predictions"]
+    names = [n for n, _ in pred["top"]]
+    probs = [p for _, p in pred["top"]]
+    assert len(names) == 3 and set(names) <= set((ckpts / "classes.txt").read_text().split())
+    assert probs == sorted(probs, reverse=True) and 0.0 < sum(probs) <= 1.0 + 1e-6
+
+
+def test_predict_skips_unreadable_file(tiny_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["fit", *_quick(tiny_root, run, "--trainer.limit_train_batches=1")])
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    good = next((tiny_root / "val").rglob("*.mp4"))
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="broken.mp4"):
+        rc = main(
+            ["predict", str(good), str(bad), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--json"]
+        )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["predictions"]) == 1 and out["failed"][0]["path"].endswith("broken.mp4")
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    """Simulates an interruption: the run stops after epoch 0 (its last.ckpt is written), max_epochs unchanged."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_resume_gives_same_weights_as_straight_run(tiny_root, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_lightning_cli(["fit", *_quick(tiny_root, straight, "--trainer.max_epochs=2")])
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, resumed, "--trainer.max_epochs=2")], run=False)
+    cli.trainer.callbacks.append(_StopAfterFirstEpoch())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.current_epoch == 1  # stopped after one of two epochs
+    run_lightning_cli(["fit", *_quick(tiny_root, resumed, "--trainer.max_epochs=2", "--ckpt_path=last")])
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] > 0
+    for k, v in a["state_dict"].items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, b["state_dict"][k], atol=1e-6, rtol=0, msg=k)
+
+
+def test_non_finite_loss_stops_without_overwriting_checkpoint(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    run_lightning_cli(["fit", *_quick(tiny_root, run)])
+    last = run / "checkpoints" / "last.ckpt"
+    with pytest.raises(FloatingPointError, match=r"global step \d+.*learning rate"):
+        run_lightning_cli(["fit", *_quick(tiny_root, run, "--model.lr=1e30", "--trainer.max_epochs=3")])
+    # Whatever the exploding run managed to save, no checkpoint on disk holds a NaN/inf weight.
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), ckpt
+    assert last.is_file()
+
+
+def test_checkpoint_with_non_finite_weights_is_refused():
+    from video_gn.module import VideoClassifier
+
+    model = VideoClassifier(name="r3d_18", num_classes=3, width=8)
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="Refusing to write a checkpoint"):
+        model.on_save_checkpoint({})
+
+
+def test_wrong_config_fails_at_startup_with_clear_message(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "video_gn.cli",
+            "fit",
+            "-c",
+            str(REPO / "configs" / "quickstart.yaml"),
+            "--model.norm=batchnorm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "model.norm" in proc.stderr and "gn" in proc.stderr

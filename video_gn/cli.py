@@ -1,0 +1,169 @@
+"""The ``video-gn`` command line.
+
+``fit``, ``validate`` and ``test`` are LightningCLI sub-commands over :class:`VideoClassifier` and
+:class:`KineticsDataModule`: every option is a typed ``__init__`` argument, configs in ``configs/``
+compose with a top-level ``config: base.yaml`` key, and the resolved config is saved beside the logs.
+``predict``, ``plan`` and ``sweep`` are plain sub-commands with their own ``--help``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+SUBCOMMANDS = {
+    "fit": "train a model (LightningCLI): video-gn fit -c configs/quickstart.yaml",
+    "validate": "evaluate a checkpoint on the val split: video-gn validate -c CONFIG --ckpt_path CKPT",
+    "test": "evaluate a checkpoint on the test split (multi-view): video-gn test -c CONFIG --ckpt_path CKPT",
+    "predict": "top-5 classes for video files or folders: video-gn predict clip.mp4 --ckpt_path CKPT",
+    "plan": "memory/step time per (frames, batch): video-gn plan --model i3d_r50 --frames 8,32 --batch 1,2,4",
+    "sweep": "grid of trainings norms x batch x frames: video-gn sweep -c configs/sweep/... --out DIR",
+}
+
+_LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+
+
+def _usage() -> str:
+    lines = ["usage: video-gn <subcommand> [options]", "", "Sub-commands:"]
+    lines += [f"  {name:<9} {text}" for name, text in SUBCOMMANDS.items()]
+    lines += ["", "Run `video-gn <subcommand> --help` for the options of one sub-command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``video-gn`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd in _LIGHTNING_SUBCOMMANDS:
+        run_lightning_cli([cmd, *rest])
+        return 0
+    if cmd == "predict":
+        from video_gn.predict import main as predict_main
+
+        return predict_main(rest)
+    if cmd == "plan":
+        from video_gn.plan import main as plan_main
+
+        return plan_main(rest)
+    if cmd == "sweep":
+        from video_gn.sweep import main as sweep_main
+
+        return sweep_main(rest)
+    print(f"video-gn: unknown sub-command {cmd!r}.\n\n{_usage()}", file=sys.stderr)
+    return 2
+
+
+def run_lightning_cli(args: list[str], run: bool = True):
+    """Build (and by default run) the LightningCLI for ``args`` such as ``["fit", "-c", "cfg.yaml"]``.
+
+    With ``run=False`` the sub-command is dropped and the returned CLI holds the instantiated
+    ``model``, ``datamodule`` and ``trainer`` without calling any of them.
+    """
+    if not run and args and args[0] in _LIGHTNING_SUBCOMMANDS:
+        args = args[1:]
+    from lightning.pytorch.cli import LightningCLI
+
+    from video_gn.data import KineticsDataModule
+    from video_gn.module import VideoClassifier
+
+    class VideoGNCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # One source of truth: the data decides the classes, the model follows.
+            parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+            parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+            parser.set_defaults(
+                {
+                    "trainer.default_root_dir": "runs/default",
+                    # Our data module shards by video itself (all views of a video on one rank).
+                    "trainer.use_distributed_sampler": False,
+                }
+            )
+
+        def instantiate_trainer(self, **kwargs: Any):
+            cfg = self._get(self.config_init, "trainer", default={})
+            root = cfg.get("default_root_dir") or "runs/default"
+            if cfg.get("logger") in (None, True):
+                kwargs["logger"] = default_loggers(root)
+            if cfg.get("sync_batchnorm"):
+                from video_gn.nn.syncbn import SyncBatchNormPlugin
+
+                plugins = cfg.get("plugins") or []
+                plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+                kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]  # torch's SyncBN refuses CPU tensors
+            callbacks = list(cfg.get("callbacks") or [])
+            kwargs["callbacks"] = callbacks + default_callbacks(
+                root,
+                checkpointing=cfg.get("enable_checkpointing", True) is not False,
+                have=callbacks,
+                progress=cfg.get("enable_progress_bar", True) is not False,
+            )
+            return super().instantiate_trainer(**kwargs)
+
+    return VideoGNCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        args=args,
+        run=run,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+    )
+
+
+def _has_omegaconf() -> bool:
+    try:
+        import omegaconf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_loggers(root: str) -> list:
+    """CSV logs always (sweeps read them); TensorBoard too when it is installed."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(save_dir=root, name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(save_dir=root, name="logs", version=loggers[0].version))
+    except ImportError:
+        pass
+    return loggers
+
+
+def default_callbacks(root: str, *, checkpointing: bool, have: list, progress: bool) -> list:
+    """Best checkpoint by val video top-1 plus ``last.ckpt`` in ``<root>/checkpoints``, lr monitor, progress bar."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+
+    from video_gn.callbacks import ClassNamesWriter, VideoCheckpoint
+
+    out: list = [LearningRateMonitor(logging_interval="step"), ClassNamesWriter()]
+    if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in have):
+        out.append(
+            VideoCheckpoint(
+                # A fixed directory (not per logger version) so `fit --ckpt_path last` finds it after a crash.
+                dirpath=os.path.join(root, "checkpoints"),
+                filename="best-epoch{epoch:03d}-step{step}",
+                auto_insert_metric_name=False,
+                monitor="val/video_top1",
+                mode="max",
+                save_last=True,
+            )
+        )
+    if progress and _stdout_is_terminal():
+        out.append(RichProgressBar())
+    return out
+
+
+def _stdout_is_terminal() -> bool:
+    # Rich's live display garbles logs redirected to files; Lightning's tqdm bar degrades gracefully.
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

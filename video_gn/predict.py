@@ -1,0 +1,187 @@
+"""``video-gn predict``: top-k classes for video files, averaged over several views per video."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv"}
+
+# Data options read from the checkpoint's saved data-module hyper-parameters (with these fallbacks).
+_VIEW_DEFAULTS = {
+    "num_frames": 8,
+    "sampling_rate": 8,
+    "test_short_side": 256,
+    "crop_size": 224,
+    "num_clips": 10,
+    "num_crops": 1,
+    "mean": (0.45, 0.45, 0.45),
+    "std": (0.225, 0.225, 0.225),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="video-gn predict",
+        description="Classify video files with a trained checkpoint: top-k class names and probabilities "
+        "per video, averaged over num_clips x num_crops views (clip length, sampling rate, crop and "
+        "normalisation come from the checkpoint's data settings).",
+    )
+    p.add_argument("paths", nargs="+", help="video files and/or folders (searched recursively)")
+    p.add_argument(
+        "--ckpt_path", required=True, help="checkpoint written by `video-gn fit` (e.g. best or last.ckpt)"
+    )
+    p.add_argument("--top_k", type=int, default=5, help="number of classes to show per video (default 5)")
+    p.add_argument(
+        "--num_clips", type=int, default=None, help="temporal views per video (default: as trained)"
+    )
+    p.add_argument("--num_crops", type=int, choices=(1, 3), default=None, help="spatial views per clip")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def find_videos(paths: list[str]) -> list[Path]:
+    """Expand files and folders into a sorted list of video files.
+
+    Raises:
+        FileNotFoundError: a given path does not exist, or a folder holds no video files.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+            if not found:
+                raise FileNotFoundError(
+                    f"No video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under folder {p}."
+                )
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist: give video files or folders that contain them.")
+    return out
+
+
+def load_classifier(ckpt_path: str, device: str):
+    """Load a :class:`VideoClassifier` and its data settings from a ``video-gn fit`` checkpoint.
+
+    Returns:
+        (model in eval mode on ``device``, data settings dict, class names list)
+    """
+    from video_gn.module import VideoClassifier
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--ckpt_path {path} does not exist; point it at a .ckpt written by `video-gn fit`."
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ValueError(f"{path} is not a video-gn training checkpoint (no state_dict / hyper_parameters).")
+    accepted = inspect.signature(VideoClassifier.__init__).parameters
+    hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in accepted}  # drops LightningCLI's extras
+    hp["pretrained"] = None  # the checkpoint already holds the trained weights
+    model = VideoClassifier(**hp)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval().to(device)
+    data_hp = {**_VIEW_DEFAULTS, **ckpt.get("datamodule_hyper_parameters", {})}
+    names = hp.get("class_names") or _class_names_beside(path) or [str(i) for i in range(hp["num_classes"])]
+    return model, data_hp, list(names)
+
+
+def _class_names_beside(ckpt: Path) -> list[str] | None:
+    txt = ckpt.parent / "classes.txt"
+    return [line.strip() for line in txt.read_text().splitlines() if line.strip()] if txt.is_file() else None
+
+
+@torch.inference_mode()
+def predict_videos(model, data_hp: dict[str, Any], names: list[str], videos: list[Path], *, top_k: int = 5):
+    """Average the softmax over all views of each video and return its top-k.
+
+    Returns:
+        (results, failures): results is a list of ``{"path", "top": [(name, prob), ...]}``; failures
+        lists ``(path, error message)`` for videos that could not be decoded (skipped, not fatal).
+    """
+    from video_gn.data import load_video_views
+
+    device = next(model.parameters()).device
+    results, failures = [], []
+    for path in _progress(videos):
+        try:
+            views = load_video_views(
+                path,
+                num_frames=data_hp["num_frames"],
+                sampling_rate=data_hp["sampling_rate"],
+                num_clips=data_hp["num_clips"],
+                num_crops=data_hp["num_crops"],
+                short_side=data_hp["test_short_side"],
+                crop_size=data_hp["crop_size"],
+                mean=data_hp["mean"],
+                std=data_hp["std"],
+            )  # (V, C, T, H, W)
+        except Exception as err:  # noqa: BLE001 - any decode failure skips the file
+            warnings.warn(f"Skipping {path}: could not decode it ({type(err).__name__}: {err})", stacklevel=2)
+            failures.append((str(path), f"{type(err).__name__}: {err}"))
+            continue
+        probs = model(views.to(device)).float().softmax(dim=-1).mean(dim=0)  # (num_classes,)
+        p, idx = probs.topk(min(top_k, probs.numel()))
+        results.append(
+            {"path": str(path), "top": [(names[i], float(v)) for v, i in zip(p.tolist(), idx.tolist())]}
+        )
+    return results, failures
+
+
+def _progress(items: list[Path]):
+    if len(items) < 2 or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description="predict", console=None, transient=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    videos = find_videos(args.paths)
+    model, data_hp, names = load_classifier(args.ckpt_path, args.device)
+    if args.num_clips is not None:
+        data_hp["num_clips"] = args.num_clips
+    if args.num_crops is not None:
+        data_hp["num_crops"] = args.num_crops
+    results, failures = predict_videos(model, data_hp, names, videos, top_k=args.top_k)
+    if args.json:
+        print(
+            json.dumps(
+                {"predictions": results, "failed": [{"path": p, "error": e} for p, e in failures]}, indent=1
+            )
+        )
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(
+            title=f"video-gn predict ({data_hp['num_clips']}x{data_hp['num_crops']} views per video)"
+        )
+        table.add_column("video")
+        for k in range(1, args.top_k + 1):
+            table.add_column(f"top-{k}")
+        for r in results:
+            table.add_row(r["path"], *[f"{n} {p:.2f}" for n, p in r["top"]])
+        Console().print(table)
+        if failures:
+            print(
+                f"{len(failures)} of {len(videos)} videos could not be decoded and were skipped:",
+                file=sys.stderr,
+            )
+            for p, e in failures:
+                print(f"  {p}: {e}", file=sys.stderr)
+    return 1 if failures and not results else 0
