@@ -98,6 +98,27 @@ def test_bad_files_raise_decode_error_naming_the_file(tmp_path, kind):
         raise AssertionError(f"decoded {tuple(frames.shape)} from a {kind} file")
 
 
+def test_truncated_data_with_intact_header(tmp_path):
+    """moov first (faststart), media data cut: frames before the cut decode, windows after it fail."""
+    import av
+
+    src = write_video(tmp_path / "src.mp4", num_frames=90, gop=10, pattern="noise")
+    fast = tmp_path / "fast.mp4"
+    with av.open(str(src)) as inp, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
+        ostream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = ostream
+                out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: int(fast.stat().st_size * 0.5)])
+    assert probe_video(cut).num_frames == 90  # the header still announces every frame
+    frames, _ = decode_frames(cut, [0, 5, 10])
+    assert frames.shape[0] == 3
+    with pytest.raises(DecodeError, match="cut.mp4: truncated video"):
+        decode_frames(cut, [80, 85])
+
+
 def test_load_video_views_matches_eval_transform(tmp_path):
     path = write_video(tmp_path / "v.mp4", num_frames=90, width=80, height=48)
     views = load_video_views(

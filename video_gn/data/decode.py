@@ -197,14 +197,14 @@ def _decode_wanted(
     seek_to: int | None = target if needed[0] > 0 else None
     arrays: dict[int, np.ndarray] | None = None
     for _attempt in range(3):
-        arrays, landed_pts = _scan(container, stream, info, needed, start_pts, time_base, seek_to)
+        arrays, landed_pts = _scan(container, stream, info, needed, start_pts, time_base, seek_to, path)
         if arrays is not None or seek_to is None:
             break
         # Landed after the first needed frame (key frames indexed by decode time can sit after their
         # pts): seek to just before the frame we landed on, i.e. one key frame further back.
         seek_to = landed_pts - 1 if landed_pts is not None and landed_pts - 1 > start_pts else None
     if arrays is None:  # still past the window: decode from the very start, which always succeeds
-        arrays, _ = _scan(container, stream, info, needed, start_pts, time_base, None)
+        arrays, _ = _scan(container, stream, info, needed, start_pts, time_base, None, path)
     if not arrays:
         raise DecodeError(f"{path}: no frame could be decoded")
     first = next(iter(arrays.values()))
@@ -212,6 +212,10 @@ def _decode_wanted(
     # torch slice assignment does (whose inner dimension is only 3 bytes long).
     out = np.empty((len(wanted), *first.shape), dtype=np.uint8)
     for t, idx in enumerate(wanted.tolist()):
+        if arrays[idx].shape != first.shape:
+            raise DecodeError(
+                f"{path}: the frame size changes inside the clip ({first.shape} -> {arrays[idx].shape})"
+            )
         out[t] = arrays[idx]
     return torch.from_numpy(out)
 
@@ -254,6 +258,7 @@ def _scan(
     start_pts: int,
     time_base: Fraction,
     seek_to: int | None,
+    path: str,
 ) -> tuple[dict[int, np.ndarray] | None, int | None]:
     """Decode forward from ``seek_to`` (None: from the start); map each needed index to an RGB array.
 
@@ -298,7 +303,14 @@ def _scan(
             ptr += 1
         if ptr >= n_needed:
             return out, None
-    # End of stream: the header over-reported the length; repeat the last decoded frame.
+    # End of stream before every needed frame. A header that over-counts by a frame or two (estimated
+    # lengths) is tolerated by repeating the last frame; a stream ending well before its announced
+    # length is a truncated file.
+    if ptr < n_needed and last_idx < info.num_frames - max(2, info.num_frames // 50):
+        raise DecodeError(
+            f"{path}: truncated video: the header announces {info.num_frames} frames but the stream ends at frame "
+            f"{last_idx + 1}"
+        )
     if prev_frame is not None:
         if prev_rgb is None:
             prev_rgb = prev_frame.to_ndarray(format="rgb24")
