@@ -106,7 +106,8 @@ def run_lightning_cli(args: list[str], run: bool = True):
     return VideoGNCLI(
         VideoClassifier,
         KineticsDataModule,
-        args=args,
+        # From the console the arguments are sys.argv itself; passing them again makes Lightning warn.
+        args=None if run and args == sys.argv[1:] else args,
         run=run,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},

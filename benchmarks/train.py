@@ -1,0 +1,138 @@
+"""Training throughput and memory of the quick-start model for BN, GN and GN+WS at the same (T, B), CPU.
+
+For the quick-start network (r3d_18, width 16, 10 classes) at the quick-start clip (T=8, 56×56, B=8):
+
+* ``clips/s``: B / median train-step time (forward + cross-entropy + backward + SGD Nesterov step). The
+  variants run interleaved, one step each per round, so load from other processes hits all alike:
+  compare the ratios of one run;
+* ``saved MB``: activation bytes autograd keeps for backward (distinct storages, parameters and input
+  excluded; :class:`video_gn.plan.SavedTensorCounter`), exact and noise-free;
+* ``peak RSS Δ MB``: in a fresh subprocess per variant, peak resident memory during 3 train steps minus the
+  resident memory before the first step (model, optimiser and input built), with
+  ``MALLOC_MMAP_THRESHOLD_=65536`` so freed blocks return to the OS and RSS follows the live heap.
+
+Usage::
+
+    python benchmarks/train.py                       # quick-start shapes, 20 rounds
+    python benchmarks/train.py --frames 16 --batch 4 --rounds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from video_gn.models import build
+from video_gn.plan import SavedTensorCounter
+
+VARIANTS = {"BN": ("bn", False), "GN": ("gn", False), "GN+WS": ("gn", True)}
+
+
+def make(variant: str, args: argparse.Namespace):
+    """Model, SGD optimiser and a fixed batch for ``variant``."""
+    norm, ws = VARIANTS[variant]
+    torch.manual_seed(0)
+    model = build(args.model, num_classes=args.num_classes, norm=norm, ws=ws, width=args.width).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(args.batch, 3, args.frames, args.crop, args.crop, generator=g)  # (B, C, T, H, W)
+    y = torch.randint(0, args.num_classes, (args.batch,), generator=g)
+    return model, opt, x, y
+
+
+def train_step(model, opt, x, y) -> float:
+    """One optimiser step; returns its wall time in seconds."""
+    start = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=False)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - start
+
+
+def saved_mb(model, x, y) -> float:
+    with SavedTensorCounter(exclude=[*model.parameters(), *model.buffers(), x]) as counter:
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return counter.nbytes / 2**20
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _child(variant: str, args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    model, opt, x, y = make(variant, args)
+    base = _rss_mb()
+    for _ in range(3):
+        train_step(model, opt, x, y)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_delta_mb": peak - base}))
+
+
+def peak_rss_delta_mb(variant: str, args: argparse.Namespace) -> float:
+    cmd = [sys.executable, __file__, "--child", variant, *_shape_args(args)]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_delta_mb"]
+
+
+def _shape_args(args: argparse.Namespace) -> list[str]:
+    keys = ("model", "width", "num_classes", "frames", "batch", "crop", "threads")
+    return [x for k in keys for x in (f"--{k}", str(getattr(args, k)))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="r3d_18")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--num_classes", type=int, default=10)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=56)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        _child(args.child, args)
+        return
+    torch.set_num_threads(args.threads)
+    built = {v: make(v, args) for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for r in range(args.warmup + args.rounds):
+        for v, (model, opt, x, y) in built.items():
+            t = train_step(model, opt, x, y)
+            if r >= args.warmup:
+                times[v].append(t)
+    rows = []
+    for v, (model, _opt, x, y) in built.items():
+        med = statistics.median(times[v])
+        rows.append((v, med, args.batch / med, saved_mb(model, x, y), peak_rss_delta_mb(v, args)))
+    gn = next(r for r in rows if r[0] == "GN")
+    print(
+        f"{args.model} width {args.width}, clip {args.frames}x{args.crop}x{args.crop}, batch {args.batch}, "
+        f"{args.threads} threads, {args.rounds} interleaved rounds; {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}\n"
+    )
+    print("| variant | step ms (median) | clips/s | × GN time | saved for backward MB | peak RSS Δ MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for v, med, cps, smb, rss in rows:
+        print(f"| {v} | {med * 1e3:.1f} | {cps:.1f} | {med / gn[1]:.3f} | {smb:.1f} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
