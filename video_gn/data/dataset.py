@@ -52,6 +52,7 @@ class VideoClipDataset(Dataset):
         num_clips: windows per video in eval mode.
         max_retries: training only: how many other random videos to try after a failure.
         thread_type: PyAV decoder threading (see :func:`~video_gn.data.decode.decode_frames`).
+        thread_count: decoder threads per clip (0: FFmpeg chooses).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class VideoClipDataset(Dataset):
         num_clips: int = 1,
         max_retries: int = 10,
         thread_type: str | None = None,
+        thread_count: int = 1,
     ) -> None:
         if isinstance(videos, ptv_labeled_video_paths.LabeledVideoPaths):
             pairs = [(p, int(meta["label"])) for p, meta in (videos[i] for i in range(len(videos)))]
@@ -87,7 +89,7 @@ class VideoClipDataset(Dataset):
         self.random_window = RandomWindow(num_frames, sampling_rate)
         self.uniform_windows = UniformWindows(num_frames, sampling_rate, max(1, num_clips))
         self.max_retries = max_retries
-        self.thread_type = thread_type
+        self.thread_type, self.thread_count = thread_type, thread_count
         self._cache_key: tuple[int, int] | None = None  # last decoded eval clip, reused by its other crops
         self._cache_frames: torch.Tensor | None = None
 
@@ -114,7 +116,9 @@ class VideoClipDataset(Dataset):
         for _ in range(self.max_retries + 1):
             path = str(self.paths[video])
             try:
-                frames, _ = decode_frames(path, self.random_window, thread_type=self.thread_type)
+                frames, _ = decode_frames(
+                    path, self.random_window, thread_type=self.thread_type, thread_count=self.thread_count
+                )
             except DecodeError:
                 failed.append(path)
                 video = int(torch.randint(0, self.num_videos, ()).item())
@@ -132,7 +136,10 @@ class VideoClipDataset(Dataset):
             self._cache_key, self._cache_frames = key, None
             try:
                 frames, _ = decode_frames(
-                    path, lambda info: self.uniform_windows(info, clip_index), thread_type=self.thread_type
+                    path,
+                    lambda info: self.uniform_windows(info, clip_index),
+                    thread_type=self.thread_type,
+                    thread_count=self.thread_count,
                 )
                 self._cache_frames = frames.permute(0, 3, 1, 2)  # (T, C, H, W)
             except DecodeError:
@@ -195,6 +202,7 @@ def load_video_views(
     mean: Sequence[float] = KINETICS_MEAN,
     std: Sequence[float] = KINETICS_STD,
     thread_type: str | None = None,
+    thread_count: int = 0,
 ) -> torch.Tensor:
     """All evaluation views of one video, for prediction: ``num_clips`` uniform windows x ``num_crops`` crops.
 
@@ -212,6 +220,8 @@ def load_video_views(
         mean: per-channel mean.
         std: per-channel std.
         thread_type: PyAV decoder threading.
+        thread_count: decoder threads (0: FFmpeg chooses; prediction runs in the main process, so all
+            cores are free for one video).
 
     Returns:
         float32 (V, C, T, crop_size, crop_size) with V = num_clips * num_crops, view v = clip v // num_crops,
@@ -235,7 +245,9 @@ def load_video_views(
     def all_windows(info: Any) -> np.ndarray:
         return np.concatenate([windows(info, k) for k in range(num_clips)])
 
-    frames, _ = decode_frames(path, all_windows, thread_type=thread_type)  # (K*T, H, W, 3)
+    frames, _ = decode_frames(
+        path, all_windows, thread_type=thread_type, thread_count=thread_count
+    )  # (K*T, H, W, 3)
     height, width = frames.shape[1:3]
     clips = frames.permute(0, 3, 1, 2).reshape(num_clips, num_frames, 3, height, width)
     views = [transforms[c](clips[k]) for k in range(num_clips) for c in range(num_crops)]
