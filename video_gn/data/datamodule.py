@@ -212,6 +212,19 @@ class KineticsDataModule(L.LightningDataModule):
         self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
         self.tracker = FailureTracker(max_fail_fraction)
         self.datasets: dict[str, VideoClipDataset] = {}
+        # Saved into checkpoints (`datamodule_hyper_parameters`) so `video-gn predict` cuts the same clips
+        # the model was trained and evaluated on. The spec is generation-only and not a plain value.
+        self.save_hyperparameters(ignore=["synthetic"])
+        if synthetic is not None and hflip:
+            from video_gn.data.synthetic import FLIP_SENSITIVE, class_names
+
+            mirrored = sorted(set(class_names(synthetic)) & set(FLIP_SENSITIVE))
+            if mirrored:
+                warnings.warn(
+                    f"data.hflip is on, but the synthetic classes {mirrored} turn into each other under a "
+                    "horizontal flip, so flipped clips get the wrong label. Set data.hflip: false.",
+                    stacklevel=2,
+                )
         self._classes: list[str] | None = None
 
     # ----------------------------------------------------------------- classes
