@@ -207,3 +207,13 @@ def test_wrong_config_fails_at_startup_with_clear_message(tmp_path):
     )
     assert proc.returncode != 0
     assert "model.norm" in proc.stderr and "gn" in proc.stderr
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny_root, tmp_path):
+    run = tmp_path / "bf16"
+    cli = run_lightning_cli(
+        ["fit", *_quick(tiny_root, run, "--trainer.precision=bf16-mixed", "--trainer.limit_train_batches=2")]
+    )
+    assert cli.trainer.precision == "bf16-mixed" and cli.trainer.global_step == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert (run / "checkpoints" / "last.ckpt").is_file()
