@@ -437,3 +437,22 @@ def test_bit_models_registered_and_trainable() -> None:
         assert y.shape == (2, 3) and model.blocks[0].conv.weight.grad.abs().sum() > 0
     plain = build("bit_i3d_r50x1", width=8, ws=False)
     assert all(torch.count_nonzero(b.conv3.weight) == 0 for b in plain.modules() if hasattr(b, "conv3"))
+
+
+def test_video_classifier_pretrained_option(tmp_path) -> None:
+    """``model.pretrained: PATH`` in a config reaches load_pretrained through VideoClassifier."""
+    from video_gn.module import VideoClassifier
+
+    m2 = _torchvision_r50("bn", depths=(3, 4, 6, 3))
+    torch.save(m2.state_dict(), tmp_path / "resnet50.pth")
+    module = VideoClassifier(
+        name="c2d_r50",
+        num_classes=10,
+        norm="bn",
+        ws=False,
+        width=64,
+        pretrained=str(tmp_path / "resnet50.pth"),
+    ).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert _rel(module(_constant_clip(x, 2)), m2(x)) <= TOL
