@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from video_gn.data.dataset import VideoClipDataset, collate_clips
@@ -275,7 +277,14 @@ class KineticsDataModule(L.LightningDataModule):
             return
         from video_gn.data import synthetic  # lazy: only needed to generate
 
-        synthetic.generate(self.root, self.synthetic)
+        spec = self.synthetic
+        n = spec.num_classes * (spec.train_per_class + spec.val_per_class)
+        rank_zero_info(
+            f"Generating the synthetic motion dataset ({n} videos, {spec.num_classes} classes) into {self.root}"
+        )
+        start = time.perf_counter()
+        synthetic.generate(self.root, spec)
+        rank_zero_info(f"Synthetic dataset written in {time.perf_counter() - start:.0f} s")
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of the stage ("fit", "validate", "test"; None: all present splits).
