@@ -37,6 +37,7 @@ def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
     return [
         f"--data.root={root}",
         "--data.synthetic=null",
+        "--model.pretrained=null",  # checkpoint loading is tested in test_inflate.py; no file here
         "--data.num_frames=4",
         "--data.sampling_rate=2",
         "--data.batch_size=4",
