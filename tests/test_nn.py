@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import video_gn.nn.ws as ws_module
 from video_gn import nn as vnn
 
 WS_CLASSES = {1: vnn.WSConv1d, 2: vnn.WSConv2d, 3: vnn.WSConv3d}
@@ -40,9 +41,16 @@ def naive_ws_forward(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- weight standardization
 
 
+@pytest.fixture(params=["standardized", "weight"])
+def ws_path(request, monkeypatch) -> str:
+    """Run a test through both exact evaluation orders of the fused WS conv (see ``_WSConvFunction``)."""
+    monkeypatch.setattr(ws_module, "_FORCE_PATH", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_ws_conv_matches_float64_reference(dim: int, groups: int) -> None:
+def test_ws_conv_matches_float64_reference(dim: int, groups: int, ws_path: str) -> None:
     torch.manual_seed(dim * 10 + groups)
     conv = WS_CLASSES[dim](4, 6, 3, stride=2, padding=1, dilation=1, groups=groups, bias=True, eps=1e-5)
     assert isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dim - 1])
@@ -75,7 +83,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_ws_gradcheck_conv3d_double(one_thread) -> None:
+def test_ws_gradcheck_conv3d_double(one_thread, ws_path: str) -> None:
     torch.manual_seed(0)
     conv = vnn.WSConv3d(2, 3, (2, 2, 3), padding=(0, 1, 1), bias=True, eps=1e-5).double()
     x = torch.randn(2, 2, 2, 3, 3, dtype=torch.double, requires_grad=True)
@@ -87,7 +95,7 @@ def test_ws_gradcheck_conv3d_double(one_thread) -> None:
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_ws_custom_gradient_equals_naive_autograd(dim: int, groups: int) -> None:
+def test_ws_custom_gradient_equals_naive_autograd(dim: int, groups: int, ws_path: str) -> None:
     torch.manual_seed(1)
     conv = WS_CLASSES[dim](4, 6, 3, padding=1, groups=groups, bias=True).double()
     x = torch.randn(3, 4, *([5] * dim), dtype=torch.double, requires_grad=True)
@@ -154,13 +162,29 @@ def test_ws_conv_state_dict_is_interchangeable_with_conv() -> None:
     assert pickle.loads(pickle.dumps(ws)).eps == 1e-8
 
 
+@pytest.mark.parametrize("path", [None, "standardized"])
+def test_ws_conv_saves_no_weight_sized_tensor_for_backward(path, monkeypatch) -> None:
+    """What makes WS cheap: autograd keeps the input and the raw weight (a parameter), no ŵ or other copies."""
+    monkeypatch.setattr(ws_module, "_FORCE_PATH", path)
+    conv = vnn.WSConv3d(64, 64, 3, padding=1, bias=False)
+    x = torch.randn(1, 64, 2, 3, 3, requires_grad=True)  # weights 110k values, input 1k: weight-heavy
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = conv(x)
+    extra = [t for t in saved if t.untyped_storage().data_ptr() != conv.weight.untyped_storage().data_ptr()]
+    assert sum(t.numel() for t in extra) <= x.numel() + 2 * y.numel() + 2 * 64
+    assert any(t is conv.weight for t in saved)
+    y.sum().backward()  # and the graph still differentiates
+    assert conv.weight.grad is not None
+
+
 @pytest.mark.parametrize("eps", [0.0, -1e-6, "1e-6", True])
 def test_ws_conv_rejects_bad_eps(eps) -> None:
     with pytest.raises(ValueError, match="eps must be a positive float"):
         vnn.WSConv3d(3, 4, 3, eps=eps)
 
 
-def test_ws_conv_no_grad_for_frozen_input_and_no_bias() -> None:
+def test_ws_conv_no_grad_for_frozen_input_and_no_bias(ws_path: str) -> None:
     conv = vnn.WSConv2d(3, 4, 3, bias=False)
     x = torch.randn(1, 3, 6, 6)  # input does not require grad (e.g. the stem)
     conv(x).square().sum().backward()

@@ -13,10 +13,15 @@ intermediates per conv ((w − μ), (w − μ)², 1/σ, ŵ ...), and the conv it
 3D ResNet the weights are ~130 MB, so that is hundreds of MB and a visible slowdown. Here the whole
 "standardize, then convolve" is one :class:`torch.autograd.Function` that saves only what a plain conv saves
 (the input and the raw weight, which is a parameter and costs nothing extra) plus two numbers per filter (μ and
-1/σ). The backward recomputes ŵ from w (cheap: weights are small next to activations), calls the conv backward
-kernel, and maps ∂L/∂ŵ back to ∂L/∂w in closed form:
+1/σ). The backward maps ∂L/∂ŵ back to ∂L/∂w in closed form:
 
     ∂L/∂w = (1/σ) · (g − mean(g) − ŵ · mean(g · ŵ)),   g = ∂L/∂ŵ, means per filter.
+
+What is left is streaming over the weights, and in the late, weight-heavy stages of a ResNet that is the whole
+cost (on CPU a fresh weight-sized buffer also costs page faults worth several passes). So for those layers on
+CPU the function never builds ŵ at all: it convolves with the raw w, rescales the (small) output per channel,
+and gets the per-filter sums that the formula above needs from reductions over the output (see
+:class:`_WSConvFunction`). Elsewhere it rebuilds ŵ in backward, which is cheap when weights are small.
 
 See ``benchmarks/layers.py`` and ``docs/benchmarks.md`` for the measured cost against the naive and the
 ``F.batch_norm`` formulations.
@@ -44,12 +49,10 @@ __all__ = [
 DEFAULT_WS_EPS = 1e-6
 
 
-# Cost model. Every WS formulation streams over the weights a few times per step; on CPU each pass over a 3D
-# ResNet's weights costs about as much as a small conv, so the passes are counted here. Forward: the mean is a
-# BLAS ``mv``; then one write (w − μ, into the ŵ buffer), one read (its norm) and one in-place scale. Backward:
-# one write (ŵ again, which the conv backward needs), one read (per-filter g·ŵ, a batched BLAS dot) and two
-# in-place passes over the conv's own ∂L/∂ŵ. The variance is taken after centring (two-pass), so it stays
-# accurate when a filter's mean is large next to its spread (E[w²] − μ² would lose ~1e-7·μ²/σ² in float32).
+# Standardized-weight path, cost per step: forward, the mean is a BLAS ``mv``, then one write (w − μ into the ŵ
+# buffer), one read (its norm), one in-place scale; backward, one write (ŵ again), one read (per-filter g·ŵ)
+# and two in-place passes over the conv's own ∂L/∂ŵ. The variance is taken after centring (two-pass), so it
+# stays accurate when a filter's mean is large next to its spread (E[w²] − μ² loses ~1e-7·μ²/σ² in float32).
 
 
 def _standardize(weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -80,7 +83,7 @@ def _standardize_backward(grad_w_hat: Tensor, w_hat: Tensor, rstd: Tensor, *, in
     g = grad_w_hat.reshape(w_hat.shape)  # a view when contiguous
     k = g.shape[1]
     g_mean = torch.mv(g, g.new_full((k,), 1.0 / k))
-    gw_mean = torch.bmm(g.unsqueeze(1), w_hat.unsqueeze(2)).view(-1) / k
+    gw_mean = torch.linalg.vecdot(g, w_hat) / k
     out = torch.addcmul((-rstd * g_mean)[:, None], g, rstd[:, None], out=g if inplace else None)
     return out.addcmul_(w_hat, (-rstd * gw_mean)[:, None]).view(shape)
 
@@ -108,56 +111,175 @@ class _StandardizeWeight(torch.autograd.Function):
         return _standardize_backward(grad_w_hat, w_hat, rstd, inplace=False), None
 
 
+# Path selection for the fused conv (see _WSConvFunction). Tests set this to "weight" / "standardized".
+_FORCE_PATH: str | None = None
+# Largest μ²/σ² per filter for which the weight-domain path is used: its cancellation costs ~log10(μ/σ) digits.
+_MAX_MEAN_SQ_OVER_VAR = 100.0
+# The weight-domain path saves a copy of the raw conv output; it is taken only when the weights outweigh the
+# input by this factor, so that copy stays small next to the weights it spares us from rebuilding.
+_MIN_WEIGHT_OVER_INPUT = 4
+
+
+def _mean_var_one_pass(flat: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row mean and biased variance of ``flat`` (C_out, K) without any (C_out, K) temporary."""
+    k = flat.shape[1]
+    mean = torch.mv(flat, flat.new_full((k,), 1.0 / k))
+    mean_sq = torch.linalg.vector_norm(flat, dim=1).square_().div_(k)
+    return mean, (mean_sq - mean * mean).clamp_min_(0.0)
+
+
+def _ones_kernel(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    return torch.ones((1, 1, *weight.shape[2:]), dtype=dtype, device=weight.device)
+
+
 class _WSConvFunction(torch.autograd.Function):
-    """conv(x, standardize(w), b) as one op: saves x, w, μ, 1/σ (like a plain conv saves x and w)."""
+    """conv(x, standardize(w), b) as one op: saves x, w and per-filter μ, 1/σ (a plain conv saves x and w).
+
+    Two exact evaluation orders, chosen per call:
+
+    * standardized-weight path: build ŵ, convolve; in backward rebuild ŵ for the conv backward, then map
+      ∂L/∂ŵ to ∂L/∂w in place. One weight-sized temporary in forward and one in backward. Used on accelerators
+      (their caching allocators make the temporaries free), for grouped convs, under autocast, for
+      ill-conditioned filters (μ² > 100·σ²) and whenever the weights are not much larger than the input.
+    * weight-domain path (CPU, groups = 1, weights > 4× the input): since ŵ[o] = r_o·(w[o] − μ_o),
+      conv(x, ŵ)[o] = r_o·conv(x, w)[o] − r_o·μ_o·box(x), box(x) being the conv of the channel-summed input with
+      an all-ones kernel; the input gradient splits the same way, the conv backward run with ∂L/∂y·r yields
+      r·∂L/∂ŵ directly, and the per-filter sums Σ∂L/∂ŵ and Σ∂L/∂ŵ·w are reductions of ∂L/∂y against box(x)
+      and conv(x, w). Those two output-sized tensors are saved (small, by the size rule); no weight-sized
+      temporary is ever built, and the weights are streamed three times per step instead of about a dozen.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, eps):
-        w_hat, mean, rstd = _standardize(weight, eps)
         ctx.x_dtype = x.dtype
         ctx.bias_shape = None if bias is None else list(bias.shape)
         ctx.bias_dtype = None if bias is None else bias.dtype
+        zeros = [0] * len(stride)
         # Autocast does not look inside a custom Function's backward, so we do its casting by hand and
         # remember the compute dtype; the conv then runs with autocast off.
-        dtype = _autocast_dtype(x.device.type)
-        if dtype is not None and x.is_floating_point():
-            x, w_hat = x.to(dtype), w_hat.to(dtype)
-            bias = bias.to(dtype) if bias is not None else None
+        dtype = _autocast_dtype(x.device.type) if x.is_floating_point() else None
+        weight_domain = False
+        if (
+            _FORCE_PATH != "standardized"
+            and dtype is None
+            and groups == 1
+            and x.device.type == "cpu"
+            and (weight.numel() > _MIN_WEIGHT_OVER_INPUT * x.numel() or _FORCE_PATH == "weight")
+        ):
+            mean, var = _mean_var_one_pass(weight.reshape(weight.shape[0], -1))
+            weight_domain = bool((mean * mean <= _MAX_MEAN_SQ_OVER_VAR * var).all())  # CPU: no device sync
         with torch.autocast(x.device.type, enabled=False):
-            out = torch.ops.aten.convolution(
-                x, w_hat, bias, stride, padding, dilation, False, [0] * len(stride), groups
-            )
-        ctx.save_for_backward(x, weight, mean, rstd)
+            if weight_domain:
+                rstd = torch.rsqrt(var + eps)
+                view = (1, -1) + (1,) * len(stride)
+                raw = torch.ops.aten.convolution(x, weight, None, stride, padding, dilation, False, zeros, 1)
+                box = torch.ops.aten.convolution(
+                    x.sum(1, keepdim=True),
+                    _ones_kernel(weight, x.dtype),
+                    None,
+                    stride,
+                    padding,
+                    dilation,
+                    False,
+                    zeros,
+                    1,
+                )  # (N, 1, *spatial_out): every filter position's input sum
+                # conv(x, w) and boxsum(x) give the per-filter sums of ∂L/∂ŵ·w and ∂L/∂ŵ in backward
+                # by reductions over the (small) output, instead of passes over the (large) weight.
+                extra = (raw.clone(), box)
+                out = raw.mul_(rstd.view(view)).addcmul_(box, (-mean * rstd).view(view))
+                if bias is not None:
+                    out.add_(bias.view(view))
+                compute_dtype = x.dtype
+            else:
+                w_hat, mean, rstd = _standardize(weight, eps)
+                if dtype is not None:
+                    x, w_hat = x.to(dtype), w_hat.to(dtype)
+                    bias = bias.to(dtype) if bias is not None else None
+                out = torch.ops.aten.convolution(
+                    x, w_hat, bias, stride, padding, dilation, False, zeros, groups
+                )
+                compute_dtype = w_hat.dtype
+                del w_hat
+                extra = (None, None)
+        ctx.save_for_backward(x, weight, mean, rstd, *extra)
         ctx.conv_args = (stride, padding, dilation, groups)
-        ctx.compute_dtype = w_hat.dtype
+        ctx.compute_dtype = compute_dtype
+        ctx.weight_domain = weight_domain
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, weight, mean, rstd = ctx.saved_tensors
+        x, weight, mean, rstd, raw, box = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
+        zeros = [0] * len(stride)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        w_hat = _restandardize(weight, mean, rstd)  # (C_out, K); one weight-sized temporary, freed at return
-        grad_x, grad_w_hat, grad_b = torch.ops.aten.convolution_backward(
-            grad_out.to(ctx.compute_dtype),
-            x,
-            w_hat.view_as(weight).to(ctx.compute_dtype),
-            ctx.bias_shape,
-            stride,
-            padding,
-            dilation,
-            False,
-            [0] * len(stride),
-            groups,
-            [need_x, need_w, need_b and ctx.bias_shape is not None],
-        )
-        grad_w = None
-        if need_w:
-            # grad_w_hat is a fresh buffer from the conv backward: reuse it for ∂L/∂w.
-            grad_w = _standardize_backward(grad_w_hat.to(w_hat.dtype), w_hat, rstd, inplace=True)
+        need_b = need_b and ctx.bias_shape is not None
+        grad_out = grad_out.to(ctx.compute_dtype)
+        grad_x = grad_w = grad_b = None
+        if ctx.weight_domain:
+            view = (1, -1) + (1,) * len(stride)
+            k = weight[0].numel()
+            # g·r is ∂L/∂(conv(x, w)) per output channel: one conv backward gives convᵀ(g·r, w) for ∂L/∂x and
+            # r·∂L/∂ŵ for the weight, exactly what the plain conv would compute.
+            grad_r = grad_out * rstd.view(view)
+            grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+                grad_r, x, weight, None, stride, padding, dilation, False, zeros, 1, [need_x, need_w, False]
+            )
+            if need_x:  # minus convᵀ(Σ_o g_o·r_o·μ_o, ones), the same for every input channel
+                h = torch.einsum("no...,o->n...", grad_out, mean * rstd).unsqueeze(1)
+                grad_x -= torch.ops.aten.convolution_backward(
+                    h,
+                    x[:, :1],
+                    _ones_kernel(weight, h.dtype),
+                    None,
+                    stride,
+                    padding,
+                    dilation,
+                    False,
+                    zeros,
+                    1,
+                    [True, False, False],
+                )[0]
+            if need_w:
+                # per filter: mean(∂L/∂ŵ) = Σ g·boxsum / K, mean(∂L/∂ŵ · w) = Σ g·conv(x, w) / K
+                g_mean = torch.einsum("no...,n...->o", grad_out, box[:, 0]) / k
+                gw_mean = torch.einsum("no...,no...->o", grad_out, raw) / k
+                gw_hat_mean = rstd * (gw_mean - mean * g_mean)  # mean(∂L/∂ŵ · ŵ)
+                # ∂L/∂w = r·g − r·mean(g) − r·ŵ·mean(g·ŵ) = (r·g) + c₂·w + c₁, two in-place passes
+                c2 = -rstd * rstd * gw_hat_mean
+                c1 = -rstd * g_mean - c2 * mean
+                flat = (
+                    grad_w.view(weight.shape[0], -1)
+                    if grad_w.is_contiguous()
+                    else grad_w.reshape(weight.shape[0], -1)
+                )
+                flat.addcmul_(weight.reshape(weight.shape[0], -1), c2[:, None]).add_(c1[:, None])
+                grad_w = flat.view_as(weight)
+            if need_b:
+                grad_b = grad_out.sum(dim=[0, *range(2, grad_out.dim())])
+        else:
+            w_hat = _restandardize(weight, mean, rstd)  # (C_out, K); one weight-sized temporary
+            grad_x, grad_w_hat, grad_b = torch.ops.aten.convolution_backward(
+                grad_out,
+                x,
+                w_hat.view_as(weight).to(ctx.compute_dtype),
+                ctx.bias_shape,
+                stride,
+                padding,
+                dilation,
+                False,
+                zeros,
+                groups,
+                [need_x, need_w, need_b],
+            )
+            if need_w:
+                # grad_w_hat is a fresh buffer from the conv backward: reuse it for ∂L/∂w.
+                grad_w = _standardize_backward(grad_w_hat.to(w_hat.dtype), w_hat, rstd, inplace=True)
+            del w_hat
+        if grad_w is not None:
             grad_w = grad_w.to(weight.dtype)
-        del w_hat
         if grad_x is not None:
             grad_x = grad_x.to(ctx.x_dtype)
         if grad_b is not None:
