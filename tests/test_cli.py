@@ -218,3 +218,43 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_root, tmp_path):
     assert cli.trainer.precision == "bf16-mixed" and cli.trainer.global_step == 2
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_experiment_config_composes_with_its_base(tiny_root):
+    # configs/kinetics400/*.yaml start with `config: base.yaml`: the base must really be applied.
+    cfg = REPO / "configs" / "kinetics400" / "i3d_r50_gn_64x1_b4.yaml"
+    cli = run_lightning_cli(
+        [
+            "fit",
+            "-c",
+            str(cfg),
+            f"--data.root={tiny_root}",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=1",
+            "--trainer.strategy=auto",
+            "--data.num_workers=0",
+        ],
+        run=False,
+    )
+    hp = cli.model.hparams
+    assert (hp.name, hp.norm, hp.ws, hp.lr, hp.schedule) == (
+        "i3d_r50",
+        "gn",
+        False,
+        0.01,
+        "multistep",
+    )  # base
+    assert (cli.datamodule.num_frames, cli.datamodule.sampling_rate, cli.datamodule.batch_size) == (64, 1, 4)
+    assert cli.trainer.max_steps == 400000
+
+
+def test_config_include_cycle_and_missing_base_fail_clearly(tmp_path):
+    from video_gn.cli import expand_config_includes
+
+    (tmp_path / "a.yaml").write_text("config: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("config: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        expand_config_includes(["fit", "-c", str(tmp_path / "a.yaml")])
+    (tmp_path / "c.yaml").write_text("config: nowhere.yaml\n")
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
+        expand_config_includes(["fit", "--config", str(tmp_path / "c.yaml")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 SUBCOMMANDS = {
@@ -63,6 +64,8 @@ def run_lightning_cli(args: list[str], run: bool = True):
     With ``run=False`` the sub-command is dropped and the returned CLI holds the instantiated
     ``model``, ``datamodule`` and ``trainer`` without calling any of them.
     """
+    from_console = run and args == sys.argv[1:]
+    args = expand_config_includes(args)
     if not run and args and args[0] in _LIGHTNING_SUBCOMMANDS:
         args = args[1:]
     from lightning.pytorch.cli import LightningCLI
@@ -107,12 +110,62 @@ def run_lightning_cli(args: list[str], run: bool = True):
         VideoClassifier,
         KineticsDataModule,
         # From the console the arguments are sys.argv itself; passing them again makes Lightning warn.
-        args=None if run and args == sys.argv[1:] else args,
+        args=None if from_console and args == sys.argv[1:] else args,
         run=run,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
     )
+
+
+_CONFIG_FLAGS = ("-c", "--config")
+
+
+def expand_config_includes(args: list[str]) -> list[str]:
+    """Put the files a config includes (a top-level ``config: base.yaml`` key) before it on the command line.
+
+    ``-c exp.yaml`` whose YAML starts with ``config: base.yaml`` becomes ``-c base.yaml -c exp.yaml`` (the
+    include resolved relative to ``exp.yaml``, recursively; a list of includes is applied in order), so the
+    experiment file overrides only what differs. LightningCLI's sub-command parsers do not follow such keys
+    themselves and would silently ignore them.
+
+    Raises:
+        FileNotFoundError: an included file does not exist (names the including file).
+    """
+    import yaml
+
+    def includes(path: Path, seen: tuple[Path, ...]) -> list[str]:
+        if path in seen:
+            raise ValueError(f"config include cycle: {' -> '.join(map(str, (*seen, path)))}")
+        try:
+            data = yaml.safe_load(path.read_text()) if path.is_file() else None
+        except yaml.YAMLError:
+            return [str(path)]  # let the CLI report the syntax error with its own message
+        inc = data.get("config") if isinstance(data, dict) else None
+        out: list[str] = []
+        for base in [inc] if isinstance(inc, str) else list(inc or []):
+            base_path = (path.parent / base).resolve()
+            if not base_path.is_file():
+                raise FileNotFoundError(f"{path} includes `config: {base}`, but {base_path} does not exist.")
+            out += includes(base_path, (*seen, path))
+        return [*out, str(path)]
+
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value = None
+        if arg in _CONFIG_FLAGS and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+        elif arg.startswith("--config="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        for path in includes(Path(value), ()):
+            out += ["--config", path]
+    return out
 
 
 def _has_omegaconf() -> bool:
