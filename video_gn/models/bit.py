@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from video_gn.models.head import AdaptiveHead
-from video_gn.models.registry import register
+from video_gn.models.registry import register_layouts
 from video_gn.models.resnet3d import LAYOUTS, Kernel, ResNetLayout, init_weights
 from video_gn.nn import WSConv3d
 
@@ -293,34 +293,9 @@ BIT_LAYOUTS: dict[str, ResNetLayout] = {
 """Layouts of the registered BiT models (the temporal kernels of the post-activation model of the same name)."""
 
 
-def _register(name: str) -> None:
-    layout = BIT_LAYOUTS[name]
-
-    def builder(
-        *,
-        num_classes: int,
-        width: int,
-        norm: Callable[..., nn.Module],
-        conv: Callable[..., nn.Module],
-        dropout: float = 0.0,
-        zero_init_residual: bool = True,
-        in_channels: int = 3,
-    ) -> PreActResNet3d:
-        return create_bit_resnet(
-            dataclasses.replace(layout),
-            num_classes=num_classes,
-            width=width,
-            norm=norm,
-            conv=conv,
-            dropout=dropout,
-            zero_init_residual=zero_init_residual,
-            in_channels=in_channels,
-        )
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"Build ``{name}`` (pre-activation, BiT module names): {layout}."
-    register(name)(builder)
-
-
-for _name in BIT_LAYOUTS:
-    _register(_name)
+register_layouts(
+    BIT_LAYOUTS,
+    lambda layout, **kw: create_bit_resnet(dataclasses.replace(layout), **kw),
+    dropout=0.0,
+    doc=" (pre-activation, BiT module names)",
+)

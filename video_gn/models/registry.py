@@ -41,6 +41,50 @@ def register(name: str) -> Callable[[_B], _B]:
     return decorator
 
 
+def register_layouts(
+    layouts: Mapping[str, Any], create: Callable[..., nn.Module], *, dropout: float, doc: str = ""
+) -> None:
+    """Register one builder per ``{name: layout}``, each calling ``create(layout, **builder kwargs)``.
+
+    Args:
+        layouts: registry name -> layout object understood by ``create``.
+        create: ``create(layout, *, num_classes, width, norm, conv, dropout, zero_init_residual, in_channels)``.
+        dropout: default dropout of these builders.
+        doc: prefix of each builder's docstring.
+    """
+    for name, layout in layouts.items():
+        register(name)(_layout_builder(name, layout, create, dropout, doc))
+
+
+def _layout_builder(
+    name: str, layout: Any, create: Callable[..., nn.Module], default_dropout: float, doc: str
+):
+    def builder(
+        *,
+        num_classes: int,
+        width: int,
+        norm: Callable[..., nn.Module],
+        conv: Callable[..., nn.Module],
+        dropout: float = default_dropout,
+        zero_init_residual: bool = True,
+        in_channels: int = 3,
+    ) -> nn.Module:
+        return create(
+            layout,
+            num_classes=num_classes,
+            width=width,
+            norm=norm,
+            conv=conv,
+            dropout=dropout,
+            zero_init_residual=zero_init_residual,
+            in_channels=in_channels,
+        )
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"Build ``{name}``{doc}: {layout}."
+    return builder
+
+
 def names() -> list[str]:
     """List the registered model names.
 

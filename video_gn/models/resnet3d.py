@@ -27,7 +27,7 @@ from torch import nn
 
 from video_gn._pytorchvideo import ptv_net, ptv_resnet, ptv_stem
 from video_gn.models.head import AdaptiveHead
-from video_gn.models.registry import register
+from video_gn.models.registry import register_layouts
 from video_gn.nn import is_norm
 
 Kernel = tuple[int, int, int]
@@ -438,34 +438,4 @@ LAYOUTS: dict[str, ResNetLayout] = {
 """Layout of every registered model, by registry name."""
 
 
-def _register_layout(name: str) -> None:
-    layout = LAYOUTS[name]
-
-    def builder(
-        *,
-        num_classes: int,
-        width: int,
-        norm: Callable[..., nn.Module],
-        conv: Callable[..., nn.Module],
-        dropout: float = 0.5,
-        zero_init_residual: bool = True,
-        in_channels: int = 3,
-    ) -> VideoResNet:
-        return create_video_resnet(
-            layout,
-            num_classes=num_classes,
-            width=width,
-            norm=norm,
-            conv=conv,
-            dropout=dropout,
-            zero_init_residual=zero_init_residual,
-            in_channels=in_channels,
-        )
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"Build ``{name}``: {layout}."
-    register(name)(builder)
-
-
-for _name in LAYOUTS:
-    _register_layout(_name)
+register_layouts(LAYOUTS, create_video_resnet, dropout=0.5)
