@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         table = Table(
             title=f"video-gn predict ({data_hp['num_clips']}x{data_hp['num_crops']} views per video)"
         )
-        table.add_column("video")
+        table.add_column("video", overflow="fold", ratio=2)
         for k in range(1, args.top_k + 1):
             table.add_column(f"top-{k}")
         for r in results:
