@@ -1,6 +1,6 @@
 """Training throughput and memory of the quick-start model for BN, GN and GN+WS at the same (T, B), CPU.
 
-For the quick-start network (r3d_18, width 16, 10 classes) at the quick-start clip (T=8, 56×56, B=8):
+For the quick-start network (r3d_18, width 16, 6 classes) at the quick-start clip (T=8, 32×32, B=8):
 
 * ``clips/s``: B / median train-step time (forward + cross-entropy + backward + SGD Nesterov step). The
   variants run interleaved, one step each per round, so load from other processes hits all alike:
@@ -98,10 +98,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="r3d_18")
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--num_classes", type=int, default=10)
+    p.add_argument("--num_classes", type=int, default=6)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=56)
+    p.add_argument("--crop", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
