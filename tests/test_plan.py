@@ -13,6 +13,7 @@ from torch import nn
 from video_gn.models import build
 from video_gn.plan import (
     SavedTensorCounter,
+    _ws_standardized_path,
     build_plan,
     main,
     make_optimizer,
@@ -86,7 +87,7 @@ def test_optimizer_state_bytes_sgd_and_adamw():
         assert plan.optimizer_bytes == factor * plan.param_bytes + extra
 
 
-@pytest.mark.parametrize("norm, ws", [("bn", False), ("gn", True)])
+@pytest.mark.parametrize("norm, ws", [("bn", False), ("gn", False), ("gn", True)])
 def test_extrapolated_cells_equal_direct_measurements(norm, ws):
     # auto: measures (8,1), (8,2), (16,1), (32,1); predicts (16,3) in B and (64,3) in T. Check both exactly.
     plan = build_plan(**TINY, norm=norm, ws=ws, frames=[8, 16, 32, 64], batches=[1, 2, 3], steps=0)
@@ -97,8 +98,9 @@ def test_extrapolated_cells_equal_direct_measurements(norm, ws):
     for t, b in [(16, 3), (64, 3)]:
         torch.manual_seed(0)
         net = build(TINY["model"], num_classes=5, norm=norm, ws=ws, width=TINY["width"]).train()
-        m = measure_step(net, make_optimizer(net, "sgd"), frames=t, batch=b, crop=TINY["crop"], num_classes=5,
-                         device="cpu", precision="32-true", steps=0)  # fmt: skip
+        with _ws_standardized_path(ws, []):  # the path the plan measures WS convs on
+            m = measure_step(net, make_optimizer(net, "sgd"), frames=t, batch=b, crop=TINY["crop"], num_classes=5,
+                             device="cpu", precision="32-true", steps=0)  # fmt: skip
         assert plan.cell(t, b).activation_bytes == m.saved_bytes
         assert plan.cell(t, b).total_bytes == plan.static_bytes + m.input_bytes + m.saved_bytes
     # Memory grows with both T and B, and the budget marks follow the totals.

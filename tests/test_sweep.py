@@ -62,12 +62,15 @@ def test_expand_grid_rejects_mismatched_zip_and_unknown_keys():
         expand_grid({"x": {"norms": ["bn"], "batch": [8], "frames": [8], "lr": 1}})
 
 
-def test_load_spec_of_the_documented_grid():
-    spec = load_spec(REPO / "configs" / "sweep" / "synthetic.yaml")
-    assert len(spec.cells) == 10 and spec.seeds == [0, 1]
-    gnws = {(c.batch, c.frames) for c in spec.cells if c.norm == "gn+ws"}
-    assert gnws == {(8, 8), (2, 8), (8, 4), (4, 8)}
-    assert all(Path(REPO / b).is_file() for b in spec.base)
+def test_load_spec_of_the_documented_grids():
+    batch = load_spec(REPO / "configs" / "sweep" / "synthetic_batch.yaml")
+    budget = load_spec(REPO / "configs" / "sweep" / "synthetic_budget.yaml")
+    assert len(batch.cells) == 6 and len(budget.cells) == 6 and batch.seeds == budget.seeds == [0]
+    assert {(c.batch, c.frames) for c in batch.cells if c.norm == "gn+ws"} == {(8, 8), (2, 8)}
+    # Fixed B x T = 32 clip-frames, every clip spanning 16 source frames.
+    assert {(c.batch, c.frames) for c in budget.cells if c.norm == "gn+ws"} == {(8, 4), (4, 8), (2, 16)}
+    assert all(c.batch * c.frames == 32 for c in budget.cells)
+    assert all(Path(REPO / b).is_file() for spec in (batch, budget) for b in spec.base)
 
 
 def test_fit_args_fixed_clips_and_syncbn_guard(tmp_path):
