@@ -405,3 +405,17 @@ def test_gn_ws_output_independent_of_batch_but_bn_is_not() -> None:
     bn = conv_norm_stack("bn", ws=False).train()
     batched = bn(x)
     assert (bn(x[:1]) - batched[:1]).abs().max() > 1e-2
+
+
+def test_ws_conv_under_bf16_autocast_is_finite_and_close_to_reference():
+    torch.manual_seed(0)
+    conv = vnn.WSConv3d(8, 16, 3, padding=1, bias=False)
+    x = torch.randn(2, 8, 4, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    y.float().square().mean().backward()
+    ref = torch.nn.functional.conv3d(
+        x.double(), vnn.standardize_weight(conv.weight.detach().double(), conv.eps), padding=1
+    )
+    assert y.dtype == torch.bfloat16 and torch.isfinite(conv.weight.grad).all()
+    torch.testing.assert_close(y.double(), ref, atol=0.1, rtol=0.05)
