@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -162,27 +163,31 @@ def use_weight_standardization(
         if module.weight[0].numel() == 1:
             log.warning("use_weight_standardization: kept %s plain (fan-in 1 per filter)", name or "<root>")
             return None
-        w = module.weight
-        new = WS_CONV_BY_DIM[dim](
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            groups=module.groups,
-            bias=module.bias is not None,
-            padding_mode=module.padding_mode,
-            device=w.device,
-            dtype=w.dtype,
-            eps=eps,
-        )
+        new = _conv_like(WS_CONV_BY_DIM[dim], module, eps=eps)
         _copy_tensor(new, "weight", module.weight)
         _copy_tensor(new, "bias", module.bias)
         return new
 
     model, _ = _swap(model, make, "use_weight_standardization")
     return model
+
+
+def _conv_like(cls: type[nn.Module], conv: nn.Module, **extra: Any) -> nn.Module:
+    """A new ``cls`` conv with ``conv``'s geometry, device and dtype (weights not copied)."""
+    return cls(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+        **extra,
+    )
 
 
 def fold_weight_standardization(model: nn.Module) -> nn.Module:
@@ -202,19 +207,7 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
         if not isinstance(module, _WSConvMixin):
             return None
         w = module.weight
-        new = CONV_BY_DIM[len(module.kernel_size)](
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            groups=module.groups,
-            bias=module.bias is not None,
-            padding_mode=module.padding_mode,
-            device=w.device,
-            dtype=w.dtype,
-        )
+        new = _conv_like(CONV_BY_DIM[len(module.kernel_size)], module)
         with torch.no_grad():
             new.weight.copy_(_standardize(w.detach().double(), module.eps)[0])
             new.weight.requires_grad_(w.requires_grad)
