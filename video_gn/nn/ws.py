@@ -383,10 +383,6 @@ class _WSConvMixin:
         return x, self.padding
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002 (torch's name)
-        if torch.is_autocast_enabled(input.device.type):
-            # Under autocast the fused function gave occasional non-finite weight gradients (bf16 on CPU, about
-            # 1 in 30 steps of a width-8 r3d_18); the weight-only standardization + torch's conv is exact here.
-            return self._conv_forward(input, standardize_weight(self.weight, self.eps), self.bias)
         x, padding = self._padded_input(input)
         return ws_conv(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, self.eps)
 
