@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv"}
+from video_gn.data import prep
 
 # Data options read from the checkpoint's saved data-module hyper-parameters (with these fallbacks).
 _VIEW_DEFAULTS = {
@@ -58,10 +58,10 @@ def find_videos(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+            found = prep.find_videos(p)
             if not found:
                 raise FileNotFoundError(
-                    f"No video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under folder {p}."
+                    f"No video files ({', '.join(sorted(prep.VIDEO_EXTENSIONS))}) under folder {p}."
                 )
             out.extend(found)
         elif p.is_file():
