@@ -6,7 +6,9 @@ multi-view evaluation, checkpoint hygiene.
 Learning rate convention (Goyal et al., "Accurate, Large Minibatch SGD", https://arxiv.org/abs/1706.02677):
 ``lr`` is given *per 64 clips* and scaled linearly with the global batch
 ``devices × num_nodes × batch_size × accumulate_grad_batches``, so a recipe keeps its meaning when
-the per-GPU batch shrinks from 8 to 1 clip.
+the per-GPU batch shrinks from 8 to 1 clip. That rule is derived for SGD; for Adam(W) the square-root rule
+(``lr_scaling: sqrt``, lr × sqrt(global batch / 64); Malladi et al., "On the SDEs and Scaling Rules for
+Adaptive Gradient Algorithms", NeurIPS 2022) keeps small-batch runs closer to the large-batch ones.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ class VideoClassifier(L.LightningModule):
         class_names: names of the classes in index order (linked from ``data.classes``), stored in
             checkpoints so ``video-gn predict`` can name classes.
         optimizer: "sgd" (momentum, optional Nesterov) or "adamw".
-        lr: learning rate for a global batch of 64 clips, scaled linearly with the real global batch.
+        lr: learning rate for a global batch of 64 clips, scaled to the real global batch by ``lr_scaling``.
+        lr_scaling: "linear" (lr × batch / 64, Goyal et al.; for SGD), "sqrt" (lr × sqrt(batch / 64);
+            for Adam/AdamW) or "none" (lr used as given).
         momentum: SGD momentum.
         nesterov: Nesterov momentum for SGD.
         weight_decay: weight decay, applied to conv/linear weights only (not to norm parameters or biases).
@@ -75,6 +79,7 @@ class VideoClassifier(L.LightningModule):
         class_names: list[str] | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
+        lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
         momentum: float = 0.9,
         nesterov: bool = True,
         weight_decay: float = 1e-4,
@@ -147,8 +152,14 @@ class VideoClassifier(L.LightningModule):
         return int(trainer.world_size * batch * trainer.accumulate_grad_batches)
 
     def scaled_lr(self) -> float:
-        """``lr`` (given per 64 clips) scaled linearly to the real global batch."""
-        return self.hparams.lr * self.global_batch_size() / LR_REFERENCE_BATCH
+        """``lr`` (given per 64 clips) scaled to the real global batch by ``lr_scaling``."""
+        ratio = self.global_batch_size() / LR_REFERENCE_BATCH
+        rule = self.hparams.lr_scaling
+        if rule == "sqrt":
+            return self.hparams.lr * math.sqrt(ratio)
+        if rule == "none":
+            return self.hparams.lr
+        return self.hparams.lr * ratio
 
     def _param_groups(self) -> list[dict[str, Any]]:
         decay, no_decay = [], []
@@ -177,8 +188,8 @@ class VideoClassifier(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lr_factor_fn(total, hp))
         rank_zero_info(
-            f"lr {hp.lr:g} per {LR_REFERENCE_BATCH} clips x global batch {self.global_batch_size()} "
-            f"= {lr:.6g}; {hp.schedule} schedule over {total} optimiser steps, "
+            f"lr {hp.lr:g} per {LR_REFERENCE_BATCH} clips, {hp.lr_scaling} scaling to global "
+            f"batch {self.global_batch_size()} = {lr:.6g}; {hp.schedule} schedule over {total} optimiser steps, "
             f"warm-up {int(hp.warmup_fraction * total)} steps"
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
