@@ -11,7 +11,7 @@ from torch import nn
 
 from video_gn._pytorchvideo import ptv_hub_resnet, ptv_resnet
 from video_gn.models import LAYOUTS, AdaptiveHead, BasicBlock, block_final_norms, build, names
-from video_gn.nn import FrozenBatchNorm3d, GroupNorm, WSConv3d, is_norm
+from video_gn.nn import FrozenBatchNorm3d, GroupNorm, SafeConv3d, WSConv3d, is_norm
 
 REQUIRED = ["r3d_18", "r3d_34", "c2d_r50", "i3d_r50", "slow_r50"]
 NORM_KINDS_WITH_GAMMA = ["bn", "syncbn", "frozen_bn", "gn", "ln", "in"]
@@ -160,7 +160,7 @@ def test_ws_flag_controls_every_conv(name: str) -> None:
     convs = [m for m in build(name, width=8, ws=True, ws_eps=1e-8).modules() if isinstance(m, nn.Conv3d)]
     assert convs and all(type(m) is WSConv3d and m.eps == 1e-8 for m in convs)  # stem and shortcuts too
     plain = [m for m in build(name, width=8, ws=False).modules() if isinstance(m, nn.Conv3d)]
-    assert len(plain) == len(convs) and all(type(m) is nn.Conv3d for m in plain)
+    assert len(plain) == len(convs) and all(type(m) in (nn.Conv3d, SafeConv3d) for m in plain)
 
 
 @pytest.mark.parametrize(

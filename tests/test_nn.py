@@ -218,7 +218,8 @@ def test_ws_conv_input_rank_error() -> None:
 
 
 def test_conv_layer() -> None:
-    assert vnn.conv_layer(False) is nn.Conv3d
+    assert vnn.conv_layer(False) is vnn.SafeConv3d and issubclass(vnn.SafeConv3d, nn.Conv3d)
+    assert vnn.conv_layer(False, dim=2) is nn.Conv2d
     conv = vnn.conv_layer(True, eps=1e-8)(in_channels=3, out_channels=4, kernel_size=3)
     assert type(conv) is vnn.WSConv3d and conv.eps == 1e-8
     assert vnn.conv_layer(True, dim=2)(3, 4, 1).__class__ is vnn.WSConv2d
@@ -419,3 +420,58 @@ def test_ws_conv_under_bf16_autocast_is_finite_and_close_to_reference():
     )
     assert y.dtype == torch.bfloat16 and torch.isfinite(conv.weight.grad).all()
     torch.testing.assert_close(y.double(), ref, atol=0.1, rtol=0.05)
+
+
+# ------------------------------------------------ CPU bf16 conv3d weight gradients (video_gn/nn/conv.py)
+def _bf16_weight_grad_error(conv: nn.Module, x: torch.Tensor, *, autocast: bool) -> float:
+    """Relative max error of the bf16 weight gradient against a float64 computation of the same conv."""
+    g_seed = torch.Generator().manual_seed(1)
+    conv.weight.grad = None
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        assert y.dtype == torch.bfloat16
+    else:
+        y = conv(x)
+        assert y.dtype == x.dtype
+    g = torch.randn(y.shape, generator=g_seed)
+    y.backward(g.to(y.dtype))
+    w = conv.weight.detach().double().requires_grad_()
+    w_eff = vnn.standardize_weight(w, conv.eps) if isinstance(conv, vnn.WSConv3d) else w
+    ref = torch.nn.functional.conv3d(
+        x.detach().double(), w_eff, None, conv.stride, conv.padding, conv.dilation
+    )
+    ref.backward(g.to(y.dtype).double())
+    got = conv.weight.grad.double()
+    assert torch.isfinite(got).all()
+    return ((got - w.grad).abs().max() / w.grad.abs().max()).item()
+
+
+@pytest.mark.parametrize("cls", ["plain", "ws"])
+@pytest.mark.parametrize("k_t", [1, 3, 5])
+@pytest.mark.parametrize("t", [1, 2, 3, 4, 6])
+def test_cpu_bf16_conv3d_weight_grads_are_right_for_short_clips(cls, k_t, t):
+    """oneDNN's bf16 weight gradient is garbage when the temporal kernel is longer than T (> 1); ours are not."""
+    torch.manual_seed(0)
+    make = vnn.conv_layer(cls == "ws")
+    conv = make(16, 16, kernel_size=(k_t, 3, 3), padding=(k_t // 2, 1, 1), bias=False)
+    x = torch.randn(4, 16, t, 4, 4)
+    assert _bf16_weight_grad_error(conv, x, autocast=True) < 0.05
+
+
+def test_cpu_bf16_guard_also_covers_bf16_models_without_autocast():
+    torch.manual_seed(0)
+    for conv in (vnn.SafeConv3d(16, 16, 3, padding=1, bias=True), vnn.WSConv3d(16, 16, 3, padding=1)):
+        conv = conv.to(torch.bfloat16)
+        x = torch.randn(4, 16, 2, 4, 4).to(torch.bfloat16)
+        assert _bf16_weight_grad_error(conv, x, autocast=False) < 0.05
+
+
+def test_cpu_bf16_guard_condition():
+    x = torch.empty(1, 1, 2, 4, 4)
+    assert vnn.cpu_bf16_conv3d_unsafe(x, (3, 3, 3), (1, 1, 1), torch.bfloat16)
+    assert not vnn.cpu_bf16_conv3d_unsafe(x, (3, 3, 3), (1, 1, 1), torch.float32)
+    assert not vnn.cpu_bf16_conv3d_unsafe(x, (1, 3, 3), (1, 1, 1), torch.bfloat16)
+    assert not vnn.cpu_bf16_conv3d_unsafe(torch.empty(1, 1, 3, 4, 4), (3, 3, 3), (1, 1, 1), torch.bfloat16)
+    assert not vnn.cpu_bf16_conv3d_unsafe(torch.empty(1, 1, 1, 4, 4), (3, 3, 3), (1, 1, 1), torch.bfloat16)
+    assert vnn.cpu_bf16_conv3d_unsafe(torch.empty(1, 1, 3, 4, 4), (3, 3, 3), (2, 1, 1), torch.bfloat16)

@@ -14,9 +14,9 @@ with warnings.catch_warnings():
     import pytorchvideo.data.clip_sampling as ptv_clip_sampling  # noqa: F401
     import pytorchvideo.data.labeled_video_paths as ptv_labeled_video_paths  # noqa: F401
     import pytorchvideo.models.head as ptv_head  # noqa: F401
+    import pytorchvideo.models.net as ptv_net  # noqa: F401
     import pytorchvideo.models.resnet as ptv_resnet  # noqa: F401
     import pytorchvideo.models.stem as ptv_stem  # noqa: F401
-    import pytorchvideo.models.net as ptv_net  # noqa: F401
     from pytorchvideo.models.hub import resnet as ptv_hub_resnet  # noqa: F401
 
 __all__ = [

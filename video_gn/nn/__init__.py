@@ -11,6 +11,7 @@ Example::
     model = vnn.fold_weight_standardization(model.eval())  # plain convs again, for inference
 """
 
+from video_gn.nn.conv import SafeConv3d, cpu_bf16_conv3d_unsafe
 from video_gn.nn.convert import convert_norm, fold_weight_standardization, use_weight_standardization
 from video_gn.nn.norm import (
     DEFAULT_NUM_GROUPS,
@@ -42,11 +43,13 @@ __all__ = [
     "FrozenBatchNorm2d",
     "FrozenBatchNorm3d",
     "GroupNorm",
+    "SafeConv3d",
     "WSConv1d",
     "WSConv2d",
     "WSConv3d",
     "conv_layer",
     "convert_norm",
+    "cpu_bf16_conv3d_unsafe",
     "fold_weight_standardization",
     "is_norm",
     "make_norm",

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from video_gn.nn.conv import SafeConv3d, cpu_bf16_conv3d_unsafe
+
 __all__ = [
     "WSConv1d",
     "WSConv2d",
@@ -158,6 +160,9 @@ class _WSConvFunction(torch.autograd.Function):
         # Autocast does not look inside a custom Function's backward, so we do its casting by hand and
         # remember the compute dtype; the conv then runs with autocast off.
         dtype = _autocast_dtype(x.device.type) if x.is_floating_point() else None
+        out_dtype = dtype or x.dtype
+        if cpu_bf16_conv3d_unsafe(x, weight.shape[2:], dilation, out_dtype):
+            dtype = torch.float32  # oneDNN's bf16 weight gradient is wrong here (video_gn/nn/conv.py)
         weight_domain = False
         if (
             _FORCE_PATH != "standardized"
@@ -206,7 +211,7 @@ class _WSConvFunction(torch.autograd.Function):
         ctx.conv_args = (stride, padding, dilation, groups)
         ctx.compute_dtype = compute_dtype
         ctx.weight_domain = weight_domain
-        return out
+        return out.to(out_dtype) if out.dtype != out_dtype else out
 
     @staticmethod
     @once_differentiable
@@ -409,10 +414,13 @@ class WSConv3d(_WSConvMixin, nn.Conv3d):
 
 WS_CONV_BY_DIM: dict[int, type[nn.Module]] = {1: WSConv1d, 2: WSConv2d, 3: WSConv3d}
 CONV_BY_DIM: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+#: What ``conv_layer(ws=False)`` builds: torch's convs, except the bf16-safe 3D one (video_gn/nn/conv.py).
+PLAIN_CONV_BY_DIM: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: SafeConv3d}
 
 
 def conv_layer(ws: bool, eps: float = DEFAULT_WS_EPS, *, dim: int = 3) -> Callable[..., nn.Module]:
-    """Return the conv class to build with: plain ``nn.ConvNd`` or ``partial(WSConvNd, eps=eps)``.
+    """Return the conv class to build with: plain (``nn.Conv1d``, ``nn.Conv2d``, :class:`SafeConv3d`) or
+    ``partial(WSConvNd, eps=eps)``.
 
     Args:
         ws: use weight standardization.
@@ -425,5 +433,5 @@ def conv_layer(ws: bool, eps: float = DEFAULT_WS_EPS, *, dim: int = 3) -> Callab
     if dim not in CONV_BY_DIM:
         raise ValueError(f"conv_layer: dim must be 1, 2 or 3, got {dim!r}")
     if not ws:
-        return CONV_BY_DIM[dim]
+        return PLAIN_CONV_BY_DIM[dim]
     return functools.partial(WS_CONV_BY_DIM[dim], eps=eps)
