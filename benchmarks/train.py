@@ -11,10 +11,16 @@ For the quick-start network (r3d_18, width 16, 6 classes) at the quick-start cli
   resident memory before the first step (model, optimiser and input built), with
   ``MALLOC_MMAP_THRESHOLD_=65536`` so freed blocks return to the OS and RSS follows the live heap.
 
+With ``--precision bf16-mixed`` the forward runs under CPU bf16 autocast; ``--unguarded`` then also times each
+variant with video_gn's guard against torch's wrong bf16 Conv3d weight gradients switched off
+(``video_gn/nn/conv.py``), which shows what the guard costs (the unguarded gradients are wrong, so those rows
+are a cost reference only).
+
 Usage::
 
     python benchmarks/train.py                       # quick-start shapes, 20 rounds
     python benchmarks/train.py --frames 16 --batch 4 --rounds 10
+    python benchmarks/train.py --precision bf16-mixed --unguarded
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+import video_gn.nn.conv
+import video_gn.nn.ws
 from video_gn.models import build
 from video_gn.plan import SavedTensorCounter
 
@@ -50,19 +58,38 @@ def make(variant: str, args: argparse.Namespace):
     return model, opt, x, y
 
 
-def train_step(model, opt, x, y) -> float:
+BF16 = False  # set from --precision
+GUARD = video_gn.nn.conv.cpu_bf16_conv3d_unsafe
+
+
+def set_guard(on: bool) -> None:
+    """Switch video_gn's CPU bf16 Conv3d guard on or off (both modules that call it)."""
+    fn = GUARD if on else (lambda *a, **k: False)
+    video_gn.nn.conv.cpu_bf16_conv3d_unsafe = fn
+    video_gn.nn.ws.cpu_bf16_conv3d_unsafe = fn
+
+
+def forward_loss(model, x, y):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
+        return F.cross_entropy(model(x), y)
+
+
+def train_step(model, opt, x, y, guard: bool = True) -> float:
     """One optimiser step; returns its wall time in seconds."""
+    set_guard(guard)
     start = time.perf_counter()
-    loss = F.cross_entropy(model(x), y)
+    loss = forward_loss(model, x, y)
     opt.zero_grad(set_to_none=False)
     loss.backward()
     opt.step()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    set_guard(True)
+    return elapsed
 
 
 def saved_mb(model, x, y) -> float:
     with SavedTensorCounter(exclude=[*model.parameters(), *model.buffers(), x]) as counter:
-        loss = F.cross_entropy(model(x), y)
+        loss = forward_loss(model, x, y)
     loss.backward()
     return counter.nbytes / 2**20
 
@@ -90,7 +117,7 @@ def peak_rss_delta_mb(variant: str, args: argparse.Namespace) -> float:
 
 
 def _shape_args(args: argparse.Namespace) -> list[str]:
-    keys = ("model", "width", "num_classes", "frames", "batch", "crop", "threads")
+    keys = ("model", "width", "num_classes", "frames", "batch", "crop", "threads", "precision")
     return [x for k in keys for x in (f"--{k}", str(getattr(args, k)))]
 
 
@@ -105,26 +132,38 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--unguarded", action="store_true", help="bf16: also time with the conv3d guard off")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    global BF16
+    BF16 = args.precision == "bf16-mixed"
     if args.child:
         _child(args.child, args)
         return
     torch.set_num_threads(args.threads)
     built = {v: make(v, args) for v in VARIANTS}
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    modes = [True, False] if (BF16 and args.unguarded) else [True]
+    times: dict[tuple[str, bool], list[float]] = {(v, g): [] for v in VARIANTS for g in modes}
     for r in range(args.warmup + args.rounds):
         for v, (model, opt, x, y) in built.items():
-            t = train_step(model, opt, x, y)
-            if r >= args.warmup:
-                times[v].append(t)
+            for g in modes:
+                t = train_step(model, opt, x, y, guard=g)
+                if r >= args.warmup:
+                    times[v, g].append(t)
     rows = []
     for v, (model, _opt, x, y) in built.items():
-        med = statistics.median(times[v])
+        med = statistics.median(times[v, True])
         rows.append((v, med, args.batch / med, saved_mb(model, x, y), peak_rss_delta_mb(v, args)))
+        if False in modes:
+            med_off = statistics.median(times[v, False])
+            rows.append(
+                (f"{v} (guard off: wrong grads)", med_off, args.batch / med_off, float("nan"), float("nan"))
+            )
     gn = next(r for r in rows if r[0] == "GN")
     print(
         f"{args.model} width {args.width}, clip {args.frames}x{args.crop}x{args.crop}, batch {args.batch}, "
+        f"{args.precision}, "
         f"{args.threads} threads, {args.rounds} interleaved rounds; {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}\n"
     )

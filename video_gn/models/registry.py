@@ -149,7 +149,7 @@ def build(
             raise TypeError(
                 f"Model {name!r} got unexpected keyword(s) {unknown}; it accepts extras {extras}."
             )
-    return builder(
+    model = builder(
         num_classes=num_classes,
         width=width,
         norm=norm_layer(norm, **dict(norm_kwargs or {})),
@@ -158,3 +158,7 @@ def build(
         zero_init_residual=zero_init_residual,
         **kw,
     )
+    for module in model.modules():  # pytorchvideo computes shortcut strides with np.prod: plain ints instead
+        if isinstance(module, nn.modules.conv._ConvNd):
+            module.stride = tuple(int(s) for s in module.stride)
+    return model
