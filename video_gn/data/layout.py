@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from video_gn._pytorchvideo import ptv_labeled_video_paths
+from video_gn.data import prep
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -31,9 +32,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".ogv", ".3gp", ".wmv", ".ts"}
-)
+VIDEO_EXTENSIONS = frozenset(prep.VIDEO_EXTENSIONS)  # one list for the loader, predict and the data scripts
 
 
 def _csv(root: Path, split: str) -> Path:

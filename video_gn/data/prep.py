@@ -33,7 +33,10 @@ __all__ = [
     "write_rows_csv",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
+#: File extensions treated as videos everywhere (dataset folders, ``predict`` on folders, the data scripts).
+VIDEO_EXTENSIONS = (
+    ".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ogv", ".ts", ".webm", ".wmv",
+)  # fmt: skip
 
 
 def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
