@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +107,19 @@ def run_lightning_cli(args: list[str], run: bool = True):
             )
             return super().instantiate_trainer(**kwargs)
 
-    return VideoGNCLI(
-        VideoClassifier,
-        KineticsDataModule,
-        # From the console the arguments are sys.argv itself; passing them again makes Lightning warn.
-        args=None if from_console and args == sys.argv[1:] else args,
-        run=run,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
-    )
+    with warnings.catch_warnings():
+        # From the console, args are sys.argv with the config includes expanded: Lightning's warning about
+        # passing both is about a different mistake (only that message is silenced).
+        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within")
+        return VideoGNCLI(
+            VideoClassifier,
+            KineticsDataModule,
+            args=None if from_console and args == sys.argv[1:] else args,
+            run=run,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+        )
 
 
 _CONFIG_FLAGS = ("-c", "--config")
