@@ -4,7 +4,8 @@ of training clips, as in the GN paper's batch-size studies (small batches take m
 Each run is one ``video-gn fit`` of a base config with command-line overrides, in its own subprocess (a crash
 or an out-of-memory kill loses one run, not the sweep; peak memory is measured per run), validated once at
 the last step. The learning rate needs no override: ``model.lr`` is given per 64 clips and
-:class:`~video_gn.module.VideoClassifier` scales it linearly with the global batch.
+:class:`~video_gn.module.VideoClassifier` scales it with the global batch (linearly by default; put
+``--model.lr_scaling=sqrt`` in ``overrides`` for AdamW, see ``configs/sweep/synthetic_batch_sqrt.yaml``).
 
 Results go to ``<out>/runs.csv``, one row appended (and fsync'ed) per finished run, so an interrupted sweep
 resumes where it stopped: runs whose id is already in the CSV with status ``ok`` are skipped. Then
