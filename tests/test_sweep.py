@@ -65,12 +65,18 @@ def test_expand_grid_rejects_mismatched_zip_and_unknown_keys():
 def test_load_spec_of_the_documented_grids():
     batch = load_spec(REPO / "configs" / "sweep" / "synthetic_batch.yaml")
     budget = load_spec(REPO / "configs" / "sweep" / "synthetic_budget.yaml")
-    assert len(batch.cells) == 6 and len(budget.cells) == 6 and batch.seeds == budget.seeds == [0]
-    assert {(c.batch, c.frames) for c in batch.cells if c.norm == "gn+ws"} == {(8, 8), (2, 8)}
+    sqrt = load_spec(REPO / "configs" / "sweep" / "synthetic_batch_sqrt.yaml")
+    assert len(batch.cells) == 9 and len(budget.cells) == 6 and len(sqrt.cells) == 4
+    assert batch.seeds == budget.seeds == sqrt.seeds == [0, 1, 2]
+    assert {(c.batch, c.frames) for c in batch.cells if c.norm == "gn+ws"} == {(8, 8), (4, 8), (2, 8)}
     # Fixed B x T = 32 clip-frames, every clip spanning 16 source frames.
     assert {(c.batch, c.frames) for c in budget.cells if c.norm == "gn+ws"} == {(8, 4), (4, 8), (2, 16)}
     assert all(c.batch * c.frames == 32 for c in budget.cells)
-    assert all(Path(REPO / b).is_file() for spec in (batch, budget) for b in spec.base)
+    # The sqrt grid gives B = 8 exactly the linear grid's lr: 0.008 * 8/64 == lr * sqrt(8/64).
+    lr = float(next(o for o in sqrt.overrides if o.startswith("--model.lr=")).split("=")[1])
+    assert "--model.lr_scaling=sqrt" in sqrt.overrides
+    assert abs(lr * (8 / 64) ** 0.5 - 0.008 * 8 / 64) < 1e-8
+    assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt) for b in spec.base)
 
 
 def test_fit_args_fixed_clips_and_syncbn_guard(tmp_path):
