@@ -12,6 +12,7 @@ from video_gn.sweep import (
     SweepSpec,
     aggregate,
     append_row,
+    backfill_train_top1,
     expand_grid,
     fit_args,
     load_spec,
@@ -225,3 +226,30 @@ def test_cli_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["--out", str(tmp_path), "--report-only"]) == 2
     assert "No results" in capsys.readouterr().err
+
+
+def test_old_csv_is_migrated_and_train_top1_backfilled_from_run_logs(tmp_path):
+    # A runs.csv written before the train_top1 column existed, one run of which still has its logs.
+    old_fields = [f for f in CSV_FIELDS if f != "train_top1"]
+    run_dir = tmp_path / "runs" / "r0"
+    (run_dir / "logs" / "version_0").mkdir(parents=True)
+    (run_dir / "logs" / "version_0" / "metrics.csv").write_text(
+        "epoch,step,train/top1,val/video_top1\n0,9,0.25,\n1,19,0.75,\n1,19,,0.5\n"
+    )
+    csv_path = tmp_path / "runs.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerow(_row("gn", 8, 8, 0, 0.5, run=None) | {"run_dir": str(run_dir)})
+        writer.writerow(_row("gn", 8, 8, 1, 0.7) | {"run_dir": str(tmp_path / "gone")})
+    append_row(csv_path, _row("gn", 8, 8, 2, 0.6) | {"train_top1": 0.5})  # new row under today's header
+    with csv_path.open() as f:
+        assert next(csv.reader(f)) == CSV_FIELDS
+    rows = read_rows(csv_path)
+    assert [r["train_top1"] for r in rows] == ["", "", "0.5"] and len(rows) == 3
+    assert backfill_train_top1(csv_path) == 1  # the run whose logs are gone stays empty
+    assert [r["train_top1"] for r in read_rows(csv_path)] == ["0.75", "", "0.5"]
+    # A cell with a missing train value shows "-" rather than a mean over fewer seeds.
+    table = markdown_table(aggregate(read_rows(csv_path)))
+    assert table.splitlines()[0].count("train top-1") == 1
+    assert "| 60.0 ± 10.0 | 100.0 ± 0.0 | 30.0 ± 5.0 | 100.0 ± 0.0 | - |" in table

@@ -44,11 +44,13 @@ from pathlib import Path
 
 NORM_KINDS = ("bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none")
 VAL_METRICS = ("val/clip_top1", "val/clip_top5", "val/video_top1", "val/video_top5")
+#: Also read from each run's log: training top-1 of the last finished epoch (how well the run fit its data).
+TRAIN_METRIC = "train/top1"
 
 CSV_FIELDS = [
     "run_id", "experiment", "norm", "batch", "frames", "sampling_rate", "devices", "global_batch", "seed",
     "clips", "max_steps", "clip_top1", "clip_top5", "video_top1", "video_top5", "val_loss", "wall_s",
-    "peak_rss_mib", "status", "run_dir", "finished_at",
+    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1",
 ]  # fmt: skip
 
 
@@ -259,13 +261,14 @@ def fit_args(spec: SweepSpec, cell: Cell, seed: int, run_dir: Path) -> list[str]
 
 
 def read_val_metrics(run_dir: str | os.PathLike) -> dict[str, float]:
-    """Last logged value of each validation metric in ``<run_dir>/logs/version_*/metrics.csv`` (newest version).
+    """Last logged value of each validation metric (and of the epoch's training top-1) in
+    ``<run_dir>/logs/version_*/metrics.csv`` (newest version).
 
     Args:
         run_dir: the run's ``trainer.default_root_dir``.
 
     Returns:
-        ``{"val/clip_top1": ..., "val/video_top1": ..., "val/loss": ...}`` for the metrics found.
+        ``{"val/clip_top1": ..., "val/video_top1": ..., "val/loss": ..., "train/top1": ...}`` for the metrics found.
     """
     versions = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not versions:
@@ -273,7 +276,7 @@ def read_val_metrics(run_dir: str | os.PathLike) -> dict[str, float]:
     out: dict[str, float] = {}
     with versions[-1].open(newline="") as f:
         for row in csv.DictReader(f):
-            for key in (*VAL_METRICS, "val/loss"):
+            for key in (*VAL_METRICS, "val/loss", TRAIN_METRIC):
                 if row.get(key) not in (None, ""):
                     out[key] = float(row[key])
     return out
@@ -310,8 +313,16 @@ def _run_subprocess(
 
 
 def append_row(csv_path: Path, row: dict) -> None:
-    """Append one row to the results CSV (header first if new), flushed and fsync'ed."""
+    """Append one row to the results CSV (header first if new), flushed and fsync'ed.
+
+    A CSV written by an older version with other columns is first rewritten with today's header.
+    """
     new = not csv_path.exists() or csv_path.stat().st_size == 0
+    if not new:
+        with csv_path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != CSV_FIELDS:
+            rewrite_rows(csv_path, read_rows(csv_path))
     buf = []
     if new:
         buf.append(",".join(CSV_FIELDS))
@@ -321,6 +332,36 @@ def append_row(csv_path: Path, row: dict) -> None:
         f.write("\n".join(buf) + "\n")  # one write per run: a crash leaves whole lines
         f.flush()
         os.fsync(f.fileno())
+
+
+def rewrite_rows(csv_path: Path, rows: list[dict]) -> None:
+    """Replace the results CSV by ``rows`` under today's header (atomically: temp file, then rename)."""
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    lines = [",".join(CSV_FIELDS)] + [_csv_line([r.get(k, "") for k in CSV_FIELDS]) for r in rows]
+    with tmp.open("w", newline="") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, csv_path)
+
+
+def backfill_train_top1(csv_path: Path) -> int:
+    """Fill ``train_top1`` of rows written before that column existed, from their run's logs where they still
+    exist; rewrite the CSV if any changed. Returns how many rows were filled."""
+    rows = read_rows(csv_path)
+    filled = 0
+    for r in rows:
+        if r.get("status") == "ok" and not r.get("train_top1") and r.get("run_dir"):
+            try:
+                value = read_val_metrics(r["run_dir"]).get(TRAIN_METRIC)
+            except FileNotFoundError:
+                continue
+            if value is not None:
+                r["train_top1"] = value
+                filled += 1
+    if filled:
+        rewrite_rows(csv_path, rows)
+    return filled
 
 
 def _csv_line(values: list) -> str:
@@ -417,6 +458,7 @@ def run_sweep(
             "video_top1": metrics.get("val/video_top1"),
             "video_top5": metrics.get("val/video_top5"),
             "val_loss": metrics.get("val/loss"),
+            "train_top1": metrics.get(TRAIN_METRIC),
             "wall_s": round(wall, 1),
             "peak_rss_mib": round(rss, 1),
             "status": status,
@@ -467,6 +509,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
              "experiment": rs[0].get("experiment", ""), "seeds": sorted(int(r["seed"]) for r in rs)}  # fmt: skip
         for m in ("clip_top1", "clip_top5", "video_top1", "video_top5"):
             g[f"{m}_mean"], g[f"{m}_std"] = _mean_std([100 * float(r[m]) for r in rs])
+        train = [100 * float(r["train_top1"]) for r in rs if r.get("train_top1") not in (None, "")]
+        g["train_top1_mean"], g["train_top1_std"] = (
+            _mean_std(train) if len(train) == len(rs) else (None, None)
+        )
         g["wall_s"] = statistics.fmean(float(r["wall_s"]) for r in rs)
         g["peak_rss_mib"] = statistics.fmean(float(r["peak_rss_mib"]) for r in rs)
         out.append(g)
@@ -476,16 +522,20 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 
 def markdown_table(groups: list[dict]) -> str:
-    """A markdown table, one line per cell: mean ± std over seeds (percent), time and memory."""
+    """A markdown table, one line per cell: mean ± std over seeds (percent), time and memory.
+
+    "train top-1" is the training accuracy of each run's last finished epoch (train mode, augmented clips):
+    with the validation accuracy it tells under-fitting from over-fitting.
+    """
     lines = [
         "| norm | batch | frames | rate | seeds | video top-1 | video top-5 | clip top-1 | clip top-5 | "
-        "time/run (s) | peak RSS (MiB) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "train top-1 | time/run (s) | peak RSS (MiB) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for g in groups:
         cells = [
-            f"{g[m + '_mean']:.1f} ± {g[m + '_std']:.1f}"
-            for m in ("video_top1", "video_top5", "clip_top1", "clip_top5")
+            f"{g[m + '_mean']:.1f} ± {g[m + '_std']:.1f}" if g.get(m + "_mean") is not None else "-"
+            for m in ("video_top1", "video_top5", "clip_top1", "clip_top5", "train_top1")
         ]
         lines.append(
             f"| {g['norm']} | {g['batch']} | {g['frames']} | {g['sampling_rate'] or '-'} | {g['n']} | "
@@ -605,6 +655,7 @@ def write_reports(csv_path: str | os.PathLike, out: str | os.PathLike, *, plots:
     Returns:
         The markdown table.
     """
+    backfill_train_top1(Path(csv_path))
     rows = read_rows(csv_path)
     groups = aggregate(rows)
     table = markdown_table(groups)
