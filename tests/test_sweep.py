@@ -77,7 +77,10 @@ def test_load_spec_of_the_documented_grids():
     lr = float(next(o for o in sqrt.overrides if o.startswith("--model.lr=")).split("=")[1])
     assert "--model.lr_scaling=sqrt" in sqrt.overrides
     assert abs(lr * (8 / 64) ** 0.5 - 0.008 * 8 / 64) < 1e-8
-    assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt) for b in spec.base)
+    span = load_spec(REPO / "configs" / "sweep" / "synthetic_span.yaml")  # longer clips, same frame stride
+    assert {(c.batch, c.frames) for c in span.cells} == {(8, 4), (4, 8), (2, 16)}
+    assert all(c.sampling_rate is None for c in span.cells) and "--data.sampling_rate=4" in span.overrides
+    assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt, span) for b in spec.base)
 
 
 def test_fit_args_fixed_clips_and_syncbn_guard(tmp_path):
