@@ -24,7 +24,9 @@ def metrics_csv(run: Path) -> Path:
     if not found:
         found = sorted(run.rglob("metrics.csv"))
     if not found:
-        raise SystemExit(f"No metrics.csv under {run}: pass a `video-gn fit` run folder (trainer.default_root_dir).")
+        raise SystemExit(
+            f"No metrics.csv under {run}: pass a `video-gn fit` run folder (trainer.default_root_dir)."
+        )
     return found[-1]
 
 

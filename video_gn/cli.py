@@ -110,7 +110,9 @@ def run_lightning_cli(args: list[str], run: bool = True):
     with warnings.catch_warnings():
         # From the console, args are sys.argv with the config includes expanded: Lightning's warning about
         # passing both is about a different mistake (only that message is silenced).
-        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within")
+        warnings.filterwarnings(
+            "ignore", message=r"LightningCLI's args parameter is intended to run from within"
+        )
         # Lightning's own use of a torch pytree API deprecated in torch 2.10+; nothing a user can act on.
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         return VideoGNCLI(
