@@ -475,3 +475,19 @@ def test_cpu_bf16_guard_condition():
     assert not vnn.cpu_bf16_conv3d_unsafe(torch.empty(1, 1, 3, 4, 4), (3, 3, 3), (1, 1, 1), torch.bfloat16)
     assert not vnn.cpu_bf16_conv3d_unsafe(torch.empty(1, 1, 1, 4, 4), (3, 3, 3), (1, 1, 1), torch.bfloat16)
     assert vnn.cpu_bf16_conv3d_unsafe(torch.empty(1, 1, 3, 4, 4), (3, 3, 3), (2, 1, 1), torch.bfloat16)
+
+
+def test_use_safe_conv3d_protects_a_torchvision_model_in_bf16():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = vnn.convert_norm(torchvision.models.video.r3d_18(num_classes=4), "gn")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    vnn.use_safe_conv3d(model)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(type(m) is vnn.SafeConv3d for m in convs)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # same keys, same tensors
+    # layer3 of r3d_18 sees T = 2 on 8-frame clips: the conv whose bf16 weight gradient torch gets wrong.
+    conv = model.layer3[1].conv1[0]
+    x = torch.randn(2, 256, 2, 4, 4)
+    assert _bf16_weight_grad_error(conv, x, autocast=True) < 0.05

@@ -12,7 +12,12 @@ Example::
 """
 
 from video_gn.nn.conv import SafeConv3d, cpu_bf16_conv3d_unsafe
-from video_gn.nn.convert import convert_norm, fold_weight_standardization, use_weight_standardization
+from video_gn.nn.convert import (
+    convert_norm,
+    fold_weight_standardization,
+    use_safe_conv3d,
+    use_weight_standardization,
+)
 from video_gn.nn.norm import (
     DEFAULT_NUM_GROUPS,
     NORM_KINDS,
@@ -56,6 +61,7 @@ __all__ = [
     "norm_layer",
     "resolve_num_groups",
     "standardize_weight",
+    "use_safe_conv3d",
     "use_weight_standardization",
     "ws_conv",
 ]

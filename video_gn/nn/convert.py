@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from video_gn.nn.conv import SafeConv3d
 from video_gn.nn.norm import _FrozenBatchNorm, norm_layer
 from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _standardize, _WSConvMixin
 
-__all__ = ["convert_norm", "fold_weight_standardization", "use_weight_standardization"]
+__all__ = ["convert_norm", "fold_weight_standardization", "use_safe_conv3d", "use_weight_standardization"]
 
 log = logging.getLogger(__name__)
 
@@ -215,4 +216,37 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
         return new
 
     model, _ = _swap(model, make, "fold_weight_standardization")
+    return model
+
+
+def use_safe_conv3d(model: nn.Module) -> nn.Module:
+    """Replace every plain ``nn.Conv3d`` by :class:`~video_gn.nn.SafeConv3d`, keeping weight and bias.
+
+    For 3D models built outside :func:`video_gn.models.build` (e.g. torchvision's ``r3d_18`` after
+    :func:`convert_norm`) that will train in bf16 on CPU: it applies the guard against torch's wrong bf16 Conv3d
+    weight gradients (``video_gn/nn/conv.py``). Same state dict; nothing changes in fp32 or on GPU. Subclasses
+    that only add helpers (torchvision's ``Conv3DSimple``) are replaced too; WS convs (they carry the guard)
+    and subclasses with their own ``forward`` are left alone.
+
+    Args:
+        model: any ``nn.Module``; modified in place.
+
+    Returns:
+        The model (a new object only if ``model`` itself is a conv).
+    """
+
+    def make(_: str, module: nn.Module) -> nn.Module | None:
+        if not isinstance(module, nn.Conv3d) or isinstance(module, (SafeConv3d, _WSConvMixin)):
+            return None
+        if (
+            type(module).forward is not nn.Conv3d.forward
+            or type(module)._conv_forward is not nn.Conv3d._conv_forward
+        ):
+            return None  # its own computation: not ours to replace
+        new = _conv_like(SafeConv3d, module)
+        _copy_tensor(new, "weight", module.weight)
+        _copy_tensor(new, "bias", module.bias)
+        return new
+
+    model, _ = _swap(model, make, "use_safe_conv3d")
     return model
