@@ -123,6 +123,21 @@ def _optimizer(model: torch.nn.Module, lr: float, steps: int, wd: float = 1e-4):
     return opt, sched
 
 
+def _train_epoch(
+    model, opt, sched, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch: int
+) -> float:
+    """One pass over ``order`` in full batches of ``batch`` (the remainder dropped); returns the last loss."""
+    model.train()
+    for b in range(len(order) // batch):
+        idx = order[b * batch : (b + 1) * batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return loss.item()
+
+
 def pretrain(args: argparse.Namespace) -> None:
     """Train the 2D network on single images of the shape task and save it in timm BiT format."""
     torch.manual_seed(args.seed)
@@ -139,22 +154,15 @@ def pretrain(args: argparse.Namespace) -> None:
     steps = args.pretrain_epochs * (len(x_train) // args.pretrain_batch)
     opt, sched = _optimizer(model, args.pretrain_lr, steps)
     start = time.time()
+    frames = x_train[:, :, None]  # (N, 3, 1, H, W): one-frame clips
     for epoch in range(args.pretrain_epochs):
-        model.train()
         order = torch.randperm(len(x_train))
-        for b in range(len(x_train) // args.pretrain_batch):
-            idx = order[b * args.pretrain_batch : (b + 1) * args.pretrain_batch]
-            logits = model(x_train[idx, :, None])  # (B, 3, 1, H, W): one frame
-            loss = F.cross_entropy(logits, y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+        loss = _train_epoch(model, opt, sched, frames, y_train, order, args.pretrain_batch)
         model.eval()
         with torch.no_grad():
             acc = (model(x_val[:, :, None]).argmax(1) == y_val).float().mean().item()
         print(
-            f"pretrain epoch {epoch + 1}: loss {loss.item():.3f}, 2D val top-1 {acc:.3f} ({time.time() - start:.0f}s)"
+            f"pretrain epoch {epoch + 1}: loss {loss:.3f}, 2D val top-1 {acc:.3f} ({time.time() - start:.0f}s)"
         )
     args.ckpt.parent.mkdir(parents=True, exist_ok=True)
     torch.save(to_bit_2d_state_dict(model), args.ckpt)
@@ -224,22 +232,14 @@ def finetune(args: argparse.Namespace, clips: dict[str, torch.Tensor], init: str
     opt, sched = _optimizer(model, args.lr, args.epochs * steps_per_epoch)
     curve, start = [], time.time()
     for epoch in range(args.epochs):
-        model.train()
-        base = (epoch % args.repeats) * n
-        order = base + torch.randperm(n)
-        for b in range(steps_per_epoch):
-            idx = order[b * args.batch : (b + 1) * args.batch]
-            loss = F.cross_entropy(model(clips["train_x"][idx]), clips["train_y"][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+        order = (epoch % args.repeats) * n + torch.randperm(n)  # epochs alternate between the decoded clips
+        loss = _train_epoch(model, opt, sched, clips["train_x"], clips["train_y"], order, args.batch)
         model.eval()
         with torch.no_grad():
             pred = torch.cat([model(v).argmax(1) for v in clips["val_x"].split(25)])
         curve.append((pred == clips["val_y"]).float().mean().item())
         print(
-            f"  {init} epoch {epoch + 1}: train loss {loss.item():.3f}, val top-1 {curve[-1]:.3f} ({time.time() - start:.0f}s)"
+            f"  {init} epoch {epoch + 1}: train loss {loss:.3f}, val top-1 {curve[-1]:.3f} ({time.time() - start:.0f}s)"
         )
     return curve
 

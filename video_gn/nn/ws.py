@@ -211,7 +211,7 @@ class _WSConvFunction(torch.autograd.Function):
         ctx.conv_args = (stride, padding, dilation, groups)
         ctx.compute_dtype = compute_dtype
         ctx.weight_domain = weight_domain
-        return out.to(out_dtype) if out.dtype != out_dtype else out
+        return out.to(out_dtype)  # a no-op unless the guard computed in fp32
 
     @staticmethod
     @once_differentiable
