@@ -15,14 +15,17 @@ import csv
 import math
 from pathlib import Path
 
+from video_gn.sweep import newest_metrics_csv
+
 
 def metrics_csv(run: Path) -> Path:
     """The newest ``metrics.csv`` under a run folder (or the file itself)."""
     if run.is_file():
         return run
-    found = sorted(run.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
-    if not found:
-        found = sorted(run.rglob("metrics.csv"))
+    try:
+        return newest_metrics_csv(run)
+    except FileNotFoundError:
+        found = sorted(run.rglob("metrics.csv"))  # e.g. a logs/ folder itself
     if not found:
         raise SystemExit(
             f"No metrics.csv under {run}: pass a `video-gn fit` run folder (trainer.default_root_dir)."

@@ -260,6 +260,19 @@ def fit_args(spec: SweepSpec, cell: Cell, seed: int, run_dir: Path) -> list[str]
     return args + list(spec.overrides)
 
 
+def newest_metrics_csv(run_dir: str | os.PathLike) -> Path:
+    """The CSV logger's file of a run's newest version: ``<run_dir>/logs/version_<highest>/metrics.csv``."""
+
+    def order(path: Path) -> tuple[int, float]:  # version number (non-numeric names first), then age
+        number = path.parent.name.rpartition("_")[2]
+        return (int(number) if number.isdigit() else -1, path.stat().st_mtime)
+
+    found = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=order)
+    if not found:
+        raise FileNotFoundError(f"No CSV logs under {run_dir}/logs/version_*/metrics.csv; did the run log?")
+    return found[-1]
+
+
 def read_val_metrics(run_dir: str | os.PathLike) -> dict[str, float]:
     """Last logged value of each validation metric (and of the epoch's training top-1) in
     ``<run_dir>/logs/version_*/metrics.csv`` (newest version).
@@ -270,11 +283,8 @@ def read_val_metrics(run_dir: str | os.PathLike) -> dict[str, float]:
     Returns:
         ``{"val/clip_top1": ..., "val/video_top1": ..., "val/loss": ..., "train/top1": ...}`` for the metrics found.
     """
-    versions = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    if not versions:
-        raise FileNotFoundError(f"No CSV logs under {run_dir}/logs/version_*/metrics.csv; did the run log?")
     out: dict[str, float] = {}
-    with versions[-1].open(newline="") as f:
+    with newest_metrics_csv(run_dir).open(newline="") as f:
         for row in csv.DictReader(f):
             for key in (*VAL_METRICS, "val/loss", TRAIN_METRIC):
                 if row.get(key) not in (None, ""):
