@@ -32,31 +32,32 @@ import torch.nn.functional as F
 from video_gn.module import VideoClassifier
 from video_gn.nn import make_norm
 
+REPO = Path(__file__).resolve().parent.parent
 VARIANTS = ("bn", "gn", "gn+ws", "in", "bn, per-clip input", "bn, gn stem", "gn, bn stem")
 
 
-def decode_clips(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+def sweep_setup(args: argparse.Namespace):
+    """The model hyper-parameters and data module of the sweep's runs: the grid's base configs through the CLI."""
+    from video_gn.cli import run_lightning_cli
+    from video_gn.sweep import load_spec
+
+    base = load_spec(REPO / "configs" / "sweep" / "synthetic_batch.yaml").base
+    configs = [x for path in base for x in ("-c", str(REPO / path))]
+    cli = run_lightning_cli(["fit", *configs, f"--data.root={args.root}", "--data.num_workers=0"], run=False)
+    hparams = {
+        k: v for k, v in cli.model.hparams.items() if not k.startswith("_")
+    }  # jsonargparse adds _instantiator
+    return hparams, cli.datamodule
+
+
+def decode_clips(args: argparse.Namespace, dm) -> tuple[torch.Tensor, torch.Tensor]:
     """Two epochs of augmented training clips of the sweep's dataset (generated on first use), cached."""
     cache = args.cache
     if cache.is_file():
         return torch.load(cache)
-    from video_gn.data import KineticsDataModule
-    from video_gn.data.synthetic import SyntheticSpec
-
-    dm = KineticsDataModule(
-        root=args.root,  # as configs/sweep/synthetic_base.yaml
-        synthetic=SyntheticSpec(num_classes=4, train_per_class=60, val_per_class=20, size=(40, 48), seed=0),
-        num_frames=8,
-        sampling_rate=2,
-        batch_size=8,
-        num_workers=0,
-        train_short_side=[32, 36],
-        crop_size=32,
-        test_short_side=32,
-        hflip=False,
-    )
     dm.prepare_data()
     dm.setup("fit")
+    torch.manual_seed(args.seed)  # the augmentations draw from torch's RNG: same cache every time
     xs, ys = [], []
     for _ in range(2):
         for batch in dm.train_dataloader():
@@ -68,11 +69,9 @@ def decode_clips(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     return clips
 
 
-def make(variant: str, num_classes: int) -> VideoClassifier:
+def make(variant: str, hparams: dict) -> VideoClassifier:
     norm = "in" if variant == "in" else ("gn" if variant.startswith("gn") else "bn")
-    model = VideoClassifier(
-        name="r3d_18", num_classes=num_classes, norm=norm, ws=variant == "gn+ws", width=16, dropout=0.2
-    )
+    model = VideoClassifier(**{**hparams, "norm": norm, "ws": variant == "gn+ws"})
     stem = model.model.blocks[0]
     if variant == "bn, gn stem":
         stem.norm = make_norm("gn", stem.norm.num_features)
@@ -82,10 +81,10 @@ def make(variant: str, num_classes: int) -> VideoClassifier:
 
 
 def train(
-    variant: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
+    variant: str, hparams: dict, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
 ) -> list[tuple[float, float]]:
     torch.manual_seed(args.seed)
-    model = make(variant, int(y.max()) + 1).train()
+    model = make(variant, hparams).train()
     if variant == "bn, per-clip input":
         x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
     opt = torch.optim.AdamW(model._param_groups(), lr=args.lr)
@@ -126,9 +125,11 @@ def main() -> None:
     for v in variants:
         if v not in VARIANTS:
             raise SystemExit(f"Unknown variant {v!r}; choose from {VARIANTS} (';'-separated).")
-    x, y = decode_clips(args)
+    hparams, dm = sweep_setup(args)
+    x, y = decode_clips(args, dm)
     print(
-        f"{len(x)} cached clips {tuple(x.shape[1:])}, {int(y.max()) + 1} classes; r3d_18 width 16, AdamW "
+        f"{len(x)} cached clips {tuple(x.shape[1:])}, {int(y.max()) + 1} classes; {hparams['name']} width {hparams['width']}, "
+        f"dropout {hparams['dropout']}, AdamW "
         f"{args.lr:g}, batch {args.batch}, seed {args.seed}; {platform.machine()}, torch {torch.__version__}\n"
     )
     heads = [f"steps {i * args.every + 1}-{(i + 1) * args.every}" for i in range(args.steps // args.every)]
@@ -136,7 +137,7 @@ def main() -> None:
     print("| --- |" + " --: |" * (len(heads) + 1))
     for v in variants:
         start = time.time()
-        curve = train(v, x, y, args)
+        curve = train(v, hparams, x, y, args)
         cells = [f"{loss:.2f} / {acc:.2f}" for loss, acc in curve]
         print(f"| {v} | " + " | ".join(cells) + f" | {time.time() - start:.0f} |", flush=True)
     print(
