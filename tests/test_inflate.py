@@ -19,10 +19,18 @@ import torchvision
 from torch import nn
 
 from video_gn.models import LAYOUTS, build, create_video_resnet
-from video_gn.models.bit import PreActResNet3d, create_bit_resnet
+from video_gn.models.bit import BIT_WS_EPS, PreActResNet3d, create_bit_resnet
 from video_gn.models.inflate import InflationReport, detect_family, inflate, inflate_kernel
 from video_gn.models.pretrained import load_pretrained
-from video_gn.nn import GroupNorm, conv_layer, convert_norm, norm_layer, use_weight_standardization
+from video_gn.models.registry import default_ws_eps
+from video_gn.nn import (
+    GroupNorm,
+    WSConv3d,
+    conv_layer,
+    convert_norm,
+    norm_layer,
+    use_weight_standardization,
+)
 
 try:
     import timm
@@ -346,7 +354,7 @@ def _bit3d(name: str, *, ws_eps: float = 1e-8, ws: bool = True) -> PreActResNet3
 def test_bit_r50x1_c2d_constant_clip() -> None:
     m2 = _timm_bit(small=False)
     assert isinstance(m2.stem.conv, StdConv2d) and m2.stem.conv.eps == 1e-8
-    m3 = build("bit_c2d_r50x1", num_classes=10, ws_eps=1e-8).eval()
+    m3 = build("bit_c2d_r50x1", num_classes=10).eval()  # the registry's default WS eps is BiT's 1e-8
     report = inflate(m3, m2.state_dict())
     assert report.source == "bit" and len(report.inflated) == 53 and not report.missing
     x = torch.randn(2, 3, 32, 32)
@@ -425,6 +433,21 @@ def test_bit_official_npz_format(tmp_path) -> None:
         report = load_pretrained(m3, tmp_path / "BiT-M-R50x1.npz", source_ws_eps=1e-8)
         assert not report.missing and not report.skipped
         assert _rel(m3(_constant_clip(x, 2)), y2) <= TOL
+
+
+def test_bit_registry_default_ws_eps_is_the_checkpoints() -> None:
+    """``build("bit_*")`` standardizes with BiT's eps 1e-8 unless told otherwise; other models keep 1e-6."""
+
+    def eps_of(model: nn.Module) -> set[float]:
+        return {m.eps for m in model.modules() if isinstance(m, WSConv3d)}
+
+    for name in ("bit_c2d_r50x1", "bit_i3d_r50x1"):
+        assert default_ws_eps(name) == BIT_WS_EPS == 1e-8
+        assert eps_of(build(name, width=8)) == {1e-8}
+        assert eps_of(build(name, width=8, ws_eps=1e-10)) == {1e-10}  # an explicit eps still wins
+    assert default_ws_eps("i3d_r50") == 1e-6 and eps_of(build("i3d_r50", width=8)) == {1e-6}
+    with pytest.raises(ValueError, match="Unknown model"):
+        default_ws_eps("bit_r50")
 
 
 def test_bit_models_registered_and_trainable() -> None:

@@ -22,7 +22,8 @@ lets a WS network be inflated without changing its function (see :func:`video_gn
 
 Registered names: ``bit_c2d_r50x1`` and ``bit_i3d_r50x1``; :func:`create_bit_resnet` builds any other layout
 (``LAYOUTS["slow_r50"]``, ``LAYOUTS["i3d_r101"]`` for BiT-R101x1, ...). BiT was trained with WS eps 1e-8 (timm) /
-1e-10 (official code): build with ``ws_eps=1e-8`` to load timm's weights.
+1e-10 (official code): the registered models default to 1e-8 (``build("bit_i3d_r50x1")`` loads timm's weights
+as they are); pass ``ws_eps=1e-10`` for the official ``.npz`` files.
 """
 
 from __future__ import annotations
@@ -298,4 +299,5 @@ register_layouts(
     lambda layout, **kw: create_bit_resnet(dataclasses.replace(layout), **kw),
     dropout=0.0,
     doc=" (pre-activation, BiT module names)",
+    ws_eps=BIT_WS_EPS,  # build(name) then loads timm's BiT checkpoints as they are
 )

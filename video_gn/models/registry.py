@@ -19,30 +19,44 @@ from video_gn.nn import conv_layer, norm_layer
 Builder = Callable[..., nn.Module]
 _B = TypeVar("_B", bound=Builder)
 
+#: WS eps of a model registered without one (the GN + WS papers' code uses 1e-5 to 1e-6; ours 1e-6).
+DEFAULT_WS_EPS = 1e-6
+
 _BUILDERS: dict[str, Builder] = {}
+_WS_EPS: dict[str, float] = {}
 
 
-def register(name: str) -> Callable[[_B], _B]:
+def register(name: str, *, ws_eps: float = DEFAULT_WS_EPS) -> Callable[[_B], _B]:
     """Register a model builder under ``name`` (decorator).
 
     Args:
         name: registry key, e.g. ``"r3d_18"``. Must not be taken already.
+        ws_eps: the model's default WS eps, used by :func:`build` when none is given (e.g. 1e-8 for the BiT
+            models, so that BiT checkpoints load into them as they are).
 
     Returns:
         A decorator that stores the builder and returns it unchanged.
     """
+    if not ws_eps > 0:
+        raise ValueError(f"ws_eps must be > 0, got {ws_eps!r}.")
 
     def decorator(fn: _B) -> _B:
         if name in _BUILDERS:
             raise ValueError(f"A model named {name!r} is already registered; pick another name.")
         _BUILDERS[name] = fn
+        _WS_EPS[name] = ws_eps
         return fn
 
     return decorator
 
 
 def register_layouts(
-    layouts: Mapping[str, Any], create: Callable[..., nn.Module], *, dropout: float, doc: str = ""
+    layouts: Mapping[str, Any],
+    create: Callable[..., nn.Module],
+    *,
+    dropout: float,
+    doc: str = "",
+    ws_eps: float = DEFAULT_WS_EPS,
 ) -> None:
     """Register one builder per ``{name: layout}``, each calling ``create(layout, **builder kwargs)``.
 
@@ -51,9 +65,10 @@ def register_layouts(
         create: ``create(layout, *, num_classes, width, norm, conv, dropout, zero_init_residual, in_channels)``.
         dropout: default dropout of these builders.
         doc: prefix of each builder's docstring.
+        ws_eps: default WS eps of these models (see :func:`register`).
     """
     for name, layout in layouts.items():
-        register(name)(_layout_builder(name, layout, create, dropout, doc))
+        register(name, ws_eps=ws_eps)(_layout_builder(name, layout, create, dropout, doc))
 
 
 def _layout_builder(
@@ -94,6 +109,20 @@ def names() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def default_ws_eps(name: str) -> float:
+    """The WS eps :func:`build` gives model ``name`` when no ``ws_eps`` is passed.
+
+    Args:
+        name: one of :func:`names`.
+
+    Returns:
+        The registered eps (1e-8 for the ``bit_*`` models, as timm's BiT checkpoints; else 1e-6).
+    """
+    if name not in _WS_EPS:
+        raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
+    return _WS_EPS[name]
+
+
 def build(
     name: str,
     num_classes: int = 400,
@@ -103,7 +132,7 @@ def build(
     *,
     dropout: float = 0.5,
     zero_init_residual: bool = True,
-    ws_eps: float = 1e-6,
+    ws_eps: float | None = None,
     norm_kwargs: Mapping[str, Any] | None = None,
     **kw: Any,
 ) -> nn.Module:
@@ -119,7 +148,9 @@ def build(
         dropout: dropout probability before the classifier.
         zero_init_residual: initialise γ of the last norm of every residual block to 0 (GN paper, Goyal et
             al. 2017), for every norm kind, so each block starts as the identity.
-        ws_eps: epsilon inside the square root of the weight standardization.
+        ws_eps: epsilon inside the square root of the weight standardization; None takes the model's
+            registered default (:func:`default_ws_eps`: 1e-8 for ``bit_*``, whose checkpoints were trained with
+            it, 1e-6 otherwise).
         norm_kwargs: extra keywords for the norm factory, e.g. ``{"num_groups": 16}`` for ``"gn"``.
         **kw: builder-specific extras, e.g. ``in_channels=3``.
 
@@ -137,6 +168,8 @@ def build(
         raise TypeError(f"ws must be a bool, got {type(ws).__name__} {ws!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    if ws_eps is None:
+        ws_eps = _WS_EPS[name]
     if not ws_eps > 0:
         raise ValueError(f"ws_eps must be > 0, got {ws_eps!r}.")
     builder = _BUILDERS[name]
