@@ -139,9 +139,11 @@ def test_load_video_views_matches_eval_transform(tmp_path):
         load_video_views(tmp_path / "nope.mp4")
 
 
+@pytest.mark.parametrize("thread_count", [1, 0])
 @pytest.mark.parametrize("options", [{"preset": "veryfast", "bf": "2"}, {"preset": "medium", "bf": "3"}])
-def test_decoded_pixels_match_a_full_sequential_decode(tmp_path, options):
-    """Seeking and skipping unneeded non-reference frames give bit-identical pixels to a full decode."""
+def test_decoded_pixels_match_a_full_sequential_decode(tmp_path, options, thread_count):
+    """Seeking, skipping unneeded non-reference frames and the clip's one reused RGB converter give
+    bit-identical pixels to a full decode converted frame by frame with PyAV's ``to_ndarray``."""
     import av
 
     path = write_video(tmp_path / "noise.mp4", num_frames=120, gop=30, pattern="noise", options=options)
@@ -149,5 +151,5 @@ def test_decoded_pixels_match_a_full_sequential_decode(tmp_path, options):
         every = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     for start, num_frames, rate in ((47, 6, 7), (0, 8, 8), (61, 30, 2), (33, 40, 1), (100, 5, 5)):
         want = clip_indices(start, num_frames, rate, 120)
-        frames, _ = decode_frames(path, want)
+        frames, _ = decode_frames(path, want, thread_count=thread_count)
         np.testing.assert_array_equal(frames.numpy(), every[want])

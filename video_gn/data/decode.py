@@ -11,7 +11,8 @@ starting at frame ``start``: frame indices ``start + sampling_rate * i`` for ``i
 3. let FFmpeg skip non-reference frames (most B-frames) that no kept frame needs
    (``skip_frame="NONREF"`` packet by packet; reference frames are always decoded, so the kept frames
    are bit-identical to a full decode),
-4. convert to RGB only the frames that are kept (RGB conversion costs more than decoding),
+4. convert to RGB only the frames that are kept, with one swscale context for the whole clip, and copy
+   each straight into the preallocated (T, H, W, 3) clip (see :class:`_RGBClip`),
 5. stop as soon as the last needed frame is reached, and close the container (``with`` statement).
 
 If the demuxer lands after the wanted frame (some containers index key frames by decode time), we seek
@@ -33,6 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 __all__ = ["VideoInfo", "DecodeError", "clip_indices", "decode_frames", "probe_video"]
 
@@ -148,7 +150,8 @@ def decode_frames(
             header without opening the file twice).
         thread_type: PyAV ``codec_context.thread_type`` ("SLICE", "FRAME", "AUTO"), or None for PyAV's
             default.
-        thread_count: decoder threads (0: FFmpeg chooses, usually one per core).
+        thread_count: decoder threads, also used for the RGB conversion (0: FFmpeg chooses, usually one
+            per core).
 
     Returns:
         (frames, info): frames is a uint8 tensor (T, H, W, 3) in RGB, frame ``t`` being video frame
@@ -171,7 +174,7 @@ def decode_frames(
             if thread_type is not None:
                 cc.thread_type = thread_type
             cc.thread_count = thread_count
-            frames = _decode_wanted(container, stream, info, wanted, path)
+            frames = _decode_wanted(container, stream, info, wanted, path, thread_count)
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, EOFError) as exc:
@@ -185,39 +188,68 @@ def _decode_wanted(
     info: VideoInfo,
     wanted: np.ndarray,
     path: str,
+    threads: int,
 ) -> torch.Tensor:
     needed = np.unique(wanted)  # sorted
     time_base = stream.time_base
     start_pts = stream.start_time or 0
     ticks_per_frame = 1.0 / (float(time_base) * info.fps)  # pts ticks between two frames
+    clip = _RGBClip(wanted, path, threads)
 
     # Seek target: the latest pts that still rounds to the first needed frame, so a key frame exactly
     # at that frame is found by the backward search.
     target = start_pts + int(math.floor((int(needed[0]) + 0.45) * ticks_per_frame))
     seek_to: int | None = target if needed[0] > 0 else None
-    arrays: dict[int, np.ndarray] | None = None
+    done = False
     for _attempt in range(3):
-        arrays, landed_pts = _scan(container, stream, info, needed, start_pts, time_base, seek_to, path)
-        if arrays is not None or seek_to is None:
+        done, landed_pts = _scan(container, stream, info, needed, start_pts, time_base, seek_to, path, clip)
+        if done or seek_to is None:
             break
         # Landed after the first needed frame (key frames indexed by decode time can sit after their
         # pts): seek to just before the frame we landed on, i.e. one key frame further back.
         seek_to = landed_pts - 1 if landed_pts is not None and landed_pts - 1 > start_pts else None
-    if arrays is None:  # still past the window: decode from the very start, which always succeeds
-        arrays, _ = _scan(container, stream, info, needed, start_pts, time_base, None, path)
-    if not arrays:
+    if not done:  # still past the window: decode from the very start, which always succeeds
+        done, _ = _scan(container, stream, info, needed, start_pts, time_base, None, path, clip)
+    if not done or clip.out is None:
         raise DecodeError(f"{path}: no frame could be decoded")
-    first = next(iter(arrays.values()))
-    # Assemble in numpy: PyAV's arrays are row-padded views, and numpy copies those ~100x faster than a
-    # torch slice assignment does (whose inner dimension is only 3 bytes long).
-    out = np.empty((len(wanted), *first.shape), dtype=np.uint8)
-    for t, idx in enumerate(wanted.tolist()):
-        if arrays[idx].shape != first.shape:
+    return torch.from_numpy(clip.out)
+
+
+class _RGBClip:
+    """The clip being assembled: kept frames go to RGB and straight into one preallocated uint8 array.
+
+    One swscale context (:class:`av.video.reformatter.VideoReformatter`) serves the whole clip:
+    ``frame.to_ndarray(format="rgb24")`` builds a fresh one per frame, with FFmpeg's automatic thread
+    count, and that set-up cost more than the conversion itself (docs/benchmarks.md). Each RGB frame is
+    copied into the clip as soon as it is converted, so PyAV's row-padded frame buffer is released (and
+    reused for the next frame) while it is still in cache, and no list of frames is held.
+    """
+
+    def __init__(self, wanted: np.ndarray, path: str, threads: int) -> None:
+        self.path, self.threads = path, threads
+        self.slots: dict[int, list[int]] = {}  # frame index -> positions in the clip
+        for t, idx in enumerate(wanted.tolist()):
+            self.slots.setdefault(idx, []).append(t)
+        self.length = len(wanted)
+        self.out: np.ndarray | None = None  # (T, H, W, 3), allocated at the first frame
+        self._reformatter = VideoReformatter()
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as an (H, W, 3) uint8 RGB array (a view into a PyAV buffer)."""
+        return self._reformatter.reformat(frame, format="rgb24", threads=self.threads).to_ndarray()
+
+    def put(self, idx: int, rgb: np.ndarray) -> None:
+        """Write frame ``idx`` into every clip position that asks for it."""
+        if self.out is None:
+            self.out = np.empty((self.length, *rgb.shape), dtype=np.uint8)
+        elif rgb.shape != self.out.shape[1:]:
             raise DecodeError(
-                f"{path}: the frame size changes inside the clip ({first.shape} -> {arrays[idx].shape})"
+                f"{self.path}: the frame size changes inside the clip ({self.out.shape[1:]} -> {rgb.shape})"
             )
-        out[t] = arrays[idx]
-    return torch.from_numpy(out)
+        # numpy copies PyAV's row-padded views ~100x faster than a torch slice assignment does (whose
+        # inner dimension is only 3 bytes long).
+        for t in self.slots[idx]:
+            self.out[t] = rgb
 
 
 def _decode_skipping(
@@ -259,18 +291,18 @@ def _scan(
     time_base: Fraction,
     seek_to: int | None,
     path: str,
-) -> tuple[dict[int, np.ndarray] | None, int | None]:
-    """Decode forward from ``seek_to`` (None: from the start); map each needed index to an RGB array.
+    clip: _RGBClip,
+) -> tuple[bool, int | None]:
+    """Decode forward from ``seek_to`` (None: from the start) and put every needed frame into ``clip``.
 
     A needed index is served by the last frame whose number is <= it (exact for constant frame rate;
-    nearest earlier frame for variable frame rate). Returns ``(None, pts)`` if the first frame decoded after
-    the seek (at ``pts``) is already past the first needed index, else ``(arrays, None)``.
+    nearest earlier frame for variable frame rate). Returns ``(False, pts)`` if the first frame decoded
+    after the seek (at ``pts``) is already past the first needed index, else ``(True, None)``.
     """
     container.seek(
         seek_to if seek_to is not None else start_pts, stream=stream, backward=True, any_frame=False
     )
     scale = float(time_base) * info.fps
-    out: dict[int, np.ndarray] = {}
     ptr, n_needed = 0, len(needed)
     prev_frame = None  # last decoded frame, not yet converted
     prev_rgb: np.ndarray | None = None  # its RGB array, once converted
@@ -282,27 +314,27 @@ def _scan(
             continue
         if prev_frame is None and idx > needed[0]:
             if seek_to is not None:
-                return None, pts
+                return False, pts
         # Frames before idx are served by the previous frame.
         while ptr < n_needed and needed[ptr] < idx and prev_frame is not None:
             if prev_rgb is None:
-                prev_rgb = prev_frame.to_ndarray(format="rgb24")
-            out[int(needed[ptr])] = prev_rgb
+                prev_rgb = clip.rgb(prev_frame)
+            clip.put(int(needed[ptr]), prev_rgb)
             ptr += 1
         if ptr < n_needed and needed[ptr] < idx:  # video starts after the needed index: use first frame
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = clip.rgb(frame)
             while ptr < n_needed and needed[ptr] < idx:
-                out[int(needed[ptr])] = rgb
+                clip.put(int(needed[ptr]), rgb)
                 ptr += 1
             prev_frame, prev_rgb, last_idx = frame, rgb, idx
         else:
             prev_frame, prev_rgb, last_idx = frame, None, idx
         if ptr < n_needed and needed[ptr] == idx:
-            prev_rgb = frame.to_ndarray(format="rgb24")
-            out[idx] = prev_rgb
+            prev_rgb = clip.rgb(frame)
+            clip.put(idx, prev_rgb)
             ptr += 1
         if ptr >= n_needed:
-            return out, None
+            return True, None
     # End of stream before every needed frame. A header that over-counts by a frame or two (estimated
     # lengths) is tolerated by repeating the last frame; a stream ending well before its announced
     # length is a truncated file.
@@ -313,8 +345,8 @@ def _scan(
         )
     if prev_frame is not None:
         if prev_rgb is None:
-            prev_rgb = prev_frame.to_ndarray(format="rgb24")
+            prev_rgb = clip.rgb(prev_frame)
         while ptr < n_needed:
-            out[int(needed[ptr])] = prev_rgb
+            clip.put(int(needed[ptr]), prev_rgb)
             ptr += 1
-    return out, None
+    return ptr > 0, None
