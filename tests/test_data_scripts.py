@@ -24,6 +24,7 @@ from video_gn.data.prep import (
     verify_videos,
     write_clean_csv,
 )
+from video_gn.data.progress import TextProgress, parallel_map, progress_bar
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 GOOD_ID, OTHER_ID = "abcDEF123_-", "zz9_zz9-zz9"
@@ -347,3 +348,62 @@ def test_make_filelists_script(tmp_path: Path) -> None:
 def test_scripts_help(script: str) -> None:
     code, out, err = run_script(script, "--help")
     assert code == 0 and "usage:" in out, err
+
+
+# --------------------------------------------------------------------------- progress in logs
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_text_progress_lines_totals_and_eta() -> None:
+    import io
+
+    out, clock = io.StringIO(), FakeClock()
+    bar = TextProgress(10, "resize -> 320px", interval=30.0, stream=out, clock=clock)
+    for dt in (10.0, 21.0):  # 1 done at 10 s (no line: < 30 s since the last), 2 done at 31 s (a line)
+        clock.now += dt
+        bar.advance()
+    clock.now += 5.0
+    bar.advance(3)  # 5 done at 36 s: only 5 s after the last line
+    clock.now += 4.0
+    bar.advance(5)
+    bar.close()
+    bar.close()  # nothing new to say: no repeated line
+    assert out.getvalue().splitlines() == [
+        "resize -> 320px: 0/10 (0%) elapsed 0:00:00 eta ?",
+        "resize -> 320px: 2/10 (20%) elapsed 0:00:31 eta 0:02:04",  # 31 s / 2 x 8 left = 124 s
+        "resize -> 320px: 10/10 (100%) elapsed 0:00:40 eta 0:00:00",
+    ]
+    with pytest.raises(ValueError, match="interval"):
+        TextProgress(1, "x", interval=-1.0)
+
+
+def test_progress_bar_writes_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("VIDEO_GN_PROGRESS", raising=False)
+    monkeypatch.delenv("VIDEO_GN_PROGRESS_INTERVAL", raising=False)
+    with progress_bar(total=3, description="verify", interval=0.0) as advance:  # a line per update
+        for _ in range(3):
+            advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" elapsed")[0] for line in lines] == [
+        "verify: 0/3 (0%)", "verify: 1/3 (33%)", "verify: 2/3 (67%)", "verify: 3/3 (100%)",
+    ]  # fmt: skip
+    assert all(" elapsed 0:00:0" in line and " eta " in line for line in lines)
+    # the default interval (30 s, or VIDEO_GN_PROGRESS_INTERVAL): a fast job logs its total and its end
+    monkeypatch.setenv("VIDEO_GN_PROGRESS_INTERVAL", "3600")
+    assert parallel_map(abs, [-1, -2, -3, -4], workers=1, description="job") == [1, 2, 3, 4]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" elapsed")[0] for line in lines] == ["job: 0/4 (0%)", "job: 4/4 (100%)"]
+    monkeypatch.setenv("VIDEO_GN_PROGRESS", "0")  # off
+    parallel_map(abs, [-1, -2], workers=1, description="job")
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("VIDEO_GN_PROGRESS", "text")
+    monkeypatch.setenv("VIDEO_GN_PROGRESS_INTERVAL", "soon")
+    with pytest.raises(ValueError, match="VIDEO_GN_PROGRESS_INTERVAL"):
+        parallel_map(abs, [-1], workers=1, description="job")

@@ -1,15 +1,25 @@
-"""Small helpers shared by the data tools: a rich progress bar with totals and a process pool."""
+"""Small helpers shared by the data tools: progress with totals and ETA (a rich bar on a terminal, plain
+lines in logs) and a process pool."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from typing import TextIO
 
-__all__ = ["default_workers", "parallel_map", "process_pool", "progress_bar"]
+__all__ = [
+    "DEFAULT_LOG_INTERVAL",
+    "TextProgress",
+    "default_workers",
+    "parallel_map",
+    "process_pool",
+    "progress_bar",
+]
 
 
 def default_workers(workers: int | None) -> int:
@@ -24,17 +34,130 @@ def default_workers(workers: int | None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@contextmanager
-def progress_bar(*, total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """Show a progress bar with ``done/total``, elapsed time and ETA; yields ``advance(n=1)``.
+#: Seconds between two plain-text progress lines (overridden by the VIDEO_GN_PROGRESS_INTERVAL variable).
+DEFAULT_LOG_INTERVAL = 30.0
+
+
+def _hms(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class TextProgress:
+    """Plain-text progress for logs (batch/SLURM jobs): one line per ``interval`` seconds, and one at the end.
+
+    Each line reads ``description: done/total (pct%) elapsed H:MM:SS eta H:MM:SS`` (the ETA extrapolates
+    the mean rate so far). A first line with the total is written at the start.
 
     Args:
         total: number of items.
-        description: text left of the bar.
-        enabled: if False, nothing is shown (``advance`` is a no-op).
+        description: text at the start of each line.
+        interval: minimum seconds between two lines (0: a line per update).
+        stream: where to write (default: ``sys.stderr`` at the time of each write).
+        clock: a monotonic clock in seconds (injectable for tests).
     """
-    if not enabled:
+
+    def __init__(
+        self,
+        total: int,
+        description: str,
+        *,
+        interval: float = DEFAULT_LOG_INTERVAL,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
+        self.total, self.description, self.interval = total, description or "progress", interval
+        self.stream, self.clock = stream, clock
+        self.done = 0
+        self.start = self.clock()
+        self._last_time = self.start
+        self._last_done = -1
+        self._write(self.start)
+
+    def line(self, now: float) -> str:
+        """The progress line at time ``now``."""
+        elapsed = now - self.start
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        if self.done >= self.total:
+            eta = "0:00:00"
+        elif self.done > 0:
+            eta = _hms(elapsed / self.done * (self.total - self.done))
+        else:
+            eta = "?"
+        return f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) elapsed {_hms(elapsed)} eta {eta}"
+
+    def _write(self, now: float) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        print(self.line(now), file=stream, flush=True)
+        self._last_time, self._last_done = now, self.done
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more items done; write a line if ``interval`` seconds passed since the last one."""
+        self.done += n
+        now = self.clock()
+        if now - self._last_time >= self.interval:
+            self._write(now)
+
+    def close(self) -> None:
+        """Write the final line (unless the last line written already shows the current count)."""
+        if self.done != self._last_done:
+            self._write(self.clock())
+
+
+def _progress_mode() -> str:
+    """The mode: "rich", "text" or "off", from VIDEO_GN_PROGRESS and whether stderr is a terminal."""
+    env = os.environ.get("VIDEO_GN_PROGRESS", "").strip().lower()
+    if env in ("0", "off", "false", "no"):
+        return "off"
+    if env in ("1", "rich", "bar"):
+        return "rich"
+    if env in ("text", "plain", "log"):
+        return "text"
+    return "rich" if sys.stderr.isatty() else "text"
+
+
+def _log_interval(interval: float | None) -> float:
+    if interval is not None:
+        return interval
+    env = os.environ.get("VIDEO_GN_PROGRESS_INTERVAL")
+    if env:
+        try:
+            return float(env)
+        except ValueError:
+            raise ValueError(f"VIDEO_GN_PROGRESS_INTERVAL must be a number of seconds, got {env!r}") from None
+    return DEFAULT_LOG_INTERVAL
+
+
+@contextmanager
+def progress_bar(
+    *, total: int, description: str, enabled: bool = True, interval: float | None = None
+) -> Iterator[Callable[..., None]]:
+    """Show progress with ``done/total``, elapsed time and ETA; yields ``advance(n=1)``.
+
+    On a terminal this is a rich progress bar. When stderr is not a terminal (batch and SLURM jobs, logs
+    redirected to a file) it writes plain lines instead (:class:`TextProgress`): the total at the start,
+    ``description: done/total (pct%) elapsed H:MM:SS eta H:MM:SS`` at most every ``interval`` seconds,
+    and always a last line at the end. The environment variable ``VIDEO_GN_PROGRESS`` forces a mode:
+    ``1``/``rich`` (the bar), ``text`` (the lines), ``0``/``off`` (nothing).
+
+    Args:
+        total: number of items.
+        description: text left of the bar (start of each line).
+        enabled: if False, nothing is shown (``advance`` is a no-op).
+        interval: seconds between two plain-text lines (default: ``VIDEO_GN_PROGRESS_INTERVAL`` or 30).
+    """
+    mode = _progress_mode() if enabled else "off"
+    if mode == "off":
         yield lambda n=1: None
+        return
+    if mode == "text":
+        text = TextProgress(total, description, interval=_log_interval(interval))
+        try:
+            yield text.advance
+        finally:
+            text.close()
         return
     from rich.progress import (
         BarColumn,
@@ -53,7 +176,6 @@ def progress_bar(*, total: int, description: str, enabled: bool = True) -> Itera
         TextColumn("eta"),
         TimeRemainingColumn(),
         transient=False,
-        disable=not sys.stderr.isatty() and os.environ.get("VIDEO_GN_PROGRESS") != "1",
     ) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)
