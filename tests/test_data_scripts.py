@@ -342,6 +342,8 @@ def test_make_filelists_script(tmp_path: Path) -> None:
     code, _, err = run_script("make_filelists.py", str(tmp_path))
     assert code == 0, err
     assert (tmp_path / "train.csv").read_text() == "train/a/v.mp4 0\ntrain/b/v.mp4 1\n"
+    # progress with totals (class folders listed), as plain lines since stderr is not a terminal here
+    assert f"list {tmp_path.name}: 0/2 (0%)" in err and f"list {tmp_path.name}: 2/2 (100%)" in err
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS.glob("*.py")))
