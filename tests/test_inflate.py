@@ -265,6 +265,40 @@ def test_report_head_and_architecture_errors() -> None:
         inflate(m3, sd, method="repeat")
 
 
+def test_architecture_that_does_not_correspond_is_refused() -> None:
+    """resnet18 has every tensor r3d_18 needs, but r3d_18's stem has no max-pool: refused, or loaded with a note."""
+    torch.manual_seed(0)
+    m2 = _randomise_norms(torchvision.models.resnet18(num_classes=10))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        y2 = m2(x)
+    m3 = build("r3d_18", num_classes=10, norm="bn", ws=False).eval()
+    before = {k: v.clone() for k, v in m3.state_dict().items()}
+    with pytest.raises(ValueError, match=r"max-pool \(3, 3\) stride \(2, 2\).*3D blocks\.0: no pool.*r3d_"):
+        inflate(m3, m2.state_dict(), method="center")
+    assert all(torch.equal(v, before[k]) for k, v in m3.state_dict().items())  # untouched on error
+    report = inflate(m3, m2.state_dict(), method="center", check_architecture=False)
+    assert len(report.inflated) == 20 and not report.missing
+    assert any("spatial geometry differs" in n and "no pool" in n for n in report.notes)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 8)), y2) > 0.05  # what the note says: not the 2D function
+    # The r3d_18 layout with the 2D stem pool: its temporal strides (1, 2, 2, 2) act on time only, so the
+    # constant-clip identity holds and nothing is refused.
+    m3 = _video("r3d_18", depths=(2, 2, 2, 2), stem_pool=True)
+    report = inflate(m3, m2.state_dict(), method="center")
+    assert not report.notes
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 8)), y2) <= TOL
+    # A spatial stride in the wrong conv (ResNet v1 puts it in conv1, torchvision's v1.5 in conv2) is named.
+    m3 = _video("c2d_r50")
+    m3.blocks[3].res_blocks[0].branch2.conv_a.stride = (1, 2, 2)
+    m3.blocks[3].res_blocks[0].branch2.conv_b.stride = (1, 1, 1)
+    with pytest.raises(
+        ValueError, match=r"2D layer2\.0\.conv1\.weight \(128, 256, 1, 1\) spatial stride \(1, 1\)"
+    ):
+        inflate(m3, _torchvision_r50("bn").state_dict())
+
+
 def test_load_pretrained_files(tmp_path) -> None:
     m2 = _torchvision_r50("bn")
     x = torch.randn(1, 3, 32, 32)

@@ -252,6 +252,109 @@ def _map_bit(key: str, stages: list[str], head: str, final_norm: str) -> str | N
     return None
 
 
+# ------------------------------------------------------------------------------------ spatial geometry
+
+
+def _pair(v: object) -> tuple[int, int]:
+    """The (H, W) part of a 3D conv/pool argument (int or (t, h, w) tuple)."""
+    return (v, v) if isinstance(v, int) else (int(v[-2]), int(v[-1]))  # type: ignore[index]
+
+
+def _expected_conv_2d(family: str, key: str, kernel_hw: tuple[int, int], bottleneck: bool) -> tuple:
+    """(stride, padding) of 2D conv ``key`` in its family (torchvision/timm ResNet v1.5, timm ResNetV2).
+
+    The stem conv has stride 2; the first block of stages 2-4 strides by 2 in its 3x3 conv (``conv2`` of a
+    bottleneck, ``conv1`` of a basic block) and in its projection; every conv pads k // 2.
+    """
+    stride = 1
+    if key in ("conv1.weight", "stem.conv.weight"):
+        stride = 2
+    elif m := re.fullmatch(r"layer(\d+)\.(\d+)\.(conv\d|downsample\.0)\.weight", key):
+        first = int(m.group(1)) > 1 and m.group(2) == "0"
+        strided = m.group(3) in ("downsample.0", "conv2" if bottleneck else "conv1")
+        stride = 2 if first and strided else 1
+    elif m := re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(conv\d|downsample\.conv)\.weight", key):
+        first = int(m.group(1)) > 0 and m.group(2) == "0"
+        stride = 2 if first and m.group(3) in ("conv2", "downsample.conv") else 1
+    return (stride, stride), (kernel_hw[0] // 2, kernel_hw[1] // 2)
+
+
+#: The 2D stems' pooling: (kind, kernel, stride, padding, zero padding before the pool).
+_STEM_POOL_2D = {
+    "resnet": ("max-pool", (3, 3), (2, 2), (1, 1), (0, 0)),  # conv, norm, ReLU, max-pool 3x3 /2 pad 1
+    "bit": ("max-pool", (3, 3), (2, 2), (0, 0), (1, 1)),  # conv, zero pad 1, max-pool 3x3 /2 (BiT "fixed")
+}
+
+
+def _pool_desc(pool: tuple | None) -> str:
+    if pool is None:
+        return "no pool"
+    kind, kernel, stride, padding, zero_pad = pool
+    pad = f", zero pad {zero_pad} before it" if any(zero_pad) else ""
+    return f"{kind} {kernel} stride {stride} padding {padding}{pad}"
+
+
+def _stem_pool_3d(stem: nn.Module) -> tuple | None:
+    """The spatial part of the 3D stem's pooling, in the form of :data:`_STEM_POOL_2D` (None: no pool)."""
+    pools = [m for m in stem.modules() if isinstance(m, (nn.MaxPool3d, nn.AvgPool3d))]
+    if not pools:
+        return None
+    pads = [m.padding for m in stem.modules() if isinstance(m, nn.ConstantPad3d)]
+    zero_pad = (int(pads[0][2]), int(pads[0][0])) if pads else (0, 0)  # (W_l, W_r, H_t, H_b, T_f, T_b)
+    pool = pools[0]
+    kind = "max-pool" if isinstance(pool, nn.MaxPool3d) else "avg-pool"
+    return (
+        kind,
+        _pair(pool.kernel_size),
+        _pair(pool.stride or pool.kernel_size),
+        _pair(pool.padding),
+        zero_pad,
+    )
+
+
+def _geometry_differences(
+    model3d: nn.Module, family: str, convs: list[tuple[str, str, Tensor]], bottleneck: bool
+) -> list[str]:
+    """Where the 3D network's spatial processing differs from the 2D network's (empty: it corresponds).
+
+    Only the spatial (H, W) geometry is compared: temporal strides, temporal pools and temporal padding act on
+    the time axis alone, so on a constant clip they do not change what "center" inflation computes.
+
+    Args:
+        model3d: the 3D model.
+        family: the 2D family (``"resnet"`` or ``"bit"``).
+        convs: (2D key, 3D key, 2D kernel) for every conv to be inflated.
+        bottleneck: whether the 2D ResNet has bottleneck blocks (stride on ``conv2``) or basic ones (``conv1``).
+    """
+    diffs = []
+    for key, tkey, w2 in convs:
+        conv = _owner(model3d, tkey)
+        stride2, pad2 = _expected_conv_2d(family, key, (w2.shape[2], w2.shape[3]), bottleneck)
+        stride3, pad3, dil3 = _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation)
+        if (stride3, pad3, dil3) != (stride2, pad2, (1, 1)):
+            dil = f" dilation {dil3}" if dil3 != (1, 1) else ""
+            diffs.append(
+                f"2D {key} {_shape(w2)} spatial stride {stride2} padding {pad2} vs 3D {tkey} "
+                f"{_shape(conv.weight)} spatial stride {stride3} padding {pad3}{dil}"
+            )
+    stem_name = "blocks.0"
+    pool2, pool3 = _STEM_POOL_2D[family], _stem_pool_3d(model3d.get_submodule(stem_name))
+    if pool2 != pool3:
+        first = "conv1" if family == "resnet" else "stem.conv"
+        why = " (so every later layer sees feature maps 2x larger than in 2D)" if pool3 is None else ""
+        diffs.append(
+            f"2D stem: {first}, then {_pool_desc(pool2)} vs 3D {stem_name}: {_pool_desc(pool3)}{why}"
+        )
+    for name, m in model3d.named_modules():
+        if name == stem_name or name.startswith(stem_name + "."):
+            continue
+        if isinstance(m, (nn.MaxPool3d, nn.AvgPool3d)):  # adaptive (global) pools: both sides have the same
+            kernel, stride = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
+            if kernel != (1, 1) or stride != (1, 1):
+                diffs.append(f"3D {name} pools spatially ({kernel} stride {stride}); the 2D network does not")
+    return diffs
+
+
 # ------------------------------------------------------------------------------------------------ inflate
 
 
@@ -272,17 +375,27 @@ def inflate(
     source: str = "auto",
     source_ws_eps: float | None | Literal["auto"] = "auto",
     check_ws_eps: bool = True,
+    check_architecture: bool = True,
     strict: bool = True,
 ) -> InflationReport:
     """Load a 2D ResNet checkpoint into a 3D video_gn ResNet, inflating every conv kernel over time.
 
     Post-activation 2D ResNets (torchvision/timm ``resnet*``, BN or GN, plain or WS) go into the registry's
-    ResNets (``c2d_r50``, ``i3d_r50``, ``slow_r50``, their r101 versions, ``r3d_*`` from basic-block ResNets);
-    timm's BiT ``resnetv2_*_bit`` goes into the pre-activation ``bit_*`` models. See the module docstring for the
-    inflation rules and the Weight Standardization derivation.
+    ResNets with the 2D network's spatial geometry (``c2d_r50``, ``i3d_r50``, ``slow_r50``, their r101
+    versions); timm's BiT ``resnetv2_*_bit`` goes into the pre-activation ``bit_*`` models. See the module
+    docstring for the inflation rules and the Weight Standardization derivation.
+
+    The architectures must correspond: same tensors (names and shapes), and the same spatial geometry (every
+    conv's spatial stride and padding, the stem's max-pool) so that the 3D network on a constant clip computes
+    the 2D network (exactly with ``"center"``). ``r3d_*`` (R3D, Tran et al. 2018) has no stem max-pool: a
+    ``resnet18``/``resnet34``/``resnet50`` checkpoint has the right tensors for ``r3d_18``/``_34``/``_50`` but
+    every layer after the stem would see feature maps 2x larger than in 2D, so it is refused unless
+    ``check_architecture=False`` (then the report says the function is not kept, and why). Temporal strides and
+    pools do not matter here (they act on time only).
 
     Args:
-        model3d: the 3D model, modified in place (e.g. ``build("i3d_r50", norm="bn", ws=False)``).
+        model3d: the 3D model, modified in place (e.g. ``build("i3d_r50", norm="bn", ws=False)``); left
+            untouched when an error is raised.
         state_dict_2d: the 2D state dict (tensors; ``module.`` / ``model.`` prefixes must already be removed:
             :func:`~video_gn.models.pretrained.load_pretrained` does that for files).
         method: ``"mean"`` (I3D / Non-local) or ``"center"``.
@@ -291,11 +404,18 @@ def inflate(
             ``resnet``), None means plain 2D convs. Pass it for a WS ``resnet``-family checkpoint.
         check_ws_eps: refuse WS 3D convs whose eps differs from ``source_ws_eps`` (a wrong eps changes the
             network: see the module docstring).
+        check_architecture: refuse a 3D model whose spatial geometry (conv strides/padding, stem pool) differs
+            from the 2D network's. With False the weights are loaded anyway, as an initialisation, and
+            :attr:`InflationReport.notes` lists the differences.
         strict: refuse a checkpoint that leaves 3D parameters other than the classifier unset, or that holds
             weights with no place in the model.
 
     Returns:
         An :class:`InflationReport`.
+
+    Raises:
+        ValueError: the architectures do not correspond (the message names both sides' keys and shapes, or
+            strides), a WS eps differs, or an argument is invalid.
     """
     if method not in ("mean", "center"):
         raise ValueError(f"method must be 'mean' or 'center', got {method!r}.")
@@ -322,7 +442,10 @@ def inflate(
     head = next((k[: -len("weight")] for k in target if k.endswith("proj.weight")), "<no head>.")
     final_norm = f"blocks.{len(model3d.blocks) - 2}.norm."
 
+    # 1. Map and check every tensor; nothing is written until the whole checkpoint is known to fit.
     report = InflationReport(source=family, method=method)
+    copies: list[tuple[str, Tensor]] = []  # (3D key, tensor to copy)
+    convs: list[tuple[str, str, Tensor]] = []  # (2D key, 3D key, 2D kernel)
     unplaced: list[str] = []
     for key, value in state_dict_2d.items():
         if not isinstance(value, Tensor):
@@ -342,8 +465,7 @@ def inflate(
         if tkey.startswith(head):  # classifier: a 1x1 conv (BiT) or a linear layer
             src = value.reshape(value.shape[0], -1) if value.ndim == 4 else value
             if _shape(src) == _shape(dst):
-                dst.copy_(src)
-                report.loaded.append(tkey)
+                copies.append((tkey, src))
             else:
                 report.skipped.append(
                     f"{key} (classifier {_shape(value)} vs model {tkey} {_shape(dst)}: left at its init)"
@@ -357,9 +479,8 @@ def inflate(
                     f"shape {_shape(dst)} (expected (O, I, k_T, kH, kW) = ({value.shape[0]}, {value.shape[1]}, "
                     f"k_T, {value.shape[2]}, {value.shape[3]})). Check the model name, width and in_channels."
                 )
-            target_ws = isinstance(conv, WSConv3d)
             if (
-                target_ws
+                isinstance(conv, WSConv3d)
                 and ws_eps is not None
                 and check_ws_eps
                 and not math.isclose(conv.eps, ws_eps, rel_tol=1e-6)
@@ -370,30 +491,16 @@ def inflate(
                     f"Build the model with ws_eps={ws_eps:g} (config: model.ws_eps: {ws_eps:g}), or pass "
                     "check_ws_eps=False to inflate anyway."
                 )
-            kernel_t = dst.shape[2]
-            pad_t = conv.padding[0] if isinstance(conv.padding, tuple) else None
-            w3, scale = inflate_kernel(
-                value,
-                kernel_t,
-                method=method,
-                center_index=pad_t if isinstance(pad_t, int) and 0 <= pad_t < kernel_t else None,
-                source_ws_eps=ws_eps,
-                target_ws=target_ws,
-            )
-            dst.copy_(w3)
-            report.inflated.append(tkey)
-            if scale != 1.0:
-                report.scaled[tkey] = scale
+            convs.append((key, tkey, value))
             continue
         if _shape(value) != _shape(dst):
             raise ValueError(
                 f"Architectures do not correspond: 2D {key} has shape {_shape(value)} but 3D {tkey} has shape "
                 f"{_shape(dst)}. Check the model name, width and norm kind."
             )
-        dst.copy_(value)
-        report.loaded.append(tkey)
+        copies.append((tkey, value))
 
-    done = set(report.loaded) | set(report.inflated)
+    done = {k for k, _ in copies} | {k for _, k, _ in convs}
     report.missing = [k for k in target if k not in done and not k.endswith("num_batches_tracked")]
     if strict:
         problems = []
@@ -412,6 +519,44 @@ def inflate(
             )
     else:
         report.skipped += [f"{u} (no such model tensor)" for u in unplaced]
+    bottleneck = family == "bit" or any(k.endswith(".conv3.weight") for k in state_dict_2d)
+    geometry = _geometry_differences(model3d, family, convs, bottleneck)
+    if geometry and check_architecture:
+        raise ValueError(
+            f"Architectures do not correspond: the {family} checkpoint's tensors fit {type(model3d).__name__}, "
+            f"but its spatial geometry differs, so the 3D network would not compute the 2D one even on a "
+            f"constant clip: {'; '.join(geometry[:4])}{' ...' if len(geometry) > 4 else ''}. Inflate into a model "
+            "with the 2D network's stem and strides (c2d_*, i3d_*, slow_*; r3d_* has no stem max-pool), or pass "
+            "check_architecture=False to use the weights only as an initialisation (the report then says so)."
+        )
+
+    # 2. Write.
+    for tkey, value in copies:
+        target[tkey].copy_(value)
+        report.loaded.append(tkey)
+    for _key, tkey, value in convs:
+        conv, dst = _owner(model3d, tkey), target[tkey]
+        kernel_t = dst.shape[2]
+        pad_t = conv.padding[0] if isinstance(conv.padding, tuple) else None
+        w3, scale = inflate_kernel(
+            value,
+            kernel_t,
+            method=method,
+            center_index=pad_t if isinstance(pad_t, int) and 0 <= pad_t < kernel_t else None,
+            source_ws_eps=ws_eps,
+            target_ws=isinstance(conv, WSConv3d),
+        )
+        dst.copy_(w3)
+        report.inflated.append(tkey)
+        if scale != 1.0:
+            report.scaled[tkey] = scale
+    if geometry:
+        report.notes.append(
+            "The spatial geometry differs from the 2D network's ("
+            + "; ".join(geometry[:4])
+            + "): the 3D network "
+            "does not compute the 2D function, even on a constant clip; the weights are an initialisation only"
+        )
     _add_notes(report, model3d, ws_eps)
     return report
 
