@@ -274,10 +274,26 @@ def test_group_norm_constructed_torch_way_and_batchnorm_way() -> None:
     assert vnn.GroupNorm(num_features=64, num_groups=8).num_groups == 8
 
 
-@pytest.mark.parametrize(("channels", "groups"), [(16, 16), (32, 32), (48, 24), (64, 32), (2048, 32), (3, 3)])
+@pytest.mark.parametrize(("channels", "groups"), [(16, 16), (32, 32), (64, 32), (2048, 32), (3, 3)])
 def test_default_group_policy(channels: int, groups: int) -> None:
     assert vnn.GroupNorm(num_features=channels).num_groups == groups
     assert vnn.resolve_num_groups(channels) == groups
+
+
+def test_default_group_count_that_does_not_divide_fails_unless_auto() -> None:
+    # 32 groups do not divide 48 channels: no silent fallback to another normalisation.
+    with pytest.raises(ValueError) as err:
+        vnn.GroupNorm(num_features=48)
+    msg = str(err.value)
+    assert "num_channels=48" in msg and "[1, 2, 3, 4, 6, 8, 12, 16, 24, 48]" in msg
+    with pytest.raises(ValueError, match="num_channels=48"):
+        vnn.make_norm("gn", 48)
+    # The explicit opt-in for third-party models with odd widths: largest divisor <= 32.
+    assert vnn.GroupNorm(num_features=48, num_groups="auto").num_groups == 24
+    assert vnn.resolve_num_groups(230, "auto") == 23
+    assert vnn.make_norm("gn", 100, num_groups="auto").num_groups == 25
+    with pytest.raises(ValueError, match="pass them by keyword"):
+        vnn.GroupNorm(256, 1e-5, 0.1)  # BatchNorm's positional form
 
 
 def test_group_count_error_names_channels_and_valid_counts() -> None:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from video_gn.nn.conv import SafeConv3d
-from video_gn.nn.norm import _FrozenBatchNorm, norm_layer
+from video_gn.nn.norm import _FrozenBatchNorm, norm_layer, resolve_num_groups
 from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _standardize, _WSConvMixin
 
 __all__ = ["convert_norm", "fold_weight_standardization", "use_safe_conv3d", "use_weight_standardization"]
@@ -106,6 +106,15 @@ def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
     momentum_override = kw.pop("momentum", None)
     default_dim = kw.pop("dim", 3)
     norm_layer(kind, dim=default_dim, **kw)  # validate kind and keywords once, before touching the model
+    if kind == "gn":  # and every layer's group count, so a failure never leaves a half-converted model
+        for name, module in model.named_modules():
+            if isinstance(module, (_BatchNorm, _FrozenBatchNorm)):
+                try:
+                    resolve_num_groups(
+                        module.num_features, kw.get("num_groups"), kw.get("channels_per_group")
+                    )
+                except ValueError as err:
+                    raise ValueError(f"convert_norm(kind='gn'): layer {name!r}: {err}") from None
 
     def make(_: str, module: nn.Module) -> nn.Module | None:
         if not isinstance(module, (_BatchNorm, _FrozenBatchNorm)):

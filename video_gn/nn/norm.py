@@ -40,25 +40,31 @@ def _divisors(n: int) -> list[int]:
 
 
 def resolve_num_groups(
-    num_channels: int, num_groups: int | None = None, channels_per_group: int | None = None
+    num_channels: int, num_groups: int | str | None = None, channels_per_group: int | None = None
 ) -> int:
     """Apply the project's group-count policy.
 
-    * ``num_groups`` given: it must divide ``num_channels``.
+    * neither given: 32 groups (the GN paper's default); a layer with fewer than 32 channels gets one group
+      per channel (CPU-sized widths, e.g. 16 channels -> 16 groups). A channel count of 32 or more that 32
+      does not divide (e.g. 48) is an error naming the valid group counts: pick ``num_groups`` or
+      ``channels_per_group`` explicitly rather than get a silently different normalisation.
+    * ``num_groups`` given: it must divide ``num_channels``. ``num_groups="auto"`` takes the largest divisor of
+      C that is <= 32, for third-party models with odd channel counts (torchvision's R(2+1)D has 230).
     * ``channels_per_group`` given: it must divide ``num_channels``; groups = C / channels_per_group.
-    * neither: the largest divisor of C that is ≤ 32 (= 32 for every C that is a multiple of 32, as in the GN
-      paper; C itself for tiny CPU widths with C < 32, e.g. 16 channels -> 16 groups).
 
     Args:
         num_channels: C, the number of channels normalised.
-        num_groups: explicit group count, or None.
+        num_groups: explicit group count, ``"auto"``, or None for the default.
         channels_per_group: explicit group size, or None.
 
     Returns:
         The number of groups G (C % G == 0).
     """
     if not isinstance(num_channels, int) or isinstance(num_channels, bool) or num_channels < 1:
-        raise ValueError(f"GroupNorm: num_channels must be a positive int, got {num_channels!r}")
+        hint = ""
+        if isinstance(num_channels, float) and num_channels < 1:
+            hint = " (BatchNorm's positional form (num_features, eps, momentum)? pass them by keyword)"
+        raise ValueError(f"GroupNorm: num_channels must be a positive int, got {num_channels!r}{hint}")
     if num_groups is not None and channels_per_group is not None:
         raise ValueError(
             f"GroupNorm: pass num_groups ({num_groups}) or channels_per_group ({channels_per_group}), not both"
@@ -74,13 +80,24 @@ def resolve_num_groups(
                 f"{num_channels}; valid channels_per_group values: {_divisors(num_channels)}"
             )
         return num_channels // channels_per_group
-    if num_groups is None:
+    if num_groups == "auto":
         return max(d for d in _divisors(num_channels) if d <= DEFAULT_NUM_GROUPS)
+    if num_groups is None:
+        if num_channels < DEFAULT_NUM_GROUPS:
+            return num_channels
+        if num_channels % DEFAULT_NUM_GROUPS:
+            raise ValueError(
+                f"GroupNorm: the default {DEFAULT_NUM_GROUPS} groups do not divide num_channels={num_channels}; "
+                f"valid group counts for {num_channels} channels: {_divisors(num_channels)}. Pass num_groups "
+                f"(e.g. norm_kwargs={{'num_groups': 16}} / --model.gn_groups 16), channels_per_group, or "
+                f"num_groups='auto' (largest valid count <= {DEFAULT_NUM_GROUPS})"
+            )
+        return DEFAULT_NUM_GROUPS
     if not isinstance(num_groups, int) or num_groups < 1 or num_channels % num_groups:
         raise ValueError(
             f"GroupNorm: num_groups={num_groups!r} does not divide num_channels={num_channels}; "
             f"valid group counts for {num_channels} channels: {_divisors(num_channels)} "
-            f"(or pass channels_per_group, or leave both unset for the default policy)"
+            f"(or pass channels_per_group, or num_groups='auto')"
         )
     return num_groups
 
@@ -97,7 +114,7 @@ class GroupNorm(nn.GroupNorm):
     With ``num_features`` and no group argument the default policy applies (see :func:`resolve_num_groups`).
 
     Args:
-        num_groups: G; must divide the channel count.
+        num_groups: G; must divide the channel count (``"auto"``: see :func:`resolve_num_groups`).
         num_channels: C (torch's name).
         eps: added to the group variance.
         affine: learn per-channel γ (``weight``, init 1) and β (``bias``, init 0).
@@ -111,7 +128,7 @@ class GroupNorm(nn.GroupNorm):
 
     def __init__(
         self,
-        num_groups: int | None = None,
+        num_groups: int | str | None = None,
         num_channels: int | None = None,
         eps: float = 1e-5,
         affine: bool = True,
