@@ -117,7 +117,9 @@ def _base_model(norm: str, ws: bool, source: str) -> nn.Module:
             if source == "video_gn":
                 raise
         else:
-            return build("r3d_18", num_classes=400, norm=norm, ws=ws, width=64)
+            # γ = 1 everywhere (as in a trained model): with the default γ = 0 on the block-final norms the residual
+            # branches would not reach the logits, and the folded-vs-unfolded check would not see them.
+            return build("r3d_18", num_classes=400, norm=norm, ws=ws, width=64, zero_init_residual=False)
     # Stand-in: torchvision's r3d_18 (width 64) converted with our converters.
     from torchvision.models.video import r3d_18
 
@@ -342,7 +344,9 @@ def main() -> None:
     folded.load_state_dict(ws.state_dict())
     folded = vnn.fold_weight_standardization(folded)
     with torch.inference_mode():
-        diff = (folded(x) - ws(x)).abs().max().item()
+        reference = ws(x)
+        diff = (folded(x) - reference).abs().max().item()
+        scale = reference.abs().max().item()
 
     def fwd(model: nn.Module) -> Callable[[], tuple[float, float]]:
         def run() -> tuple[float, float]:
@@ -376,7 +380,7 @@ def main() -> None:
                 [f"{m:.3f}", f"{m / pm:.3f}", f"{lo:.3f}", f"{lo / plo:.3f}", f"{c:.3f}", f"{c / pc:.3f}"],
             )
         )
-    print(f"\nfolded vs unfolded max |Δ logit| = {diff:.2e}")
+    print(f"\nfolded vs unfolded max |Δ logit| = {diff:.2e} (max |logit| {scale:.2e})")
     print("raw wall s: " + json.dumps({k: [round(t, 3) for t in v] for k, v in iwall.items()}))
 
 

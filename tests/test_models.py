@@ -14,7 +14,10 @@ from video_gn.models import LAYOUTS, AdaptiveHead, BasicBlock, block_final_norms
 from video_gn.nn import FrozenBatchNorm3d, GroupNorm, SafeConv3d, WSConv3d, is_norm
 
 REQUIRED = ["r3d_18", "r3d_34", "c2d_r50", "i3d_r50", "slow_r50"]
-NORM_KINDS_WITH_GAMMA = ["bn", "syncbn", "frozen_bn", "gn", "ln", "in"]
+# Norm kinds whose γ is trained; frozen BN keeps a fixed γ (see test_frozen_bn_keeps_residual_branches_trainable).
+TRAINABLE_GAMMA_KINDS = ["bn", "syncbn", "gn", "ln", "in"]
+# The post-activation ResNets; BiT's pre-activation blocks have no block-final norm (tested in test_inflate.py).
+POST_ACT = [n for n in names() if not n.startswith("bit_")]
 # (T, H, W) clip sizes every model must accept; T = 32 only at 32x32 to stay fast.
 CLIP_SIZES = [(1, 32, 32), (3, 33, 35), (4, 32, 32), (8, 40, 48), (16, 32, 32), (32, 32, 32)]
 
@@ -64,8 +67,7 @@ def test_build_rejects_bad_arguments(kwargs: dict, error: type[Exception]) -> No
 def test_forward_backward_any_clip_size(name: str) -> None:
     torch.manual_seed(0)
     model = build(name, num_classes=5, width=8, zero_init_residual=False).train()
-    # The 101-layer variants only add blocks of the same kinds: two sizes suffice there.
-    for t, h, w in CLIP_SIZES if "r101" not in name else [(1, 32, 32), (8, 32, 32)]:
+    for t, h, w in CLIP_SIZES:
         model.zero_grad()
         y = model(torch.randn(2, 3, t, h, w))
         assert y.shape == (2, 5), (name, t, h, w)
@@ -110,8 +112,8 @@ def test_head_pools_adaptively() -> None:
 # ------------------------------------------------------------------------------------------ init / γ = 0
 
 
-@pytest.mark.parametrize("norm", NORM_KINDS_WITH_GAMMA)
-@pytest.mark.parametrize("name", ["r3d_18", "i3d_r50"])
+@pytest.mark.parametrize("norm", TRAINABLE_GAMMA_KINDS)
+@pytest.mark.parametrize("name", POST_ACT)
 def test_block_final_gamma_is_zero_for_every_norm_kind(name: str, norm: str) -> None:
     model = build(name, norm=norm, width=8)
     finals = block_final_norms(model)
@@ -128,6 +130,20 @@ def test_block_final_gamma_is_zero_for_every_norm_kind(name: str, norm: str) -> 
     # Disabled: every γ is 1.
     for m in block_final_norms(build(name, norm=norm, width=8, zero_init_residual=False)):
         assert torch.equal(m.weight, torch.ones_like(m.weight))
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "i3d_r50"])
+def test_frozen_bn_keeps_residual_branches_trainable(name: str) -> None:
+    """A frozen γ = 0 would block every residual branch's gradient forever: frozen BN keeps γ = 1."""
+    torch.manual_seed(0)
+    # Frozen BN is for fine-tuning a BN checkpoint (its statistics frozen); from scratch it is an identity, and
+    # with WS and no activation norm the activations grow with depth, so the check uses plain convs.
+    model = build(name, norm="frozen_bn", ws=False, width=8).train()
+    for m in block_final_norms(model):
+        assert isinstance(m, FrozenBatchNorm3d) and torch.equal(m.weight, torch.ones_like(m.weight))
+    model(torch.randn(2, 3, 4, 32, 32)).square().sum().backward()
+    branch_convs = [b.branch2.conv_a for b in _residual_blocks(model)]
+    assert branch_convs and all(c.weight.grad.abs().sum() > 0 for c in branch_convs)
 
 
 def test_zero_gamma_blocks_start_as_identity() -> None:

@@ -29,6 +29,7 @@ from video_gn._pytorchvideo import ptv_net, ptv_resnet, ptv_stem
 from video_gn.models.head import AdaptiveHead
 from video_gn.models.registry import register_layouts
 from video_gn.nn import is_norm
+from video_gn.nn.norm import _FrozenBatchNorm
 
 Kernel = tuple[int, int, int]
 
@@ -281,11 +282,11 @@ def block_final_norms(model: nn.Module) -> list[nn.Module]:
 def init_weights(model: nn.Module, *, zero_init_residual: bool = True, fc_std: float = 0.01) -> nn.Module:
     """Initialise a ResNet: convs Kaiming-normal (fan_out, ReLU), norms γ=1 β=0, linear layers N(0, fc_std²).
 
-    With ``zero_init_residual``, γ of the last norm of every residual block is set to 0 for every norm kind
-    (BN, SyncBN, frozen BN, GN, LN, IN), so each block starts as the identity (Goyal et al. 2017; Wu & He 2018,
+    With ``zero_init_residual``, γ of the last norm of every residual block is set to 0 for every trainable norm
+    kind (BN, SyncBN, GN, LN, IN), so each block starts as the identity (Goyal et al. 2017; Wu & He 2018,
     https://arxiv.org/abs/1803.08494). pytorchvideo's own init only does this for ``_NormBase`` layers, and
-    silently skips GroupNorm. For frozen BN γ is a fixed buffer: a zero there only makes sense before loading a
-    checkpoint that overwrites it.
+    silently skips GroupNorm. Frozen BN is left at γ = 1: its γ is a fixed buffer, and a frozen zero would cut
+    every residual branch off from the gradient for good (a checkpoint loaded later overwrites it anyway).
 
     Args:
         model: the network, modified in place.
@@ -311,7 +312,7 @@ def init_weights(model: nn.Module, *, zero_init_residual: bool = True, fc_std: f
                 module.bias.zero_()
     if zero_init_residual:
         for norm in block_final_norms(model):
-            if getattr(norm, "weight", None) is not None:
+            if getattr(norm, "weight", None) is not None and not isinstance(norm, _FrozenBatchNorm):
                 norm.weight.zero_()
     return model
 
