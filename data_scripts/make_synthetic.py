@@ -1,9 +1,15 @@
 #!/usr/bin/env python
 """Generate the synthetic motion-recognition dataset (H.264 MP4s in the Kinetics folder layout).
 
+Presets: "quickstart" (the default here: exactly the dataset configs/quickstart.yaml generates, 6 classes,
+480 videos at 40x48 px), "default" (SyntheticSpec()'s defaults: 10 classes, 500 videos at 64x80 px),
+"tiny", "large" (14 classes, 128x160 px). Options below override single fields of the preset. A folder
+holds one spec: writing another spec into an existing dataset folder is an error.
+
 Example:
-    python data_scripts/make_synthetic.py data/synthetic                  # quick-start size
-    python data_scripts/make_synthetic.py data/synth112 --preset large     # bigger, 128x160 px
+    python data_scripts/make_synthetic.py data/synthetic_motion                    # the quick start's dataset
+    python data_scripts/make_synthetic.py data/synthetic10 --preset default        # 10 classes, 64x80 px
+    python data_scripts/make_synthetic.py data/synth112 --preset large             # 14 classes, 128x160 px
     python data_scripts/make_synthetic.py --list-classes
 """
 
@@ -14,24 +20,30 @@ import dataclasses
 import sys
 import time
 
-from video_gn.data.synthetic import PRESETS, SyntheticSpec, describe, generate
+from video_gn.data.synthetic import PRESETS, describe, generate
+
+DEFAULT_PRESET = "quickstart"
 
 
 def main(argv: list[str] | None = None) -> int:
-    default = SyntheticSpec()
+    base = PRESETS[DEFAULT_PRESET]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", nargs="?", help="output dataset folder (must not exist, or be empty)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="base spec (default: quick)")
-    p.add_argument("--num-classes", type=int, help=f"first N classes (quick: {default.num_classes})")
-    p.add_argument("--train-per-class", type=int, help=f"(quick: {default.train_per_class})")
-    p.add_argument("--val-per-class", type=int, help=f"(quick: {default.val_per_class})")
     p.add_argument(
-        "--size", type=int, nargs=2, metavar=("H", "W"), help=f"frame size (quick: {default.size})"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help=f"base spec (default: {DEFAULT_PRESET})",
     )
-    p.add_argument("--fps", type=int, help=f"(quick: {default.fps})")
-    p.add_argument("--num-frames", type=int, help=f"video length in frames (quick: {default.num_frames})")
-    p.add_argument("--seed", type=int, help=f"(quick: {default.seed})")
-    p.add_argument("--crf", type=int, help=f"x264 quality (quick: {default.crf})")
+    q = DEFAULT_PRESET
+    p.add_argument("--num-classes", type=int, help=f"first N classes ({q}: {base.num_classes})")
+    p.add_argument("--train-per-class", type=int, help=f"({q}: {base.train_per_class})")
+    p.add_argument("--val-per-class", type=int, help=f"({q}: {base.val_per_class})")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help=f"frame size ({q}: {base.size})")
+    p.add_argument("--fps", type=int, help=f"({q}: {base.fps})")
+    p.add_argument("--num-frames", type=int, help=f"video length in frames ({q}: {base.num_frames})")
+    p.add_argument("--seed", type=int, help=f"({q}: {base.seed})")
+    p.add_argument("--crf", type=int, help=f"x264 quality ({q}: {base.crf})")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     p.add_argument("--list-classes", action="store_true", help="describe the classes and exit")
     args = p.parse_args(argv)

@@ -174,3 +174,32 @@ def test_make_synthetic_script(tmp_path: Path) -> None:
     assert (tmp_path / "d" / "classes.txt").read_text().split() == list(CLASSES[:2])
     assert len(list((tmp_path / "d").glob("*/*/*.mp4"))) == 4
     assert all(c in syn.describe() for c in CLASSES)
+
+
+def test_quickstart_preset_is_the_quick_start_config() -> None:
+    """make_synthetic's default preset writes exactly the dataset configs/quickstart.yaml asks for, so a
+    dataset made ahead of time into data/synthetic_motion is reused by the quick start, not refused."""
+    import yaml
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    data = yaml.safe_load(config.read_text())["data"]
+    assert data["root"] == "data/synthetic_motion"
+    from_config = SyntheticSpec.from_dict(data["synthetic"])
+    assert syn.PRESETS["quickstart"] == from_config
+    assert syn.PRESETS["default"] == SyntheticSpec()
+    assert from_config != SyntheticSpec()  # why the two presets exist
+
+
+def test_make_synthetic_script_default_preset_is_quickstart(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "make_synthetic.py"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "d"), "--train-per-class", "1", "--val-per-class", "0",
+         "--num-frames", "4", "--workers", "1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    written = json.loads((tmp_path / "d" / "synthetic.json").read_text())
+    expected = dataclasses.replace(
+        syn.PRESETS["quickstart"], train_per_class=1, val_per_class=0, num_frames=4
+    )
+    assert written == expected.to_dict()
+    assert (written["num_classes"], written["size"]) == (6, [40, 48])

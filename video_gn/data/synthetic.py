@@ -84,7 +84,10 @@ _SHAPES = ("disc", "square", "triangle", "ellipse", "cross", "ring")
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """What to generate. Defaults are sized for a CPU quick start (500 videos of 3 s at 64x80 px).
+    """What to generate. The defaults (preset ``"default"``) make 500 videos of 3 s at 64x80 px, 10 classes.
+
+    The quick start (``configs/quickstart.yaml``) uses a smaller spec, preset ``"quickstart"``: 6 classes,
+    480 videos at 40x48 px. A root holds one spec: generating another spec into it is an error.
 
     Args:
         num_classes: how many classes, the first ``num_classes`` of :data:`CLASSES` (1..14).
@@ -142,10 +145,16 @@ class SyntheticSpec:
         return cls(**d)
 
 
-#: Named specs: "tiny" (tests/smoke), "quick" (default, CPU quick start), "large" (112 px crops, all classes).
+#: Named specs: "tiny" (tests, smoke runs); "quickstart" (exactly ``data.synthetic`` of
+#: configs/quickstart.yaml: 6 classes, 480 videos at 40x48, so a dataset made ahead of time is the one the
+#: quick start reads); "default" (``SyntheticSpec()``: 10 classes, 500 videos at 64x80, incl. the
+#: oscillation and late-reversal classes); "large" (112 px crops, all 14 classes).
 PRESETS: dict[str, SyntheticSpec] = {
     "tiny": SyntheticSpec(num_classes=4, train_per_class=4, val_per_class=2, size=(32, 40), num_frames=24),
-    "quick": SyntheticSpec(),
+    "quickstart": SyntheticSpec(
+        num_classes=6, train_per_class=60, val_per_class=20, size=(40, 48), fps=25, num_frames=75, seed=0
+    ),
+    "default": SyntheticSpec(),
     "large": SyntheticSpec(
         num_classes=len(CLASSES), train_per_class=200, val_per_class=40, size=(128, 160), num_frames=100
     ),
