@@ -203,3 +203,22 @@ def test_make_synthetic_script_default_preset_is_quickstart(tmp_path: Path) -> N
     )
     assert written == expected.to_dict()
     assert (written["num_classes"], written["size"]) == (6, [40, 48])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_root_mode_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    """The root is renamed from a mkdtemp directory (0700); it must get a plain mkdir's mode instead."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        root = generate(tmp_path / "shared", dataclasses.replace(TINY, num_classes=1, train_per_class=1,
+                        val_per_class=0), workers=1, progress=False)  # fmt: skip
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(root.stat().st_mode)
+    assert mode == 0o777 & ~umask == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert stat.S_IMODE((root / "train").stat().st_mode) == mode
+    assert stat.S_IMODE((root / "classes.txt").stat().st_mode) == 0o666 & ~umask

@@ -441,7 +441,9 @@ def generate(
 
     If ``root`` already holds a complete dataset of the same spec, nothing is done. The tree is written
     into a temporary directory beside ``root`` and renamed into place once ``.complete`` is written, so
-    a reader never sees a half-written dataset (several processes may call this concurrently).
+    a reader never sees a half-written dataset (several processes may call this concurrently). The
+    root gets the mode a plain ``mkdir`` would give it (0777 minus the umask), not the temporary
+    directory's private 0700.
 
     Args:
         root: dataset directory; must not exist, be empty, or hold a complete dataset of ``spec``.
@@ -482,6 +484,9 @@ def generate(
         (tmp / "classes.txt").write_text("".join(f"{n}\n" for n in names))
         (tmp / "synthetic.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
         (tmp / ".complete").write_text("")
+        # mkdtemp makes the directory 0700 (private to this user); give the dataset root the mode a plain
+        # mkdir would have (0777 minus the umask), so a shared dataset is readable like its files are.
+        os.chmod(tmp, 0o777 & ~_umask())
         try:
             if root.is_dir():  # empty directory (checked above): os.replace cannot replace it portably
                 root.rmdir()
@@ -494,6 +499,19 @@ def generate(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _umask() -> int:
+    """The process's file mode creation mask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable read is to set it and put it back
+    os.umask(mask)
+    return mask
 
 
 def _run_jobs(jobs: Sequence[tuple], workers: int | None, progress: bool, description: str) -> None:
