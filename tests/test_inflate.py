@@ -252,13 +252,29 @@ def test_report_head_and_architecture_errors() -> None:
     assert "17 conv kernels inflated" in str(report)
     with pytest.raises(ValueError, match=r"\(64, 3, 7, 7\).*\(32, 3, 1, 7, 7\)"):
         inflate(build("c2d_r50", width=32, norm="bn", ws=False), sd)
+    # Every "does not correspond" error names both sides' keys with their shapes (and the depths per stage).
     deeper = _torchvision_r50("bn", depths=(1, 2, 1, 1)).state_dict()
-    with pytest.raises(ValueError, match="no place in the model.*layer2.1"):
+    with pytest.raises(
+        ValueError, match=r"\(1, 2, 1, 1\) -> VideoResNet, blocks per stage \(1, 1, 1, 1\)"
+    ) as err:
         inflate(_video("i3d_r50"), deeper)
-    with pytest.raises(ValueError, match="get no value.*blocks.3.res_blocks.1"):
+    assert (
+        "layer2.1.conv1.weight (128, 512, 1, 1) -> blocks.3.res_blocks.1.branch2.conv_a.weight (not in"
+        in str(err.value)
+    )
+    with pytest.raises(
+        ValueError, match=r"per stage \(1, 1, 1, 1\) -> VideoResNet, blocks per stage \(1, 2, 1, 1\)"
+    ) as err:
         inflate(_video("i3d_r50", depths=(1, 2, 1, 1)), sd)
-    with pytest.raises(ValueError, match="pre-activation|post-activation"):
+    assert (
+        "blocks.3.res_blocks.1.branch2.conv_a.weight (128, 512, 1, 1, 1) <- layer2.1.conv1.weight (not in the "
+        "checkpoint)" in str(err.value)
+    )
+    with pytest.raises(ValueError, match="post-activation ResNet.*pre-activation") as err:
         inflate(build("bit_c2d_r50x1", width=8), sd)
+    assert "conv1.weight (64, 3, 7, 7)" in str(err.value) and "blocks.0.conv.weight (8, 3, 1, 7, 7)" in str(
+        err.value
+    )
     with pytest.raises(ValueError, match="Unrecognised"):
         detect_family({"features.0.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="method"):
@@ -317,6 +333,14 @@ def test_load_pretrained_files(tmp_path) -> None:
     assert load_pretrained(again, str(tmp_path / "c2d.pt")).source == "3d"
     with torch.no_grad():
         torch.testing.assert_close(again(_constant_clip(x, 2)), m3(_constant_clip(x, 2)))
+    # a 3D checkpoint of another model: both sides' shapes
+    with pytest.raises(
+        ValueError, match=r"blocks.0.conv.weight: file \(64, 3, 1, 7, 7\) vs model \(64, 3, 5, 7, 7\)"
+    ):
+        load_pretrained(_video("i3d_r50"), tmp_path / "c2d.pt")
+    torch.save({**m3.state_dict(), "extra.weight": torch.zeros(3)}, tmp_path / "c2d_extra.pt")
+    with pytest.raises(ValueError, match=r"extra.weight \(3,\) \(not in the model\)"):
+        load_pretrained(_video("c2d_r50"), tmp_path / "c2d_extra.pt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_pretrained(m3, tmp_path / "nope.pth")
     torch.save({"opt": object.__new__(_Opaque)}, tmp_path / "pickled.pth")
@@ -434,6 +458,15 @@ def test_bit_wrong_ws_eps_is_refused_and_breaks_the_identity() -> None:
         m3 = _bit3d("i3d_r50", ws=False)
         inflate(m3, m2.state_dict(), method="center")
         assert _rel(m3(_constant_clip(x, 4)), y2) <= TOL
+
+
+@needs_timm
+def test_bit_checkpoint_into_post_activation_model_names_both_sides() -> None:
+    sd = _timm_bit(small=True).state_dict()
+    with pytest.raises(ValueError, match="pre-activation BiT ResNetV2 but the model is a VideoResNet") as err:
+        inflate(_video("c2d_r50", norm="gn", ws=True), sd)
+    message = str(err.value)
+    assert "stem.conv.weight (8, 3, 7, 7)" in message and "blocks.0.conv.weight (64, 3, 1, 7, 7)" in message
 
 
 @needs_timm

@@ -252,6 +252,50 @@ def _map_bit(key: str, stages: list[str], head: str, final_norm: str) -> str | N
     return None
 
 
+def _unmap(tkey: str, family: str, stages: list[str], head: str, final_norm: str) -> str:
+    """The 2D key that would fill 3D key ``tkey`` (inverse of :func:`_map_resnet` / :func:`_map_bit`)."""
+    if tkey.startswith(head):
+        return ("fc." if family == "resnet" else "head.fc.") + tkey[len(head) :]
+    if family == "bit" and tkey.startswith(final_norm):
+        return "norm." + tkey[len(final_norm) :]
+    if tkey.startswith("blocks.0."):
+        rest = tkey[len("blocks.0.") :]
+        if family == "bit":
+            return "stem." + rest
+        module, _, leaf = rest.rpartition(".")
+        return {"conv": "conv1", "norm": "bn1"}.get(module, module) + "." + leaf
+    for i, prefix in enumerate(stages):
+        m = re.fullmatch(re.escape(prefix) + r"res_blocks\.(\d+)\.(.+)\.(\w+)", tkey)
+        if m and family == "resnet":
+            leaf2 = {v: k for k, v in _RESNET_LEAF.items()}.get(m.group(2), m.group(2))
+            return f"layer{i + 1}.{m.group(1)}.{leaf2}.{m.group(3)}"
+        if m:
+            module = m.group(2).replace("downsample", "downsample.conv")
+            return f"stages.{i}.blocks.{m.group(1)}.{module}.{m.group(3)}"
+    return "?"
+
+
+def _depths_2d(state_dict_2d: Mapping[str, Tensor], family: str) -> tuple[int, ...]:
+    """Blocks per stage of a 2D checkpoint, from its key names."""
+    pattern = r"layer(\d+)\.(\d+)\." if family == "resnet" else r"stages\.(\d+)\.blocks\.(\d+)\."
+    depth: dict[int, int] = {}
+    for key in state_dict_2d:
+        if m := re.match(pattern, key):
+            stage = int(m.group(1)) - (family == "resnet")
+            depth[stage] = max(depth.get(stage, 0), int(m.group(2)) + 1)
+    return tuple(depth.get(i, 0) for i in range(max(depth, default=-1) + 1))
+
+
+def _more(items: list, shown: int = 4) -> str:
+    return f" (+{len(items) - shown} more)" if len(items) > shown else ""
+
+
+def _first_tensors(sd: Mapping[str, Tensor], n: int = 4) -> str:
+    """``key (shape)`` of the first ``n`` tensors that are not BN statistics, in forward (state dict) order."""
+    items = [(k, v) for k, v in sd.items() if isinstance(v, Tensor) and k.rpartition(".")[2] not in _BN_STATS]
+    return ", ".join(f"{k} {_shape(v)}" for k, v in items[:n])
+
+
 # ------------------------------------------------------------------------------------ spatial geometry
 
 
@@ -429,13 +473,15 @@ def inflate(
             "pre-activation BiT ResNetV2" if family == "bit" else "post-activation ResNet (torchvision/timm)"
         )
         want = (
-            "a bit_* model, e.g. build('bit_i3d_r50x1', ws_eps=1e-8)"
+            "a bit_* model, e.g. build('bit_i3d_r50x1')"
             if family == "bit"
             else ("a post-activation model such as c2d_r50 / i3d_r50 / slow_r50")
         )
+        model_kind = "pre-activation BiT-style" if is_preact else "post-activation"
         raise ValueError(
-            f"The checkpoint is a {kind} but the model is a {type(model3d).__name__}; the architectures do not "
-            f"correspond. Build {want}."
+            f"The checkpoint is a {kind} but the model is a {type(model3d).__name__} ({model_kind}); the "
+            f"architectures do not correspond. 2D checkpoint: {_first_tensors(state_dict_2d)} ...; 3D model: "
+            f"{_first_tensors(model3d.state_dict())} ... Build {want}."
         )
     stages = _stage_prefixes(model3d)
     target = model3d.state_dict()
@@ -505,17 +551,27 @@ def inflate(
     if strict:
         problems = []
         if unplaced:
-            problems.append(f"{len(unplaced)} checkpoint tensors have no place in the model: {unplaced[:5]}")
+            problems.append(
+                f"{len(unplaced)} checkpoint tensors have no place in the model (2D key (shape) -> 3D key): "
+                f"{', '.join(u + ' (not in the model)' for u in unplaced[:4])}{_more(unplaced)}"
+            )
         not_head = [k for k in report.missing if not k.startswith(head)]
         if not_head:
-            problems.append(f"{len(not_head)} model tensors get no value: {not_head[:5]}")
+            absent = [
+                f"{k} {_shape(target[k])} <- {_unmap(k, family, stages, head, final_norm)} (not in the checkpoint)"
+                for k in not_head[:4]
+            ]
+            problems.append(
+                f"{len(not_head)} model tensors get no value (3D key (shape) <- 2D key): {', '.join(absent)}"
+                f"{_more(not_head)}"
+            )
         if problems:
+            depths3 = tuple(len(model3d.get_submodule(p.rstrip(".")).res_blocks) for p in stages)
             raise ValueError(
-                f"Architectures do not correspond ({family} checkpoint -> {type(model3d).__name__} with "
-                f"{len(stages)} stages): "
+                f"Architectures do not correspond ({family} checkpoint, blocks per stage "
+                f"{_depths_2d(state_dict_2d, family)} -> {type(model3d).__name__}, blocks per stage {depths3}): "
                 + "; ".join(problems)
-                + ". Check the depth (r50 vs r101), the model "
-                "family, or pass strict=False."
+                + ". Check the depth (r50 vs r101), the model family, or pass strict=False."
             )
     else:
         report.skipped += [f"{u} (no such model tensor)" for u in unplaced]
@@ -525,7 +581,7 @@ def inflate(
         raise ValueError(
             f"Architectures do not correspond: the {family} checkpoint's tensors fit {type(model3d).__name__}, "
             f"but its spatial geometry differs, so the 3D network would not compute the 2D one even on a "
-            f"constant clip: {'; '.join(geometry[:4])}{' ...' if len(geometry) > 4 else ''}. Inflate into a model "
+            f"constant clip: {'; '.join(geometry[:4])}{_more(geometry)}. Inflate into a model "
             "with the 2D network's stem and strides (c2d_*, i3d_*, slow_*; r3d_* has no stem max-pool), or pass "
             "check_architecture=False to use the weights only as an initialisation (the report then says so)."
         )

@@ -216,11 +216,13 @@ def _load_3d(model3d: nn.Module, sd: dict[str, Tensor], path: str) -> InflationR
         for k, v in sd.items()
         if k in target and v.shape != target[k].shape and not k.endswith(("proj.weight", "proj.bias"))
     ]
-    unknown = [k for k in sd if k not in target]
+    unknown = [f"{k} {tuple(v.shape)} (not in the model)" for k, v in sd.items() if k not in target]
     if wrong or unknown:
+        absent = [f"{k} {tuple(v.shape)} (not in the file)" for k, v in target.items() if k not in sd]
         raise ValueError(
-            f"{path} is a 3D checkpoint of a different model: shape mismatches {wrong[:4]}, unknown keys "
-            f"{unknown[:4]}. Build the same model (name, width, norm) it was trained with."
+            f"{path} is a 3D checkpoint of a different model ({type(model3d).__name__}): shape mismatches "
+            f"{wrong[:4]}, file tensors the model lacks {unknown[:4]}, model tensors the file lacks {absent[:4]}. "
+            "Build the same model (name, width, norm) it was trained with."
         )
     with torch.no_grad():
         for k, v in sd.items():
