@@ -44,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from video_gn.nn import NORM_KINDS
+
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 OPTIMIZERS = ("sgd", "adamw")
-NORMS = ("bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none")
 
 _UNITS = {
     "": 1,
@@ -317,10 +318,11 @@ class PlanCell:
         total_bytes: predicted peak training memory (None when unknown).
         activation_bytes: activations saved for backward (CPU) or peak minus static and input (CUDA).
         input_bytes: the input clip batch.
-        step_time_s: median measured step time (None when not measured).
+        step_time_s: median measured step time, or an estimate (see ``step_time_estimated``); None if unknown.
         source: ``"measured"``, ``"extrapolated-B"`` (exact), ``"extrapolated-T"`` (line checked on a third
             T), ``"extrapolated-T-unverified"``, ``"oom"`` or ``"unknown"``.
         fits: total within the budget (None without a budget or without a prediction).
+        step_time_estimated: ``step_time_s`` comes from the line in B×T through the measured cells.
     """
 
     frames: int
@@ -331,6 +333,7 @@ class PlanCell:
     step_time_s: float | None
     source: str
     fits: bool | None = None
+    step_time_estimated: bool = False
 
 
 @dataclass
@@ -404,7 +407,8 @@ class Plan:
 
 
 def _measurement_points(frames: list[int], batches: list[int], device: str, measure: str) -> list[tuple]:
-    if measure == "all" or (measure == "auto" and device == "cuda"):
+    if measure == "all" or (measure == "auto" and device == "cuda") or len(batches) == 1:
+        # (With one batch size the batch-independent bytes cannot be separated: measure each T instead.)
         return [(t, b) for t in frames for b in batches]
     b_lo = batches[:2]
     points = [(frames[0], b) for b in b_lo]
@@ -417,6 +421,50 @@ def _fit_affine(xs: Sequence[int], ys: Sequence[int]) -> tuple[float, float]:
     (x0, x1), (y0, y1) = xs[:2], ys[:2]
     slope = (y1 - y0) / (x1 - x0)
     return slope, y0 - slope * x0
+
+
+@torch.no_grad()
+def temporal_sizes(model: nn.Module, frames: int, device: str = "cpu") -> list[int]:
+    """Temporal length of every 5-D module output, in call order, for a clip of ``frames`` frames.
+
+    Saved activations are affine in T exactly when every one of these sizes is: a strided conv or pool
+    rounds ``T / stride`` whenever T is not a multiple of the model's temporal downsampling. Spatial sizes do
+    not change the temporal arithmetic, so the probe runs one 32×32 clip in eval mode.
+    """
+    sizes: list[int] = []
+
+    def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
+        if isinstance(output, torch.Tensor) and output.dim() == 5:
+            sizes.append(output.shape[2])
+
+    was_training = model.training
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        model.eval()
+        model(torch.zeros(1, 3, frames, 32, 32, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return sizes
+
+
+def _affine_in_t(probes: dict[int, list[int]], t0: int, t1: int, t: int) -> bool:
+    """Whether every probed temporal size at ``t`` lies on the line through its sizes at ``t0`` and ``t1``."""
+    a, b, c = probes[t0], probes[t1], probes[t]
+    return len(a) == len(b) == len(c) and all(
+        (sc - sa) * (t1 - t0) == (sb - sa) * (t - t0) for sa, sb, sc in zip(a, b, c)
+    )
+
+
+def _fit_step_time(cells: Sequence[tuple[int, float]]) -> tuple[float, float] | None:
+    """Least-squares line ``time = slope * (B*T) + intercept`` through (B*T, time) points; None if < 2 sizes."""
+    xs = [x for x, _ in cells]
+    if len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(y for _, y in cells)
+    slope = sum((x - mx) * (y - my) for x, y in cells) / sum((x - mx) ** 2 for x in xs)
+    return slope, my - slope * mx
 
 
 @contextlib.contextmanager
@@ -563,6 +611,19 @@ def build_plan(
                 )
         else:
             t_status = "unverified"
+    # Extrapolate in T only to clip lengths whose every temporal size is on the fitted line (exact); others
+    # (e.g. T = 36 for a model that halves T three times) stay unknown.
+    t_exact: dict[int, bool] = {}
+    if t_line is not None and t_status != "failed":
+        probes = {t: temporal_sizes(net, t, device) for t in {*fit_ts[:2], *frames}}
+        t_exact = {t: _affine_in_t(probes, fit_ts[0], fit_ts[1], t) for t in frames}
+        rounded = [t for t in frames if t not in per_clip and not t_exact[t]]
+        if rounded:
+            notes.append(
+                f"T={rounded}: some temporal sizes round differently from the fitted T={fit_ts[:2]} (T is not a "
+                "multiple of the model's temporal downsampling), so the line is not exact there; left unknown: "
+                "use --measure all or a multiple of the fitted clip lengths."
+            )
 
     cells: list[PlanCell] = []
     for t in frames:
@@ -585,7 +646,7 @@ def build_plan(
                 continue
             if t in per_clip:
                 a, source = per_clip[t], "extrapolated-B"
-            elif t_line is not None and t_status != "failed":
+            elif t_exact.get(t):
                 a = t_line[0] * t + t_line[1]
                 source = "extrapolated-T" if t_status == "verified" else "extrapolated-T-unverified"
             else:
@@ -596,6 +657,18 @@ def build_plan(
     for cell in cells:
         if budget_bytes is not None and cell.total_bytes is not None:
             cell.fits = cell.total_bytes <= budget_bytes
+    time_line = _fit_step_time(
+        [(c.frames * c.batch, c.step_time_s) for c in cells if c.step_time_s is not None]
+    )
+    if time_line is not None:
+        for cell in cells:
+            if cell.step_time_s is None and cell.source != "oom":
+                cell.step_time_s = max(0.0, time_line[0] * cell.frames * cell.batch + time_line[1])
+                cell.step_time_estimated = True
+        notes.append(
+            "~ step times are estimates: a least-squares line in B×T through the measured cells (compute is "
+            "close to, not exactly, linear in B×T); measured times carry no ~."
+        )
 
     plan = Plan(
         model=model, norm=norm, ws=ws, width=width, crop=crop, num_classes=num_classes, precision=precision,
@@ -608,7 +681,7 @@ def build_plan(
         for t in frames:
             if t in per_clip:
                 a = per_clip[t]
-            elif t_line is not None and t_status != "failed":
+            elif t_exact.get(t):
                 a = t_line[0] * t + t_line[1]
             else:
                 continue
@@ -643,11 +716,9 @@ _SOURCE_MARK = {
 def _cell_text(cell: PlanCell) -> str:
     if cell.source == "oom":
         return "OOM"
-    if cell.total_bytes is None:
-        return "?"
-    text = format_bytes(cell.total_bytes) + _SOURCE_MARK[cell.source]
+    text = "?" if cell.total_bytes is None else format_bytes(cell.total_bytes) + _SOURCE_MARK[cell.source]
     if cell.step_time_s is not None:
-        text += f" · {cell.step_time_s:.2f}s"
+        text += f" · {'~' if cell.step_time_estimated else ''}{cell.step_time_s:.2f}s"
     return text
 
 
@@ -684,7 +755,7 @@ def render_table(plan: Plan) -> str:
         row = ["largest T"] + [str(plan.largest_frames(b) or "none") for b in plan.batches] + ["", ""]
         table.add_row(*row, style="italic")
     buf = io.StringIO()
-    console = Console(file=buf, width=max(100, 24 + 26 * len(plan.batches)), force_terminal=False)
+    console = Console(file=buf, width=max(100, 24 + 32 * len(plan.batches)), force_terminal=False)
     console.print(table)
     console.print(
         f"static (T, B independent): params {format_bytes(plan.param_bytes)} + buffers "
@@ -695,7 +766,7 @@ def render_table(plan: Plan) -> str:
     console.print(
         "no mark = measured; * = extrapolated in B (exact: saved tensors are affine in B); "
         "** = extrapolated in T (line checked exactly on a third T); ? = extrapolated in T, unchecked; "
-        "step time only where measured."
+        "~ = estimated step time."
     )
     for note in plan.notes:
         console.print(f"note: {note}")
@@ -704,7 +775,7 @@ def render_table(plan: Plan) -> str:
 
 CSV_FIELDS = [
     "frames", "batch", "total_bytes", "activation_bytes", "input_bytes", "static_bytes", "step_time_s",
-    "source", "fits",
+    "step_time_estimated", "source", "fits",
 ]  # fmt: skip
 
 
@@ -763,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a minute on 2 cores with the default grid.",
     )
     p.add_argument("--model", default="i3d_r50", help="registry model name (default i3d_r50)")
-    p.add_argument("--norm", default="gn", choices=NORMS, help="normalisation (default gn)")
+    p.add_argument("--norm", default="gn", choices=NORM_KINDS, help="normalisation (default gn)")
     p.add_argument("--ws", action=argparse.BooleanOptionalAction, default=True, help="weight standardization")
     p.add_argument("--width", type=int, default=64, help="base width (64 = published)")
     p.add_argument("--frames", default="8,16,32,64", help="clip lengths T (default 8,16,32,64)")
