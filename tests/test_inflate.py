@@ -216,7 +216,7 @@ def test_gn_ws_post_activation_inflation() -> None:
         with torch.no_grad():
             return _rel(m3(_constant_clip(x, 8)), y2), report
 
-    err, report = run("center", source_ws_eps=eps)
+    err, report = run("center", source_ws_eps=eps, source_gn_groups=32)
     assert err <= TOL and report.scaled["blocks.0.conv.weight"] == pytest.approx(math.sqrt(5))
     assert not report.notes
     err, _ = run("mean", source_ws_eps=eps, padding="replicate")  # border effect removed: exact
@@ -227,6 +227,54 @@ def test_gn_ws_post_activation_inflation() -> None:
     assert naive > 1e-2 and report.notes
     with pytest.raises(ValueError, match="eps"):
         run("center", source_ws_eps=1e-5)
+
+
+def _gn_video(groups: int, *, ws: bool = False, ws_eps: float = 1e-6) -> nn.Module:
+    """``c2d_r50`` with one block per stage and ``groups`` GroupNorm groups in every norm."""
+    layout = dataclasses.replace(LAYOUTS["c2d_r50"], depths=(1, 1, 1, 1))
+    norm = norm_layer("gn", num_groups=groups)
+    return create_video_resnet(
+        layout, num_classes=10, width=64, norm=norm, conv=conv_layer(ws, ws_eps)
+    ).eval()
+
+
+def test_notes_for_every_function_change() -> None:
+    """Whatever keeps the 3D network from computing the 2D one is noted, and each note is true (error > 5 %)."""
+    x = torch.randn(2, 3, 32, 32)
+
+    def load(m2: nn.Module, m3: nn.Module, **kw) -> tuple[float, list[str]]:
+        report = inflate(m3, m2.state_dict(), method="center", **kw)
+        with torch.no_grad():
+            return _rel(m3(_constant_clip(x, 4)), m2(x)), report.notes
+
+    bn2d, gn2d = _torchvision_r50("bn"), _torchvision_r50("gn")  # GN: 32 groups (min(32, C))
+    err, notes = load(bn2d, _video("c2d_r50", norm="gn"))  # BN -> GN
+    assert err > 0.05 and len(notes) == 1
+    assert "17 of the checkpoint's norms are BatchNorm but the 3D model's are GroupNorm" in notes[0]
+    assert "running statistics were dropped" in notes[0] and "affine" in notes[0]
+    err, notes = load(bn2d, _video("c2d_r50", norm="ln"))
+    assert err > 0.05 and "are LayerNorm" in notes[0]
+    err, notes = load(gn2d, _video("c2d_r50", norm="bn"), strict=False)  # GN -> BN: statistics at 0 / 1
+    assert err > 0.05 and "running statistics stay at their initial values" in notes[0]
+    with pytest.raises(ValueError, match="no BatchNorm statistics"):
+        load(gn2d, _video("c2d_r50", norm="bn"))
+    # GroupNorm's group count is not in the state dict: checked when the source's is known, flagged otherwise.
+    err, notes = load(gn2d, _gn_video(32), source_gn_groups=32)
+    assert err <= TOL and notes == []
+    err, notes = load(gn2d, _gn_video(16), source_gn_groups=32)
+    assert err > 0.05 and len(notes) == 1
+    assert "group counts differ in 17 of 17 norms" in notes[0] and "16 groups of 64 channels" in notes[0]
+    _, notes = load(gn2d, _gn_video(16))  # "auto": a resnet-family checkpoint does not fix its group count
+    assert len(notes) == 1 and "does not record their group count" in notes[0] and "[16]" in notes[0]
+    # WS on the 3D side only, and a 3D WS eps other than the checkpoint's (forced).
+    ws2d = _small_filters(_torchvision_r50("gn", ws_eps=1e-6))
+    err, notes = load(gn2d, _gn_video(32, ws=True, ws_eps=1e-6), source_gn_groups=32)
+    assert err > 0.05 and any("weight-standardized but the checkpoint's were not" in n for n in notes)
+    kw = {"source_ws_eps": 1e-6, "source_gn_groups": 32}
+    err, notes = load(ws2d, _gn_video(32, ws=True, ws_eps=1e-6), **kw)
+    assert err <= TOL and notes == []
+    err, notes = load(ws2d, _gn_video(32, ws=True, ws_eps=1e-3), check_ws_eps=False, **kw)
+    assert err > 0.05 and any("WS eps 0.001 but the checkpoint's with 1e-06" in n for n in notes)
 
 
 def test_folding_ws_checkpoint_into_plain_convs() -> None:
@@ -436,6 +484,14 @@ def test_bit_i3d_inflation_and_the_border_effect() -> None:
             report = inflate(m3, m2.state_dict(), method="mean")
             errors[t] = _rel(m3(_constant_clip(x, t)), y2)
         assert report.scaled["blocks.0.conv.weight"] == 5.0 and not report.notes
+        # BiT checkpoints use 32 groups: a 3D model with 4 is noted, and the note is true
+        layout = dataclasses.replace(LAYOUTS["c2d_r50"], depths=(1, 1, 1, 1))
+        norm = norm_layer("gn", num_groups=4)
+        m4 = create_bit_resnet(layout, num_classes=10, width=8, norm=norm, conv=conv_layer(True, 1e-8)).eval()
+        notes = inflate(m4, m2.state_dict(), method="center").notes
+        assert any("the bit family's" in n and "4 groups of 8 channels" in n for n in notes)
+        assert _rel(m4(_constant_clip(x, 2)), y2) > 0.05
+        assert not inflate(m4, m2.state_dict(), source_gn_groups=4).notes  # a 4-group "BiT" (quickstart)
         # GN mixes every time step into its statistics: the border effect shrinks with T but reaches all steps.
         assert errors[4] > errors[16] > errors[64] > 1e-3
         _temporal_replicate_padding(m3)  # border frames see what interior frames see: exact again

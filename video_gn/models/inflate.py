@@ -55,9 +55,16 @@ import torch
 from torch import Tensor, nn
 
 from video_gn.models.bit import PreActResNet3d, PreActStage
-from video_gn.nn import WSConv3d
+from video_gn.nn import WSConv3d, is_norm
 
-__all__ = ["SOURCE_FAMILIES", "InflationReport", "detect_family", "inflate", "inflate_kernel"]
+__all__ = [
+    "SOURCE_FAMILIES",
+    "SOURCE_GN_GROUPS",
+    "InflationReport",
+    "detect_family",
+    "inflate",
+    "inflate_kernel",
+]
 
 Method = Literal["mean", "center"]
 
@@ -67,6 +74,8 @@ SOURCE_FAMILIES: dict[str, float | None] = {
     "bit": 1e-8,  # timm resnetv2_*_bit (ResNetV2: GN + StdConv2d(eps=1e-8), pre-activation)
     "bit_npz": 1e-10,  # official BiT .npz (converted to "bit" keys by load_pretrained; official eps 1e-10)
 }
+#: GroupNorm groups of each family's checkpoints (None: the family does not fix it; its checkpoints are BN or any GN).
+SOURCE_GN_GROUPS: dict[str, int | None] = {"resnet": None, "bit": 32}
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -420,6 +429,7 @@ def inflate(
     source_ws_eps: float | None | Literal["auto"] = "auto",
     check_ws_eps: bool = True,
     check_architecture: bool = True,
+    source_gn_groups: int | None | Literal["auto"] = "auto",
     strict: bool = True,
 ) -> InflationReport:
     """Load a 2D ResNet checkpoint into a 3D video_gn ResNet, inflating every conv kernel over time.
@@ -451,11 +461,17 @@ def inflate(
         check_architecture: refuse a 3D model whose spatial geometry (conv strides/padding, stem pool) differs
             from the 2D network's. With False the weights are loaded anyway, as an initialisation, and
             :attr:`InflationReport.notes` lists the differences.
+        source_gn_groups: group count of the 2D GroupNorms (a layer with fewer channels C: C groups), which a
+            state dict does not record; ``"auto"``: 32 for BiT (timm and the official release), unknown (None)
+            for ``resnet``. Used only for the report's notes: a 3D GroupNorm with another count is noted.
         strict: refuse a checkpoint that leaves 3D parameters other than the classifier unset, or that holds
             weights with no place in the model.
 
     Returns:
-        An :class:`InflationReport`.
+        An :class:`InflationReport`; its ``notes`` name everything that keeps the 3D network from computing
+        the 2D one: norm kinds that differ (BN statistics dropped, BN affine on GroupNorm, or BN left at its
+        initial statistics), GroupNorm group counts that differ (or cannot be checked), WS on one side only or
+        with another eps, spatial geometry loaded with ``check_architecture=False``.
 
     Raises:
         ValueError: the architectures do not correspond (the message names both sides' keys and shapes, or
@@ -493,6 +509,7 @@ def inflate(
     copies: list[tuple[str, Tensor]] = []  # (3D key, tensor to copy)
     convs: list[tuple[str, str, Tensor]] = []  # (2D key, 3D key, 2D kernel)
     unplaced: list[str] = []
+    norms: dict[str, str] = {}  # 3D norm module -> 2D norm module
     for key, value in state_dict_2d.items():
         if not isinstance(value, Tensor):
             report.skipped.append(f"{key} (not a tensor)")
@@ -545,6 +562,8 @@ def inflate(
                 f"{_shape(dst)}. Check the model name, width and norm kind."
             )
         copies.append((tkey, value))
+        if is_norm(_owner(model3d, tkey)):
+            norms[tkey.rpartition(".")[0]] = key.rpartition(".")[0]
 
     done = {k for k, _ in copies} | {k for _, k, _ in convs}
     report.missing = [k for k in target if k not in done and not k.endswith("num_batches_tracked")]
@@ -565,6 +584,11 @@ def inflate(
                 f"{len(not_head)} model tensors get no value (3D key (shape) <- 2D key): {', '.join(absent)}"
                 f"{_more(not_head)}"
             )
+            if all(k.rpartition(".")[2] in _BN_STATS for k in not_head):
+                problems.append(
+                    "the checkpoint has no BatchNorm statistics (a GroupNorm network?): build the 3D model with "
+                    "its norm kind, or pass strict=False to keep the initial statistics"
+                )
         if problems:
             depths3 = tuple(len(model3d.get_submodule(p.rstrip(".")).res_blocks) for p in stages)
             raise ValueError(
@@ -613,24 +637,124 @@ def inflate(
             + "): the 3D network "
             "does not compute the 2D function, even on a constant clip; the weights are an initialisation only"
         )
-    _add_notes(report, model3d, ws_eps)
+    if source_gn_groups == "auto":
+        groups, origin = SOURCE_GN_GROUPS[family], f"the {family} family's"
+    else:
+        groups, origin = source_gn_groups, "source_gn_groups"
+    _add_notes(report, model3d, state_dict_2d, norms, ws_eps, groups, origin)
     return report
 
 
-def _add_notes(report: InflationReport, model3d: nn.Module, ws_eps: float | None) -> None:
-    target_ws = any(isinstance(m, WSConv3d) for m in model3d.modules())
+def _is_bn(module: nn.Module) -> bool:
+    """BatchNorm-like: normalises with stored running statistics (BN, SyncBN, frozen BN)."""
+    return isinstance(getattr(module, "running_mean", None), Tensor)
+
+
+def _norm_kind(module: nn.Module) -> str:
+    if _is_bn(module):
+        return "BatchNorm"
+    if isinstance(module, nn.GroupNorm):
+        groups, channels = module.num_groups, module.num_channels
+        return "LayerNorm" if groups == 1 else "InstanceNorm" if groups == channels else "GroupNorm"
+    return type(module).__name__
+
+
+def _add_notes(
+    report: InflationReport,
+    model3d: nn.Module,
+    state_dict_2d: Mapping[str, Tensor],
+    norms: dict[str, str],
+    ws_eps: float | None,
+    source_gn_groups: int | None,
+    groups_origin: str,
+) -> None:
+    """Add a note for everything that keeps the inflated 3D network from computing the 2D one.
+
+    Args:
+        report: the report to extend.
+        model3d: the loaded 3D model.
+        state_dict_2d: the 2D checkpoint.
+        norms: 3D norm module name -> 2D norm module name, for every norm whose affine was copied.
+        ws_eps: WS eps of the 2D convs (None: plain).
+        source_gn_groups: group count G of the 2D GroupNorms (a layer of C < G channels: C groups), or None.
+        groups_origin: where ``source_gn_groups`` comes from, for the message.
+    """
+    convs3 = [(n, m) for n, m in model3d.named_modules() if isinstance(m, nn.Conv3d)]
+    target_ws = any(isinstance(m, WSConv3d) for _, m in convs3)
     if target_ws and ws_eps is None:
         report.notes.append(
             "The 3D convs are weight-standardized but the checkpoint's were not: the 3D network computes a "
             "different function from the 2D one (a starting point for fine-tuning, not a copy)"
         )
-    if any(not isinstance(m, WSConv3d) for m in model3d.modules() if isinstance(m, nn.Conv3d)) and ws_eps:
+    if any(not isinstance(m, WSConv3d) for _, m in convs3) and ws_eps:
         report.notes.append(
             f"WS folded: the checkpoint's standardized kernels (eps {ws_eps:g}) were inflated"
         )
+    if ws_eps is not None:
+        wrong = sorted(
+            {m.eps for _, m in convs3 if isinstance(m, WSConv3d) and not math.isclose(m.eps, ws_eps)}
+        )
+        if wrong:
+            report.notes.append(
+                f"The 3D convs standardize with WS eps {', '.join(f'{e:g}' for e in wrong)} but the checkpoint's "
+                f"with {ws_eps:g} (check_ws_eps=False): small filters standardize differently, so the 3D network "
+                "does not compute the 2D function"
+            )
     raw = [k for k in report.scaled if k.endswith(("conv3.weight", "downsample.weight"))]
     if raw:
         report.notes.append(
             f"WS convs with a temporal kernel feed the residual sum without a norm ({raw[:3]}): their k_T-fold "
             "scale is not cancelled, so the 3D network does not reproduce the 2D one"
+        )
+
+    # Norms: a state dict records BN statistics but not the norm kind or GroupNorm's group count.
+    modules3 = dict(model3d.named_modules())
+    pairs = [(n3, n2, modules3[n3]) for n3, n2 in norms.items()]
+    bn_to_other = [
+        (n3, n2, m) for n3, n2, m in pairs if f"{n2}.running_mean" in state_dict_2d and not _is_bn(m)
+    ]
+    other_to_bn = [
+        (n3, n2, m) for n3, n2, m in pairs if f"{n2}.running_mean" not in state_dict_2d and _is_bn(m)
+    ]
+    if bn_to_other:
+        kinds = sorted({_norm_kind(m) for _, _, m in bn_to_other})
+        n3, n2, _ = bn_to_other[0]
+        report.notes.append(
+            f"{len(bn_to_other)} of the checkpoint's norms are BatchNorm but the 3D model's are "
+            f"{'/'.join(kinds)} (e.g. 2D {n2} -> 3D {n3}): their running statistics were dropped and their "
+            f"affine (γ, β) copied onto norms that normalise with each clip's own statistics instead, so the 3D "
+            "network does not compute the 2D function (an initialisation for fine-tuning, not a copy)"
+        )
+    if other_to_bn:
+        n3, n2, _ = other_to_bn[0]
+        report.notes.append(
+            f"{len(other_to_bn)} of the checkpoint's norms keep no running statistics (GroupNorm-like) but the "
+            f"3D model's are BatchNorm (e.g. 2D {n2} -> 3D {n3}): the affine was copied and the running "
+            "statistics stay at their initial values (mean 0, variance 1), so the 3D network does not compute "
+            "the 2D function"
+        )
+    gn = [
+        (n3, m)
+        for n3, n2, m in pairs
+        if isinstance(m, nn.GroupNorm) and f"{n2}.running_mean" not in state_dict_2d
+    ]
+    if gn and source_gn_groups is not None:
+        differ = [(n3, m) for n3, m in gn if m.num_groups != min(source_gn_groups, m.num_channels)]
+        if differ:
+            n3, m = differ[0]
+            report.notes.append(
+                f"GroupNorm group counts differ in {len(differ)} of {len(gn)} norms: the checkpoint's use "
+                f"{source_gn_groups} groups ({groups_origin}; C groups where C < {source_gn_groups}), the 3D "
+                f"model's e.g. {n3}: {m.num_groups} groups of {m.num_channels} channels "
+                f"(3D groups: {sorted({x.num_groups for _, x in differ})}); GroupNorm then normalises over "
+                "other channel groups, so the 3D network does not compute the 2D function. Build it with the "
+                "2D count (gn_groups / norm_kwargs={'num_groups': G}), or pass source_gn_groups if the "
+                "checkpoint used another"
+            )
+    elif gn:
+        report.notes.append(
+            f"The checkpoint's norms are GroupNorm-like (no running statistics) and a state dict does not record "
+            f"their group count; the 3D model's use {sorted({m.num_groups for _, m in gn})} groups. The 3D "
+            "network computes the 2D function only if the 2D network used the same (pass source_gn_groups=G to "
+            "check)"
         )
