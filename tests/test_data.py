@@ -348,6 +348,13 @@ def test_bad_files_are_skipped_warned_once_and_reported(root_with_bad, caplog):
         batches = list(train)
     warned = [str(w.message) for w in record if "unreadable video" in str(w.message)]
     assert sorted(w.split("'")[1] for w in warned) == sorted(bad[:5])  # one warning per bad file
+    # each warning says why, in one line, without repeating the path
+    reasons = {w.split("'")[1].rsplit("_", 1)[1]: w.split("(train): ", 1)[1] for w in warned}
+    assert reasons["empty.mp4"] == "empty file (0 bytes)"
+    assert reasons["audio.mp4"] == "no video stream (streams: ['audio'])"
+    for kind in ("garbage.mp4", "text.mp4", "truncated.mp4"):
+        assert reasons[kind].startswith("InvalidDataError: ") and "bad_" not in reasons[kind], reasons[kind]
+    assert all("\n" not in w for w in warned)
     assert [b["video"].shape[0] for b in batches] == [4, 4, 4, 2]  # failures replaced: batches stay full
     assert sorted(dm.tracker.epoch_failures["train"]) == sorted(bad[:5])
     assert "5 of 14 videos failed" in caplog.text
@@ -371,6 +378,11 @@ def test_too_many_failures_stop_with_a_list(root_with_bad):
     with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="max_fail_fraction=0.2") as exc:
         list(dm.train_dataloader())
     assert "bad_" in str(exc.value)
+    listed = [line.strip() for line in str(exc.value).splitlines() if "bad_" in line]
+    assert 3 <= len(listed) <= 5  # stops at the first batch past 20 % of 14 (3 failures)
+    for line in listed:  # each file with its reason
+        path, reason = line.split(" (", 1)
+        assert path in bad and reason == dm.tracker.reasons[path] + ")" and len(reason) > 1
 
 
 def test_workers_persistent_and_epochs(root_with_bad):

@@ -115,8 +115,31 @@ def test_truncated_data_with_intact_header(tmp_path):
     assert probe_video(cut).num_frames == 90  # the header still announces every frame
     frames, _ = decode_frames(cut, [0, 5, 10])
     assert frames.shape[0] == 3
-    with pytest.raises(DecodeError, match="cut.mp4: truncated video"):
+    with pytest.raises(DecodeError, match="cut.mp4: truncated video") as exc:
         decode_frames(cut, [80, 85])
+    # Nothing decodes after the seek: the message must not claim the stream "ends at frame 0".
+    message = str(exc.value)
+    assert "ends at frame 0" not in message
+    assert message.endswith(
+        "truncated video: the header announces 90 frames, but no frame decodes from the key frame before "
+        "frame 80 on (frame 80 was asked for)"
+    )
+    # Cut exactly before packet 60 (of 90, in decode order): decoding from the start runs out after frame
+    # 59, and the message names it.
+    with av.open(str(fast)) as c:
+        positions = [p.pos for p in c.demux(video=0) if p.dts is not None]
+    clean = tmp_path / "clean_cut.mp4"
+    clean.write_bytes(fast.read_bytes()[: positions[60]])
+    with av.open(str(clean)) as c:  # reference: a plain sequential decode of what is left, numbered by pts
+        s = c.streams.video[0]
+        last = max(round((f.pts - (s.start_time or 0)) * s.time_base * 30) for f in c.decode(s))
+    assert 50 <= last < 70
+    with pytest.raises(DecodeError) as exc:
+        decode_frames(clean, [0, 85])
+    assert str(exc.value).endswith(
+        f"truncated video: the header announces 90 frames, but the last frame that decodes is frame {last} "
+        "(frame 85 was asked for)"
+    )
 
 
 def test_load_video_views_matches_eval_transform(tmp_path):

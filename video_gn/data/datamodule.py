@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 class FailureTracker:
     """Counts the files that failed to decode, per split and epoch, in the main process.
 
-    Each bad file is warned about once (the first time it fails, whatever worker decoded it); at the end
-    of every epoch a summary is logged; as soon as the distinct failures of the epoch exceed
-    ``max_fail_fraction`` of the videos read, a RuntimeError lists the first files.
+    Each bad file is warned about once, with the decoder's reason (the first time it fails, whatever
+    worker decoded it); at the end of every epoch a summary is logged; as soon as the distinct failures of
+    the epoch exceed ``max_fail_fraction`` of the videos read, a RuntimeError lists the first files and why.
 
     Args:
         max_fail_fraction: tolerated fraction of failed videos per epoch (0 <= f <= 1).
@@ -42,24 +42,32 @@ class FailureTracker:
         self.max_fail_fraction = max_fail_fraction
         self.warned: set[str] = set()
         self.epoch_failures: dict[str, list[str]] = {}  # split -> distinct failed paths of the last epoch
+        self.reasons: dict[str, str] = {}  # path -> why it failed (the last reason seen)
 
     def start(self, split: str) -> None:
         """Begin an epoch of ``split``."""
         self.epoch_failures[split] = []
 
-    def record(self, split: str, paths: list[str], num_videos: int) -> None:
-        """Note failed paths; warn once per file; raise when the epoch's failures pass the threshold."""
-        failures = self.epoch_failures.setdefault(split, [])
-        for path in paths:
-            if path not in failures:
-                failures.append(path)
+    def record(self, split: str, failures: list[tuple[str, str]] | list[str], num_videos: int) -> None:
+        """Note failed files (``(path, reason)`` pairs, or bare paths); warn once per file, with its reason;
+        raise when the epoch's failures pass the threshold."""
+        epoch = self.epoch_failures.setdefault(split, [])
+        for failure in failures:
+            path, reason = (failure, "") if isinstance(failure, str) else (failure[0], failure[1])
+            if reason:
+                self.reasons[path] = reason
+            if path not in epoch:
+                epoch.append(path)
             if path not in self.warned:
                 self.warned.add(path)
-                warnings.warn(f"skipping unreadable video {path!r} ({split})", RuntimeWarning, stacklevel=2)
-        if len(failures) > self.max_fail_fraction * max(num_videos, 1):
-            shown = "\n  ".join(failures[:20])
+                why = f": {reason}" if reason else ""
+                warnings.warn(
+                    f"skipping unreadable video {path!r} ({split}){why}", RuntimeWarning, stacklevel=2
+                )
+        if len(epoch) > self.max_fail_fraction * max(num_videos, 1):
+            shown = "\n  ".join(f"{p} ({self.reasons[p]})" if self.reasons.get(p) else p for p in epoch[:20])
             raise RuntimeError(
-                f"{len(failures)} of {num_videos} {split} videos failed to decode, more than "
+                f"{len(epoch)} of {num_videos} {split} videos failed to decode, more than "
                 f"max_fail_fraction={self.max_fail_fraction}; first files:\n  {shown}\n"
                 f"Check them with data_scripts/verify_videos.py, or raise max_fail_fraction."
             )

@@ -7,13 +7,19 @@ Items are dicts:
 
 - ``video``: float32 (C, T, H, W), normalised;
 - ``label``, ``video_index``, ``clip_index``, ``crop_index``: ints (clip/crop are 0 in training);
-- ``failed``: tuple of paths that failed to decode while producing this item.
+- ``failed``: tuple of ``(path, reason)`` for the files that failed to decode while producing this item
+  (``reason``: the decoder's error, one line, without the path).
 
-Bad files: in training a file that fails to decode is replaced by another random video (so batches stay
-full) and its path is recorded in ``failed``; in evaluation the view becomes a *sentinel* item
-(``video`` None) that :func:`collate_clips` drops, so a video never counts twice. Warnings, counting and
-the failure threshold happen in the main process (:class:`~video_gn.data.datamodule.ClipDataLoader`), so a
-file is reported once however many workers saw it.
+Bad files: in training a file that fails to decode is replaced by another video drawn uniformly from the
+*whole* dataset (so batches stay full; under DDP the replacement may belong to another rank's shard this
+epoch, which only repeats one video) and recorded in ``failed``; in evaluation the view becomes a
+*sentinel* item (``video`` None) that :func:`collate_clips` drops, so a video never counts twice.
+Warnings, counting and the failure threshold happen in the main process
+(:class:`~video_gn.data.datamodule.ClipDataLoader`), so a file is reported once however many workers saw it.
+
+Short videos: a window longer than the video loops, i.e. frame indices past the last frame wrap around
+modulo the video's length (:func:`~video_gn.data.decode.clip_indices`): a 10-frame video read as 8 x 2
+gives frames 0 2 4 6 8 0 2 4. Nothing is padded with black frames and nothing fails.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from video_gn.data.decode import DecodeError, decode_frames
 from video_gn.data.sampler import RandomWindow, UniformWindows
 from video_gn.data.transforms import KINETICS_MEAN, KINETICS_STD, eval_transform
 
-__all__ = ["VideoClipDataset", "collate_clips", "load_video_views"]
+__all__ = ["VideoClipDataset", "collate_clips", "failure_reason", "load_video_views"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -92,6 +98,7 @@ class VideoClipDataset(Dataset):
         self.thread_type, self.thread_count = thread_type, thread_count
         self._cache_key: tuple[int, int] | None = None  # last decoded eval clip, reused by its other crops
         self._cache_frames: torch.Tensor | None = None
+        self._cache_error = ""  # why the cached clip failed to decode
 
     @property
     def num_videos(self) -> int:
@@ -112,15 +119,16 @@ class VideoClipDataset(Dataset):
         return self._train_item(index) if self.train else self._eval_item(index)
 
     def _train_item(self, video: int) -> dict[str, Any]:
-        failed: list[str] = []
+        failed: list[tuple[str, str]] = []
         for _ in range(self.max_retries + 1):
             path = str(self.paths[video])
             try:
                 frames, _ = decode_frames(
                     path, self.random_window, thread_type=self.thread_type, thread_count=self.thread_count
                 )
-            except DecodeError:
-                failed.append(path)
+            except DecodeError as exc:
+                failed.append((path, failure_reason(exc, path)))
+                # Replacement from the whole dataset, not this rank's shard: simple, and a bad file is rare.
                 video = int(torch.randint(0, self.num_videos, ()).item())
                 continue
             clip = self.transform(frames.permute(0, 3, 1, 2))  # (T, C, H, W) uint8 -> (C, T, H, W)
@@ -133,7 +141,7 @@ class VideoClipDataset(Dataset):
         path = str(self.paths[video])
         key = (video, clip_index)
         if self._cache_key != key:
-            self._cache_key, self._cache_frames = key, None
+            self._cache_key, self._cache_frames, self._cache_error = key, None, ""
             try:
                 frames, _ = decode_frames(
                     path,
@@ -142,13 +150,34 @@ class VideoClipDataset(Dataset):
                     thread_count=self.thread_count,
                 )
                 self._cache_frames = frames.permute(0, 3, 1, 2)  # (T, C, H, W)
-            except DecodeError:
-                pass
+            except DecodeError as exc:
+                self._cache_error = failure_reason(exc, path)
         label = int(self.labels[video])
         if self._cache_frames is None:
-            return _item(None, label, video, clip_index, crop_index, [path])
+            return _item(None, label, video, clip_index, crop_index, [(path, self._cache_error)])
         clip = self.eval_transforms[crop_index](self._cache_frames)
         return _item(clip, label, video, clip_index, crop_index, [])
+
+
+def failure_reason(exc: BaseException, path: str, max_chars: int = 300) -> str:
+    """One line saying why ``path`` failed: the error's first line without the leading ``"<path>: "``.
+
+    Args:
+        exc: the error (usually a :class:`~video_gn.data.decode.DecodeError`).
+        path: the file, as it appears at the start of the message.
+        max_chars: longer reasons are cut, ending in "...".
+
+    Returns:
+        The reason, e.g. ``"truncated video: the header announces 90 frames, but ..."``.
+    """
+    text = str(exc).strip()
+    if text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    text = text.splitlines()[0].strip() if text else ""
+    for tail in (f": {path!r}", f": '{path}'"):  # FFmpeg errors end with the file name again
+        text = text.removesuffix(tail)
+    text = text or type(exc).__name__
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
 def _item(
@@ -157,7 +186,7 @@ def _item(
     video_index: int,
     clip_index: int,
     crop_index: int,
-    failed: list[str],
+    failed: list[tuple[str, str]],
 ) -> dict[str, Any]:
     return {
         "video": video,
@@ -177,7 +206,8 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         dict with ``video`` float (B, C, T, H, W) (None if every item failed), ``label``, ``video_index``,
-        ``clip_index``, ``crop_index`` long (B,), and ``failed``: list of the failed paths.
+        ``clip_index``, ``crop_index`` long (B,), and ``failed``: list of ``(path, reason)`` of the files
+        that failed.
     """
     failed = [p for it in items for p in it["failed"]]
     good = [it for it in items if it["video"] is not None]

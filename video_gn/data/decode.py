@@ -26,6 +26,7 @@ last decoded frame.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -131,7 +132,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        raise DecodeError(f"{path}: {_describe_error(exc, path)}") from exc
 
 
 def decode_frames(
@@ -178,8 +179,18 @@ def decode_frames(
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, EOFError) as exc:
-        raise DecodeError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        raise DecodeError(f"{path}: {_describe_error(exc, path)}") from exc
     return frames, info
+
+
+def _describe_error(exc: BaseException, path: str) -> str:
+    """The error as text, saying "empty file (0 bytes)" where FFmpeg would only say "Invalid data"."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+    except OSError:
+        pass
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _decode_wanted(
@@ -339,9 +350,17 @@ def _scan(
     # lengths) is tolerated by repeating the last frame; a stream ending well before its announced
     # length is a truncated file.
     if ptr < n_needed and last_idx < info.num_frames - max(2, info.num_frames // 50):
+        if last_idx < 0:
+            where = (
+                f"no frame decodes from the key frame before frame {int(needed[0])} on"
+                if seek_to is not None
+                else "no frame decodes"
+            )
+        else:
+            where = f"the last frame that decodes is frame {last_idx}"
         raise DecodeError(
-            f"{path}: truncated video: the header announces {info.num_frames} frames but the stream ends at frame "
-            f"{last_idx + 1}"
+            f"{path}: truncated video: the header announces {info.num_frames} frames, but {where} "
+            f"(frame {int(needed[ptr])} was asked for)"
         )
     if prev_frame is not None:
         if prev_rgb is None:
