@@ -13,6 +13,7 @@ from video_gn.sweep import (
     aggregate,
     append_row,
     backfill_train_top1,
+    build_parser,
     expand_grid,
     fit_args,
     load_spec,
@@ -24,6 +25,7 @@ from video_gn.sweep import (
     read_val_metrics,
     run_id,
     run_sweep,
+    spec_from_args,
     write_reports,
 )
 
@@ -81,6 +83,24 @@ def test_load_spec_of_the_documented_grids():
     assert {(c.batch, c.frames) for c in span.cells} == {(8, 4), (4, 8), (2, 16)}
     assert all(c.sampling_rate is None for c in span.cells) and "--data.sampling_rate=4" in span.overrides
     assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt, span) for b in spec.base)
+
+
+def test_command_line_flags_restrict_a_zipped_grid_without_crossing_it(monkeypatch):
+    monkeypatch.chdir(REPO)  # the grid's base configs are relative to the repository
+    grid = "configs/sweep/synthetic_budget.yaml"
+
+    def cells(*flags: str) -> set[tuple]:
+        spec = spec_from_args(build_parser().parse_args(["-g", grid, *flags]), [])
+        return {(c.norm, c.batch, c.frames, c.sampling_rate) for c in spec.cells}
+
+    # One norm of the fixed B x T = 32 grid: still the 3 zipped pairs, same sampling rates (span 16).
+    assert cells("--norms", "gn+ws") == {("gn+ws", 8, 4, 4), ("gn+ws", 4, 8, 2), ("gn+ws", 2, 16, 1)}
+    assert cells("--batch", "4,2") == {
+        (n, b, t, r) for n in ("bn", "gn+ws") for b, t, r in [(4, 8, 2), (2, 16, 1)]
+    }
+    assert cells("--norms", "gn", "--span", "32", "--frames", "16") == {("gn", 2, 16, 2)}
+    with pytest.raises(ValueError, match=r"--batch \[5\] is not in the grid file's values \[2, 4, 8\]"):
+        cells("--batch", "5")
 
 
 def test_fit_args_fixed_clips_and_syncbn_guard(tmp_path):

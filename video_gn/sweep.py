@@ -42,7 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-NORM_KINDS = ("bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none")
+from video_gn.norm_kinds import NORM_KINDS
+
 VAL_METRICS = ("val/clip_top1", "val/clip_top5", "val/video_top1", "val/video_top5")
 #: Also read from each run's log: training top-1 of the last finished epoch (how well the run fit its data).
 TRAIN_METRIC = "train/top1"
@@ -694,7 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
         "writes runs.csv, summary.md (mean ± std over seeds) and accuracy plots.",
         epilog="Extra `video-gn fit` overrides for every run go after `--`, e.g. -- --data.crop_size=48",
     )
-    p.add_argument("-g", "--grid", help="grid YAML (configs/sweep/*.yaml); flags below override its values")
+    p.add_argument(
+        "-g", "-c", "--grid", "--config", dest="grid",
+        help="grid YAML (configs/sweep/*.yaml); the flags below restrict it",
+    )  # fmt: skip
     p.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
     p.add_argument("--base", help="base `video-gn fit` config(s), comma-separated, applied in order")
     p.add_argument("--norms", help="comma-separated norms, e.g. bn,gn,gn+ws (crossed with --batch/--frames)")
@@ -723,6 +727,44 @@ def _split_ints(text: str, what: str, minimum: int = 1) -> list[int]:
     return _int_list([v for v in text.split(",") if v.strip()], what, minimum)
 
 
+def _restrict_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
+    """Apply --norms / --batch / --frames / --span to a grid file's cells, keeping its (B, T) pairing.
+
+    ``--batch`` and ``--frames`` select among the grid's (B, T) pairs (a zipped fixed-budget grid stays
+    zipped); ``--norms`` runs those pairs with the given norms; ``--span`` recomputes each sampling rate.
+    """
+    pairs = list(dict.fromkeys((c.batch, c.frames, c.sampling_rate, c.experiments) for c in cells))
+    for flag, index in (("batch", 0), ("frames", 1)):
+        text = getattr(args, flag)
+        if not text:
+            continue
+        wanted = _split_ints(text, f"--{flag}")
+        have = sorted({p[index] for p in pairs})
+        missing = [v for v in wanted if v not in have]
+        if missing:
+            raise ValueError(
+                f"--{flag} {missing} is not in the grid file's values {have}; edit the grid file, or drop "
+                f"--grid and give --base/--clips/--norms/--batch/--frames for a crossed grid."
+            )
+        pairs = [p for p in pairs if p[index] in wanted]
+    norms = [parse_norm(n) for n in args.norms.split(",")] if args.norms else None
+    out: dict[Cell, Cell] = {}
+    for cell in cells:
+        for b, t, rate, experiments in pairs:
+            if (cell.batch, cell.frames, cell.sampling_rate) != (b, t, rate):
+                continue
+            if args.span is not None:
+                if t > args.span:
+                    raise ValueError(
+                        f"frames {t} is longer than --span {args.span}; raise it or drop that T."
+                    )
+                rate = max(1, args.span // t)
+            for norm in norms or [cell.norm]:
+                new = Cell(norm, b, t, rate, experiments)
+                out.setdefault(new, new)
+    return list(out.values())
+
+
 def spec_from_args(args: argparse.Namespace, extra: list[str]) -> SweepSpec:
     """Merge a grid file (if any) with command-line flags into a :class:`SweepSpec`."""
     if args.grid:
@@ -731,14 +773,12 @@ def spec_from_args(args: argparse.Namespace, extra: list[str]) -> SweepSpec:
         if not (args.base and args.clips and args.norms and args.batch and args.frames):
             raise ValueError("Without --grid, give --base, --clips, --norms, --batch and --frames.")
         spec = SweepSpec(base=[], clips=args.clips, seeds=[0], devices=1, cells=[])
-    if args.norms or args.batch or args.frames or args.span:
-        old = spec.cells
-        norms = args.norms.split(",") if args.norms else list(dict.fromkeys(c.norm for c in old))
-        batch = (
-            _split_ints(args.batch, "--batch") if args.batch else sorted({c.batch for c in old}, reverse=True)
-        )
-        frames = _split_ints(args.frames, "--frames") if args.frames else sorted({c.frames for c in old})
-        spec.cells = expand_grid({"cli": {"norms": norms, "batch": batch, "frames": frames}}, args.span)
+    if args.grid:
+        spec.cells = _restrict_cells(spec.cells, args)
+    elif args.norms or args.batch or args.frames or args.span:
+        grid = {"norms": args.norms.split(","), "batch": _split_ints(args.batch, "--batch")}
+        grid["frames"] = _split_ints(args.frames, "--frames")
+        spec.cells = expand_grid({"cli": grid}, args.span)
     if args.base:
         spec.base = [b for b in args.base.split(",") if b]
     if args.clips:

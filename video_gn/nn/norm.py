@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from video_gn.norm_kinds import NORM_KINDS
+
 __all__ = [
     "DEFAULT_NUM_GROUPS",
     "NORM_KINDS",
@@ -31,7 +33,6 @@ __all__ = [
     "resolve_num_groups",
 ]
 
-NORM_KINDS: tuple[str, ...] = ("bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none")
 DEFAULT_NUM_GROUPS = 32
 
 
