@@ -145,6 +145,133 @@ def test_predict_skips_unreadable_file(tiny_root, tmp_path, capsys):
     assert len(out["predictions"]) == 1 and out["failed"][0]["path"].endswith("broken.mp4")
 
 
+def _fit_recording_saves(args: list[str], *callbacks: L.Callback, ckpt_path: str | None = None):
+    """Run ``fit`` as the CLI builds it, with extra callbacks; returns (cli, [(file name, global step) per save])."""
+    cli = run_lightning_cli(["fit", *args], run=False)
+    saves: list[tuple[str, int]] = []
+    save = cli.trainer.save_checkpoint
+
+    def recording_save(filepath, *a, **kw):
+        save(filepath, *a, **kw)
+        saves.append((Path(filepath).name, cli.trainer.global_step))
+
+    cli.trainer.save_checkpoint = recording_save
+    cli.trainer.callbacks.extend(callbacks)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    return cli, saves
+
+
+# 16 training videos / batch 4 = 4 steps per epoch; validation only after epochs 1, 3, ...
+_EVERY_2ND_EPOCH = (
+    "--trainer.max_epochs=-1",
+    "--trainer.max_steps=10",
+    "--trainer.check_val_every_n_epoch=2",
+)
+
+
+def test_last_checkpoint_holds_the_final_step_between_validations(tiny_root, tmp_path):
+    # The Kinetics recipe's shape: validation every few epochs, fit stopped by max_steps in between.
+    run = tmp_path / "run"
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, run, *_EVERY_2ND_EPOCH)])
+    assert cli.trainer.global_step == 10
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 10
+    torch.testing.assert_close(last["state_dict"], cli.model.state_dict(), atol=0, rtol=0)
+    assert (run / "checkpoints" / "best-epoch001-step8.ckpt").is_file()  # the validation's best is kept
+
+
+def test_last_every_n_steps_writes_between_validations(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    _, saves = _fit_recording_saves(
+        _quick(tiny_root, run, *_EVERY_2ND_EPOCH, "--checkpoint.last_every_n_steps=4")
+    )
+    # Every 4 steps; at step 8 the periodic save must not suppress the validation's best checkpoint, and
+    # last.ckpt is written again after it (with the new best in its callback state); the end of fit at 10.
+    assert saves == [
+        ("last.ckpt", 4),
+        ("last.ckpt", 8),
+        ("best-epoch001-step8.ckpt", 8),
+        ("last.ckpt", 8),
+        ("last.ckpt", 10),
+    ]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("VideoCheckpoint")]
+    assert state["best_model_path"].endswith("best-epoch001-step8.ckpt")
+
+
+def test_last_every_n_steps_must_be_positive(tiny_root, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_lightning_cli(
+            ["fit", *_quick(tiny_root, tmp_path, "--checkpoint.last_every_n_steps=0")], run=False
+        )
+    assert "checkpoint.last_every_n_steps" in capsys.readouterr().err
+
+
+class _CrashAtStep(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated crash at step {self.step}")
+
+
+class _CountSteps(L.Callback):
+    def __init__(self) -> None:
+        self.started_at: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.started_at.append(trainer.global_step)
+
+
+def test_resume_from_a_periodic_mid_epoch_last_checkpoint(tiny_root, tmp_path):
+    args = _quick(tiny_root, tmp_path / "run", *_EVERY_2ND_EPOCH, "--checkpoint.last_every_n_steps=3")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit_recording_saves(args, _CrashAtStep(7))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6  # mid-epoch 1, no validation yet
+    counter = _CountSteps()
+    cli, _ = _fit_recording_saves(args, counter, ckpt_path="last")
+    assert counter.started_at == [6, 7, 8, 9]  # continued at step 6, did not start over
+    assert torch.load(last, weights_only=True)["global_step"] == cli.trainer.global_step == 10
+
+
+class _PoisonWeightsAtStep(L.Callback):
+    """Makes the weights non-finite after the optimiser step of ``step`` (as a blown-up update would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+def test_final_last_checkpoint_is_not_written_from_non_finite_weights(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    args = _quick(tiny_root, run, *_EVERY_2ND_EPOCH, "--checkpoint.last_every_n_steps=4")
+    with pytest.raises(FloatingPointError, match="Refusing to write a checkpoint at global step 10"):
+        _fit_recording_saves(args, _PoisonWeightsAtStep(10))
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 8  # the good state before is kept
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_fit_without_logger(tiny_root, tmp_path):
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    run = tmp_path / "run"
+    cli = run_lightning_cli(
+        ["fit", *_quick(tiny_root, run, "--trainer.logger=false", "--trainer.limit_train_batches=1")]
+    )
+    assert cli.trainer.logger is None and cli.trainer.global_step == 1
+    assert not any(isinstance(c, LearningRateMonitor) for c in cli.trainer.callbacks)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    with_logger = run_lightning_cli(["fit", *_quick(tiny_root, tmp_path / "logged")], run=False)
+    assert any(isinstance(c, LearningRateMonitor) for c in with_logger.trainer.callbacks)
+
+
 class _StopAfterFirstEpoch(L.Callback):
     """Simulates an interruption: the run stops after epoch 0 (its last.ckpt is written), max_epochs unchanged."""
 
@@ -257,6 +384,10 @@ def test_experiment_config_composes_with_its_base(tiny_root):
     )  # base
     assert (cli.datamodule.num_frames, cli.datamodule.sampling_rate, cli.datamodule.batch_size) == (64, 1, 4)
     assert cli.trainer.max_steps == 400000
+    from video_gn.callbacks import VideoCheckpoint
+
+    (ckpt,) = [c for c in cli.trainer.callbacks if isinstance(c, VideoCheckpoint)]
+    assert ckpt.last_every_n_steps == 5000  # base.yaml: validation only every 10 epochs
 
 
 def test_config_include_cycle_and_missing_base_fail_clearly(tmp_path):

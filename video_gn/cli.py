@@ -69,6 +69,7 @@ def run_lightning_cli(args: list[str], run: bool = True):
     args = expand_config_includes(args)
     if not run and args and args[0] in _LIGHTNING_SUBCOMMANDS:
         args = args[1:]
+    from jsonargparse.typing import PositiveInt
     from lightning.pytorch.cli import LightningCLI
 
     from video_gn.data import KineticsDataModule
@@ -79,6 +80,14 @@ def run_lightning_cli(args: list[str], run: bool = True):
             # One source of truth: the data decides the classes, the model follows.
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
             parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+            parser.add_argument(
+                "--checkpoint.last_every_n_steps",
+                type=PositiveInt | None,
+                default=None,
+                help="Also write <default_root_dir>/checkpoints/last.ckpt every N optimiser steps, so a crash "
+                "between validations loses at most N steps (last.ckpt is always written at each validation "
+                "and when fit ends). null: only then.",
+            )
             parser.set_defaults(
                 {
                     "trainer.default_root_dir": "runs/default",
@@ -99,11 +108,14 @@ def run_lightning_cli(args: list[str], run: bool = True):
                 plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
                 kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]  # torch's SyncBN refuses CPU tensors
             callbacks = list(cfg.get("callbacks") or [])
+            ckpt_cfg = self._get(self.config_init, "checkpoint", default=None) or {}
             kwargs["callbacks"] = callbacks + default_callbacks(
                 root,
                 checkpointing=cfg.get("enable_checkpointing", True) is not False,
                 have=callbacks,
                 progress=cfg.get("enable_progress_bar", True) is not False,
+                logger=cfg.get("logger") is not False,
+                last_every_n_steps=ckpt_cfg.get("last_every_n_steps"),
             )
             return super().instantiate_trainer(**kwargs)
 
@@ -198,13 +210,40 @@ def default_loggers(root: str) -> list:
     return loggers
 
 
-def default_callbacks(root: str, *, checkpointing: bool, have: list, progress: bool) -> list:
-    """Best checkpoint by val video top-1 plus ``last.ckpt`` in ``<root>/checkpoints``, lr monitor, progress bar."""
+def default_callbacks(
+    root: str,
+    *,
+    checkpointing: bool,
+    have: list,
+    progress: bool,
+    logger: bool = True,
+    last_every_n_steps: int | None = None,
+) -> list:
+    """The callbacks every run gets.
+
+    Best checkpoint by val video top-1 plus ``last.ckpt`` in ``<root>/checkpoints`` (unless ``have`` holds a
+    ``ModelCheckpoint`` or checkpointing is off), ``classes.txt``, the learning-rate monitor (only with a
+    logger: Lightning refuses it without one) and the rich progress bar on a terminal.
+
+    Args:
+        root: ``trainer.default_root_dir``.
+        checkpointing: ``trainer.enable_checkpointing``.
+        have: the callbacks the config already gives.
+        progress: ``trainer.enable_progress_bar``.
+        logger: whether the trainer has a logger (``trainer.logger`` is not false).
+        last_every_n_steps: also write ``last.ckpt`` every this many optimiser steps (see
+            :class:`~video_gn.callbacks.VideoCheckpoint`).
+
+    Returns:
+        The callbacks to add to the trainer's.
+    """
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
     from video_gn.callbacks import ClassNamesWriter, VideoCheckpoint
 
-    out: list = [LearningRateMonitor(logging_interval="step"), ClassNamesWriter()]
+    out: list = [ClassNamesWriter()]
+    if logger:
+        out.insert(0, LearningRateMonitor(logging_interval="step"))
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in have):
         out.append(
             VideoCheckpoint(
@@ -215,6 +254,7 @@ def default_callbacks(root: str, *, checkpointing: bool, have: list, progress: b
                 monitor="val/video_top1",
                 mode="max",
                 save_last=True,
+                last_every_n_steps=last_every_n_steps,
             )
         )
     if progress and _stdout_is_terminal():
