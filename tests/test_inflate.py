@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ except ImportError:  # optional extra: pip install "video_gn[timm]"
 
 needs_timm = pytest.mark.skipif(timm is None, reason="timm not installed (pip install 'video_gn[timm]')")
 TOL = 1e-4
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -406,6 +408,72 @@ def test_load_pretrained_files(tmp_path) -> None:
 
 class _Opaque:
     pass
+
+
+def test_missing_file_error_says_what_to_download_and_where(tmp_path, monkeypatch) -> None:
+    """Offline: a missing model.pretrained file is not fetched; the error names the download and the path."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(open(f"{ROOT}/configs/kinetics400/i3d_r50_gnws_bit.yaml"))["model"]
+    bit = build(config["name"], num_classes=10)
+    with pytest.raises(FileNotFoundError) as err:  # the shipped BiT config, file not downloaded yet
+        load_pretrained(bit, config["pretrained"])
+    message = str(err.value)
+    assert config["pretrained"] == "checkpoints/resnetv2_50x1_bit.goog_in21k.safetensors"
+    assert "timm/resnetv2_50x1_bit.goog_in21k" in message
+    url = "https://huggingface.co/timm/resnetv2_50x1_bit.goog_in21k/resolve/main/model.safetensors"
+    assert url in message and f"save it as '{config['pretrained']}'" in message
+    assert str(tmp_path / config["pretrained"]) in message
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"download https://storage\.googleapis\.com/bit_models/BiT-M-R50x1\.npz and save it as 'w/BiT-M-R50x1\.npz'",
+    ):
+        load_pretrained(bit, "w/BiT-M-R50x1.npz")
+    with pytest.raises(FileNotFoundError) as err:  # a name that says nothing: what fits the model
+        load_pretrained(bit, "w/init.pth")
+    assert (
+        url in str(err.value)
+        and "bit_models/BiT-M-R50x1.npz" in str(err.value)
+        and "'w/init.pth'" in str(err.value)
+    )
+    r101 = build("i3d_r101", num_classes=10, norm="bn", ws=False)
+    with pytest.raises(FileNotFoundError, match=r"resnet101-cd907fc2\.pth.*save it as 'w/init\.pth'"):
+        load_pretrained(r101, "w/init.pth")
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"download https://download\.pytorch\.org/models/resnet50-11ad3fa6\.pth and save",
+    ):
+        load_pretrained(r101, "resnet50-11ad3fa6.pth")
+    with pytest.raises(FileNotFoundError, match="no public 2D checkpoint fits"):
+        load_pretrained(
+            build("r3d_18", num_classes=10), "w/init.pth"
+        )  # no stem pool: nothing inflates into it
+
+
+@needs_timm
+def test_timm_names_resolve_to_real_hub_repositories(monkeypatch) -> None:
+    """An untagged timm name gets timm's default tag (from timm's offline pretrained configs), offline."""
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    model = build("c2d_r50", width=8)
+    with pytest.raises(FileNotFoundError) as err:
+        load_pretrained(model, "timm:resnet50")
+    message = str(err.value)
+    assert (
+        "repository timm/resnet50.a1_in1k (https://huggingface.co/timm/resnet50.a1_in1k/resolve/main/"
+        in message
+    )
+    assert "model.pretrained: checkpoints/resnet50.a1_in1k.safetensors" in message
+    with pytest.raises(ValueError, match="timm has no pretrained weights named 'resnet50_nope'"):
+        load_pretrained(model, "timm:resnet50_nope")
+    with pytest.raises(
+        FileNotFoundError, match=r"timm/resnet50\.a1_in1k .*save it as 'resnet50\.safetensors'"
+    ):
+        load_pretrained(model, "resnet50.safetensors")
 
 
 def test_hub_name_offline_error_says_what_to_download(monkeypatch) -> None:

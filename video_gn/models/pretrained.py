@@ -10,6 +10,10 @@ Formats, all read without unpickling arbitrary objects:
 
 Named hub models (``"timm:resnetv2_50x1_bit.goog_in21k"``, ``"torchvision:ResNet50_Weights.IMAGENET1K_V2"``) are
 downloaded only when asked for by such a name; without network the error says which file to fetch and where.
+A local path that does not exist is never downloaded: the error names the file to fetch (recognised from the
+file name: official ``BiT-M-R50x1.npz``, torchvision's ``resnet50-11ad3fa6.pth``, a timm ``model.tag`` name such
+as ``resnetv2_50x1_bit.goog_in21k.safetensors``; else the public checkpoints that fit the model) and where to
+save it (the path given).
 """
 
 from __future__ import annotations
@@ -168,14 +172,123 @@ def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
         try:
             model = timm.create_model(name, pretrained=True)
         except Exception as err:  # no network, unknown tag, hub error
-            repo = name if "." in name else f"{name} (with its default tag)"
+            found = _timm_download(name)
+            if found is None:
+                raise ValueError(
+                    f"timm has no pretrained weights named {name!r} ({type(err).__name__}: {err}); see "
+                    "timm.list_pretrained() for 'model.tag' names, e.g. 'resnetv2_50x1_bit.goog_in21k'."
+                ) from err
+            full_name, what = found
+            local = f"checkpoints/{full_name}.safetensors"
             raise FileNotFoundError(
                 f"Could not fetch timm model {name!r} ({type(err).__name__}: {err}). On a machine with internet "
-                f"download model.safetensors of the Hugging Face Hub repository timm/{repo}, put it e.g. at "
-                f"checkpoints/{name}.safetensors and set model.pretrained: checkpoints/{name}.safetensors."
+                f"download {what}, save it as {local} and set model.pretrained: {local}."
             ) from err
         return model.state_dict(), None
     raise ValueError(f"Unknown hub in {spec!r}: use 'timm:<model.tag>' or 'torchvision:<WeightsEnum.NAME>'.")
+
+
+def _hf_url(hub_id: str) -> str:
+    return f"https://huggingface.co/{hub_id}/resolve/main/model.safetensors"
+
+
+def _timm_download(name: str) -> tuple[str, str] | None:
+    """(``model.tag``, what to download) for a timm pretrained name, from timm's offline registry of pretrained
+    configs (an untagged name gets timm's default tag); None if timm is missing or does not know the name."""
+    try:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # timm not installed, or an unregistered name
+        return None
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        hub_id = cfg.hf_hub_id
+        return hub_id.rpartition("/")[
+            2
+        ], f"model.safetensors of the Hugging Face Hub repository {hub_id} ({_hf_url(hub_id)})"
+    if cfg.url:
+        return f"{name.partition('.')[0]}.{cfg.tag}" if cfg.tag else name, cfg.url
+    return None
+
+
+#: The official BiT release (https://github.com/google-research/big_transfer): BiT-{S,M}-R{50,101,152}x{1,3,4}.npz.
+_BIT_NPZ = re.compile(r"BiT-[SM]-R(50|101|152)x[1-4](-ILSVRC2012)?\.npz")
+_BIT_NPZ_URL = "https://storage.googleapis.com/bit_models/"
+_DEPTHS = {
+    ("basic", (2, 2, 2, 2)): 18,
+    ("basic", (3, 4, 6, 3)): 34,
+    ("bottleneck", (3, 4, 6, 3)): 50,
+    ("bottleneck", (3, 4, 23, 3)): 101,
+    ("bottleneck", (3, 8, 36, 3)): 152,
+}
+
+
+def _model_sources(model3d: nn.Module) -> list[str]:
+    """Public 2D checkpoints that fit ``model3d`` (by family, block type, depth and width)."""
+    from video_gn.models.bit import PreActResNet3d
+
+    stages = [b for b in getattr(model3d, "blocks", []) if hasattr(b, "res_blocks")]
+    if len(stages) != 4:
+        return []
+    preact = isinstance(model3d, PreActResNet3d)
+    if not preact and getattr(model3d.blocks[0], "pool", None) is None:
+        return []  # r3d_*: no stem max-pool, so no 2D ResNet inflates into it (see inflate)
+    first = stages[0].res_blocks[0]
+    block = "bottleneck" if preact or hasattr(getattr(first, "branch2", None), "conv_c") else "basic"
+    depth = _DEPTHS.get((block, tuple(len(s.res_blocks) for s in stages)))
+    stem = next(m for m in model3d.modules() if isinstance(m, nn.Conv3d))
+    if depth is None or stem.out_channels != 64:
+        return []  # no public checkpoint of this depth / width (64 is the published width)
+    if preact:
+        hub_id = f"timm/resnetv2_{depth}x1_bit.goog_in21k"
+        return [
+            f"timm's BiT-M: model.safetensors of {hub_id} ({_hf_url(hub_id)}; WS eps 1e-8)",
+            f"the official BiT-M-R{depth}x1.npz ({_BIT_NPZ_URL}BiT-M-R{depth}x1.npz; build with ws_eps=1e-10)",
+        ]
+    out = []
+    try:
+        import torchvision
+
+        weights = list(torchvision.models.get_model_weights(f"resnet{depth}"))[-1]
+        out.append(f"torchvision's resnet{depth} {weights} ({weights.url})")
+    except Exception:  # torchvision without these weights
+        pass
+    found = _timm_download(f"resnet{depth}")
+    if found is not None:
+        out.append(f"timm's {found[0]}: {found[1]}")
+    return out
+
+
+def _download_hint(path: Path, model3d: nn.Module) -> str:
+    """What to download for a missing checkpoint file ``path`` and where to put it."""
+    name = path.name
+    where = f"save it as {str(path)!r} ({path.expanduser().absolute()})"
+    if _BIT_NPZ.fullmatch(name):
+        return f"On a machine with internet download {_BIT_NPZ_URL}{name} and {where}."
+    try:
+        import torchvision
+
+        for depth in (18, 34, 50, 101, 152):
+            for weights in torchvision.models.get_model_weights(f"resnet{depth}"):
+                if Path(weights.url).name == name:
+                    return f"On a machine with internet download {weights.url} and {where}."
+    except Exception:  # torchvision without weight enums
+        pass
+    if path.suffix.lower() in (".safetensors", ".bin") and (found := _timm_download(path.stem)):
+        return f"On a machine with internet download {found[1]} and {where}."
+    sources = _model_sources(model3d)
+    if not sources:
+        return (
+            f"Give model.pretrained the path of an existing 2D or 3D checkpoint of this model; no public 2D "
+            f"checkpoint fits {type(model3d).__name__} at this depth, width and stem (64 is the published "
+            "width; r3d_* has no stem max-pool)."
+        )
+    return (
+        f"Checkpoints that fit this model: {'; or '.join(sources)}. Download one on a machine with internet and "
+        f"{where}, or point model.pretrained at where it is."
+    )
 
 
 def load_pretrained(
@@ -197,6 +310,10 @@ def load_pretrained(
     if re.match(r"^(timm|torchvision):", spec) and not Path(spec).exists():
         sd, hint = _hub_state_dict(spec)
     else:
+        if not Path(spec).expanduser().is_file():  # nothing is downloaded at run time: say what to fetch
+            raise FileNotFoundError(
+                f"Pretrained checkpoint {spec!r} does not exist. {_download_hint(Path(spec), model3d)}"
+            )
         sd, hint = read_state_dict(spec)
     if any(v.ndim == 5 for v in sd.values()):
         return _load_3d(model3d, sd, spec)
