@@ -1,5 +1,6 @@
 """The ``video-gn`` CLI end to end on a tiny generated synthetic dataset (CPU)."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -279,17 +280,42 @@ class _StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
+def _logged_train_steps(run: Path, version: int) -> list[tuple[int, int]]:
+    """(epoch, step) of every train/loss row one `video-gn fit` process wrote to its CSV log."""
+    with open(run / "logs" / f"version_{version}" / "metrics.csv", newline="") as f:
+        return [(int(r["epoch"]), int(r["step"])) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
 def test_resume_gives_same_weights_as_straight_run(tiny_root, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_lightning_cli(["fit", *_quick(tiny_root, straight, "--trainer.max_epochs=2")])
-    cli = run_lightning_cli(["fit", *_quick(tiny_root, resumed, "--trainer.max_epochs=2")], run=False)
+    every_step = "--trainer.log_every_n_steps=1"
+    run_lightning_cli(["fit", *_quick(tiny_root, straight, "--trainer.max_epochs=2", every_step)])
+    cli = run_lightning_cli(
+        ["fit", *_quick(tiny_root, resumed, "--trainer.max_epochs=2", every_step)], run=False
+    )
     cli.trainer.callbacks.append(_StopAfterFirstEpoch())
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.current_epoch == 1  # stopped after one of two epochs
-    run_lightning_cli(["fit", *_quick(tiny_root, resumed, "--trainer.max_epochs=2", "--ckpt_path=last")])
+    run_lightning_cli(
+        ["fit", *_quick(tiny_root, resumed, "--trainer.max_epochs=2", every_step, "--ckpt_path=last")]
+    )
+    # The resumed process (log version 1) trained only epoch 1, from step 4: it did not start over. A run
+    # that ignored the checkpoint would also end with the straight run's weights, so this is the real check.
+    assert _logged_train_steps(resumed, 0) == [(0, s) for s in range(4)]
+    assert _logged_train_steps(resumed, 1) == [(1, s) for s in range(4, 8)]
+    assert _logged_train_steps(straight, 0) == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 4),
+        (1, 5),
+        (1, 6),
+        (1, 7),
+    ]
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] > 0
+    assert a["global_step"] == b["global_step"] == 8
     for k, v in a["state_dict"].items():
         if v.is_floating_point():
             torch.testing.assert_close(v, b["state_dict"][k], atol=1e-6, rtol=0, msg=k)
