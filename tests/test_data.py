@@ -238,6 +238,83 @@ def test_setup_errors_name_the_path(root, tmp_path):
             _dm(root, **bad_kw)
 
 
+def test_comma_separated_lists_are_refused_with_a_way_out(root, tmp_path):
+    kinetics = tmp_path / "kinetics"
+    kinetics.mkdir()
+    (kinetics / "train.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nabseiling,0wR5jVB-WPk,417,427,train\n"
+    )
+    with pytest.raises(ValueError, match=r"train\.csv, line 1: .*official Kinetics annotation CSV") as exc:
+        _dm(kinetics).setup("fit")
+    assert "download_kinetics.py" in str(exc.value) and "make_filelists.py" in str(exc.value)
+    commas = tmp_path / "commas"
+    commas.mkdir()
+    (commas / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
+    for first in (f"{root}/train/run/run_0.mp4,1", "path,label", f"{root}/train/run/run_0.mp4,run"):
+        (commas / "train.csv").write_text(f"# a comment\n{first}\n{root}/train/run/run_1.mp4,1\n")
+        with pytest.raises(ValueError, match=r"train\.csv, line 2: .* looks comma-separated") as exc:
+            list_split(commas, "train", CLASSES)
+        assert "whitespace" in str(exc.value) and "make_filelists.py" in str(exc.value)
+    # a comma inside a whitespace-separated path is fine
+    odd = tmp_path / "odd"
+    (odd / "a,b").mkdir(parents=True)
+    shutil.copy(root / "train" / "run" / "run_0.mp4", odd / "a,b" / "x,1.mp4")
+    (odd / "train.csv").write_text("a,b/x,1.mp4 run\n")
+    assert _pairs(list_split(odd, "train", CLASSES)) == [(os.path.realpath(odd / "a,b" / "x,1.mp4"), 1)]
+
+
+def test_label_less_lines_keep_spaces_in_paths(root, tmp_path):
+    data = tmp_path / "spaces"
+    (data / "swim fast").mkdir(parents=True)
+    for name in ("a clip.mp4", "b.mp4"):
+        shutil.copy(root / "train" / "run" / "run_0.mp4", data / "swim fast" / name)
+    (data / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
+    # label-less lines whose path has spaces, and the same files labelled (by name and by index)
+    (data / "test.csv").write_text("swim fast/a clip.mp4\nswim fast/b.mp4\n")
+    (data / "train.csv").write_text("swim fast/a clip.mp4 walk\nswim fast/b.mp4   0\n")
+    got = {
+        os.path.basename(p): m["label"] for p, m in (list_split(data, "test", CLASSES)[i] for i in range(2))
+    }
+    assert got == {"a clip.mp4": -1, "b.mp4": -1}
+    got = {
+        os.path.basename(p): m["label"] for p, m in (list_split(data, "train", CLASSES)[i] for i in range(2))
+    }
+    assert got == {"a clip.mp4": 2, "b.mp4": 0}
+    assert find_classes(data) == CLASSES
+
+
+def test_missing_listed_files_are_dropped_with_one_warning(root, tmp_path):
+    data = tmp_path / "stale"
+    data.mkdir()
+    pairs = list_split(root, "train", CLASSES)
+    lines = [f"{pairs[i][0]} {pairs[i][1]['label']}" for i in range(len(pairs))]  # 9 videos
+    gone = [f"{root}/train/run/deleted_{i}.mp4" for i in range(3)]
+    (data / "train.csv").write_text("\n".join([*lines, f"{gone[0]} 1"]) + "\n")
+    with pytest.warns(RuntimeWarning, match="1 of 10 listed videos do not exist") as record:
+        dm = _dm(data, max_fail_fraction=0.2)
+        dm.setup("fit")
+    assert len([w for w in record if "do not exist" in str(w.message)]) == 1  # one warning for the split
+    assert gone[0] in str(record[0].message)
+    assert dm.datasets["train"].num_videos == 9 and gone[0] not in dm.datasets["train"].paths.tolist()
+    # 3 of 12 missing (25 %) > max_fail_fraction 0.2: an error naming the list and the first files
+    (data / "train.csv").write_text("\n".join([*lines, *(f"{g} 1" for g in gone)]) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"train\.csv: 3 of 12 listed videos do not exist") as exc:
+        _dm(data, max_fail_fraction=0.2).setup("fit")
+    assert all(g in str(exc.value) for g in gone) and "max_fail_fraction=0.2" in str(exc.value)
+    with pytest.warns(RuntimeWarning, match="3 of 12"):  # tolerated at 0.5
+        assert len(list_split(data, "train", CLASSES, max_missing_fraction=0.5)) == 9
+    # every file missing is an error whatever the fraction (e.g. relative paths against the wrong root)
+    (data / "train.csv").write_text("train/run/run_0.mp4 1\ntrain/run/run_1.mp4 1\n")
+    with pytest.raises(FileNotFoundError, match=r"2 of 2 listed videos do not exist .*resolved against"):
+        list_split(data, "train", CLASSES, max_missing_fraction=1.0)
+    # folder layout: a broken symlink counts as a missing file, it is not silently ignored
+    tree = tmp_path / "tree"
+    shutil.copytree(root / "train", tree / "train")
+    os.symlink(tmp_path / "nowhere.mp4", tree / "train" / "run" / "link.mp4")
+    with pytest.warns(RuntimeWarning, match=r"1 of 10 listed videos do not exist .*link\.mp4"):
+        assert len(list_split(tree, "train", CLASSES, max_missing_fraction=0.5)) == 9
+
+
 def test_test_split_falls_back_to_val(root):
     dm = _dm(root)
     dm.setup("test")

@@ -302,6 +302,11 @@ def test_write_clean_csv_with_spaces(tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_text("a b/x.mp4 0\nc/y.mp4 1\n")
     assert write_clean_csv(tmp_path / "l.csv", tmp_path / "o.csv", [str(tmp_path / "a b" / "x.mp4")]) == 1
     assert (tmp_path / "o.csv").read_text() == "c/y.mp4 1\n"
+    # label-less lines: a last token that is a file name belongs to the path
+    (tmp_path / "u.csv").write_text("# comment\na b/x.mp4\nmy clip.mkv\nc/y.mp4   swim\n")
+    assert read_list(tmp_path / "u.csv") == [("a b/x.mp4", ""), ("my clip.mkv", ""), ("c/y.mp4", "swim")]
+    assert write_clean_csv(tmp_path / "u.csv", tmp_path / "o.csv", [str(tmp_path / "a b" / "x.mp4")]) == 1
+    assert (tmp_path / "o.csv").read_text() == "my clip.mkv\nc/y.mp4 swim\n"
 
 
 def test_make_filelists_matches_folders(tmp_path: Path) -> None:

@@ -154,7 +154,8 @@ class KineticsDataModule(L.LightningDataModule):
         hflip: random horizontal flip in training.
         mean: per-channel normalisation mean ([0, 1] scale).
         std: per-channel normalisation std.
-        max_fail_fraction: tolerated fraction of unreadable videos per epoch before stopping.
+        max_fail_fraction: tolerated fraction of unreadable videos per epoch before stopping; also the
+            tolerated fraction of a split's listed files that do not exist at :meth:`setup`.
         seed: seed of the per-epoch shuffle (same on every rank).
         synthetic: if set and ``root`` holds no dataset, :meth:`prepare_data` generates the synthetic
             motion dataset described by this spec into ``root``.
@@ -297,9 +298,12 @@ class KineticsDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of the stage ("fit", "validate", "test"; None: all present splits).
 
+        Listed files that do not exist are dropped with one warning; more than ``max_fail_fraction`` of a
+        split missing (or all of it) is an error (:func:`~video_gn.data.layout.list_split`).
+
         Raises:
-            FileNotFoundError: root missing, or a split the stage needs is missing.
-            ValueError: a split is empty or a list has an unknown label.
+            FileNotFoundError: root missing, a split the stage needs is missing, or too many of its files.
+            ValueError: a split is empty, a list has an unknown label or is comma-separated.
         """
         root = Path(self.root)
         if self._synthetic_pending():  # setup() without prepare_data(), e.g. outside a Trainer
@@ -325,9 +329,8 @@ class KineticsDataModule(L.LightningDataModule):
                 continue
             if stage is None and not split_exists(root, source):
                 continue
-            self.datasets[split] = self._make_dataset(
-                list_split(root, source, classes), train=split == "train"
-            )
+            videos = list_split(root, source, classes, max_missing_fraction=self.tracker.max_fail_fraction)
+            self.datasets[split] = self._make_dataset(videos, train=split == "train")
 
     def _make_dataset(self, videos: Any, *, train: bool) -> VideoClipDataset:
         if train:

@@ -6,7 +6,16 @@ Two layouts are read (pytorchvideo's conventions):
   (extensions in :data:`VIDEO_EXTENSIONS`; other files are ignored);
 - lists: ``<root>/<split>.csv`` with one ``path label`` per line (whitespace-separated, the label last,
   so paths may contain spaces); the label is a class index or a class name; relative paths are
-  resolved against ``root``; a line with only a path has label -1 (unlabelled).
+  resolved against ``root``; a line with only a path has label -1 (unlabelled): a last token that looks
+  like a file name (holds a ``/`` or ends with a video extension) is part of the path, not a label
+  (:func:`~video_gn.data.prep.split_list_line`); blank lines and ``#`` comments are skipped.
+  Comma-separated files (``path,label``, or an official Kinetics annotation CSV
+  ``label,youtube_id,time_start,time_end,split`` saved as ``<split>.csv``) are refused with an error that
+  says how to convert them.
+
+Listed or found files that do not exist (a stale list, a broken symlink) are checked at setup with one
+``stat`` each: they are dropped with one warning giving their number and the first few paths, and
+:func:`list_split` fails if more than ``max_missing_fraction`` of the split (or all of it) is missing.
 
 When both exist for a split, the list wins (it is the explicit choice). Classes come from
 ``<root>/classes.txt`` (one name per line) when present, otherwise from the sorted union of the class
@@ -17,6 +26,8 @@ labels only). The same class-to-index mapping therefore holds for every split.
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from pathlib import Path
 
 from video_gn._pytorchvideo import ptv_labeled_video_paths
@@ -49,19 +60,57 @@ def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+_KINETICS_COLUMNS = frozenset({"youtube_id", "time_start", "time_end"})
+_HEADER_WORDS = frozenset(
+    {"path", "label", "video", "filename", "file", "class", "split", *_KINETICS_COLUMNS}
+)
+
+
 def _read_csv(csv: Path) -> list[tuple[str, str | None, int]]:
-    """(path, raw label or None, line number) for every non-empty line."""
+    """(path, raw label or None, line number) for every non-empty, non-comment line."""
     rows = []
     for lineno, line in enumerate(csv.read_text().splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.rsplit(None, 1)
-        if len(parts) == 1:
-            rows.append((parts[0], None, lineno))
-        else:
-            rows.append((parts[0], parts[1], lineno))
+        if not rows:  # the first data line decides whether this is a `path label` list at all
+            _check_not_comma_separated(csv, line, lineno)
+        path, label = prep.split_list_line(line)
+        rows.append((path, label, lineno))
     return rows
+
+
+def _check_not_comma_separated(csv: Path, line: str, lineno: int) -> None:
+    """Refuse a comma-separated file with an error that says what is expected and how to convert."""
+    if "," not in line:
+        return
+    fields = [f.strip().lower() for f in line.split(",")]
+    expected = (
+        f"{csv.name} must list one `path label` per line, separated by whitespace (pytorchvideo's "
+        "convention; the label last, a class name or a class index)"
+    )
+    if _KINETICS_COLUMNS & set(fields):
+        raise ValueError(
+            f"{csv}, line {lineno}: {line!r} is the header of an official Kinetics annotation CSV "
+            f"(label,youtube_id,time_start,time_end,split), which lists YouTube ids, not video files; "
+            f"{expected}. Download and cut the clips with data_scripts/download_kinetics.py (it writes "
+            f"<out>/<split>/<class>/*.mp4, which data.root can point at directly), then, if you want lists, "
+            f"write them with data_scripts/make_filelists.py; keep the annotation CSVs out of the dataset root"
+        )
+    last = fields[-1]
+    single_token = len(line.split()) == 1
+    looks_comma = bool(last) and (
+        last.lstrip("-").isdigit()
+        or (single_token and not last.endswith(prep.VIDEO_EXTENSIONS))
+        or (single_token and set(fields) <= _HEADER_WORDS)
+    )
+    if looks_comma:
+        raise ValueError(
+            f"{csv}, line {lineno}: {line!r} looks comma-separated; {expected}. Convert it by replacing the "
+            f"last comma of each line with a space (e.g. sed -E 's/,([^,]*)$/ \\1/' {csv.name}) and drop "
+            f"any header line, or write the lists from a <split>/<class>/ folder layout with "
+            f"data_scripts/make_filelists.py"
+        )
 
 
 def _is_int(text: str) -> bool:
@@ -124,21 +173,30 @@ def find_classes(root: str | Path) -> list[str]:
     raise ValueError(f"{root}: no classes found (no class folders, no labels in the lists, no classes.txt)")
 
 
-def list_split(root: str | Path, split: str, classes: list[str]) -> ptv_labeled_video_paths.LabeledVideoPaths:
+def list_split(
+    root: str | Path, split: str, classes: list[str], *, max_missing_fraction: float = 1.0
+) -> ptv_labeled_video_paths.LabeledVideoPaths:
     """The (path, label) pairs of one split as pytorchvideo's LabeledVideoPaths.
+
+    Every listed (or found) file is checked to exist (one ``stat`` each); missing ones are dropped with one
+    warning that gives their number and the first few paths.
 
     Args:
         root: dataset root.
         split: "train", "val" or "test".
         classes: class names, index = label (from :func:`find_classes`).
+        max_missing_fraction: the most of the split that may be missing (0 <= f <= 1); past it, or when
+            every file is missing, this fails.
 
     Returns:
         LabeledVideoPaths with absolute paths; ``item[1]["label"]`` is the class index (-1: unlabelled).
 
     Raises:
-        FileNotFoundError: the split has neither a list nor a folder.
-        ValueError: the split is empty, or a list has an unknown label.
+        FileNotFoundError: the split has neither a list nor a folder, or too many of its files are missing.
+        ValueError: the split is empty, a list has an unknown label, or a list is comma-separated.
     """
+    if not 0.0 <= max_missing_fraction <= 1.0:
+        raise ValueError(f"max_missing_fraction must be in [0, 1], got {max_missing_fraction}")
     root = Path(root)
     index = {name: i for i, name in enumerate(classes)}
     csv = _csv(root, split)
@@ -168,10 +226,12 @@ def list_split(root: str | Path, split: str, classes: list[str]) -> ptv_labeled_
                     f"{split_dir / name}: class folder {name!r} is not in the class list ({_preview(classes)}); "
                     f"add it to {root / 'classes.txt'} or remove the folder"
                 )
-            files = sorted(
+            files = sorted(  # symlinks too: a broken one is reported as missing below, not hidden
                 f
                 for f in (split_dir / name).iterdir()
-                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith(".")
+                if f.suffix.lower() in VIDEO_EXTENSIONS
+                and not f.name.startswith(".")
+                and (f.is_symlink() or f.is_file())
             )
             pairs.extend((str(f), index[name]) for f in files)
         where = str(split_dir)
@@ -183,7 +243,33 @@ def list_split(root: str | Path, split: str, classes: list[str]) -> ptv_labeled_
         raise ValueError(
             f"split {split!r} is empty: {where} lists no video files ({sorted(VIDEO_EXTENSIONS)})"
         )
+    pairs = _drop_missing(pairs, where, root, max_missing_fraction)
     return ptv_labeled_video_paths.LabeledVideoPaths(pairs)
+
+
+def _drop_missing(
+    pairs: list[tuple[str, int]], where: str, root: Path, max_missing_fraction: float
+) -> list[tuple[str, int]]:
+    """Drop pairs whose file does not exist, with one warning; fail past ``max_missing_fraction``."""
+    missing = [path for path, _ in pairs if not os.path.isfile(path)]
+    if not missing:
+        return pairs
+    n, total = len(missing), len(pairs)
+    shown = ", ".join(repr(p) for p in missing[:3]) + (", ..." if n > 3 else "")
+    if n == total or n > max_missing_fraction * total:
+        raise FileNotFoundError(
+            f"{where}: {n} of {total} listed videos do not exist ({100 * n / total:.1f} %, more than "
+            f"max_fail_fraction={max_missing_fraction}); first: {shown}. Relative paths in a list are "
+            f"resolved against the dataset root {str(root)!r}: fix the paths or the root, rewrite the list "
+            f"(data_scripts/make_filelists.py), or raise data.max_fail_fraction"
+        )
+    warnings.warn(
+        f"{where}: {n} of {total} listed videos do not exist and are skipped; first: {shown}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    gone = set(missing)
+    return [pair for pair in pairs if pair[0] not in gone]
 
 
 def write_classes(classes: list[str], dirpath: str | Path) -> Path:

@@ -26,6 +26,7 @@ __all__ = [
     "resize_tree",
     "resize_video",
     "scaled_size",
+    "split_list_line",
     "transcode",
     "verify_video",
     "verify_videos",
@@ -294,14 +295,39 @@ def verify_videos(
     return parallel_map(_verify_job, jobs, workers=workers, description="verify", progress=progress)
 
 
+def split_list_line(line: str) -> tuple[str, str | None]:
+    """Split one line of a ``path label`` list into ``(path, label)``; ``label`` is None if there is none.
+
+    The label is the last whitespace-separated token, so paths may contain spaces, unless that token
+    looks like a file name (it holds a ``/`` or ``\\``, or ends with a video extension): then the whole
+    line is a path without a label (``train/swim fast/0.mp4`` is one path, not path ``train/swim`` with
+    label ``fast/0.mp4``). A label-less path whose last part has a space and no video extension cannot be
+    told from ``path label``; name such files with an extension.
+
+    Args:
+        line: one line, without the newline.
+
+    Returns:
+        ``(path, label or None)``, both stripped.
+    """
+    line = line.strip()
+    parts = line.rsplit(None, 1)
+    if len(parts) == 1:
+        return line, None
+    last = parts[1]
+    if "/" in last or "\\" in last or last.lower().endswith(VIDEO_EXTENSIONS):
+        return line, None
+    return parts[0], last
+
+
 def read_list(csv_path: Path) -> list[tuple[str, str]]:
-    """Read a ``path label`` list into ``[(path, label)]`` (label last on the line; paths may hold spaces)."""
+    """Read a ``path label`` list into ``[(path, label)]`` (label ``""`` if none; see :func:`split_list_line`)."""
     rows = []
-    for line in csv_path.read_text().splitlines():
-        if not line.strip():
+    for line in Path(csv_path).read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        parts = line.rsplit(None, 1)
-        rows.append((parts[0], parts[1] if len(parts) > 1 else ""))
+        path, label = split_list_line(line)
+        rows.append((path, label or ""))
     return rows
 
 
