@@ -377,6 +377,19 @@ def test_load_pretrained_files(tmp_path) -> None:
     assert report.source == "resnet"
     with torch.no_grad():
         assert _rel(m3(_constant_clip(x, 2)), y2) <= TOL
+    # the inflation method is chosen by the caller ("center": the 2D kernel at the centre tap only)
+    m3 = _video("i3d_r50")
+    report = load_pretrained(m3, tmp_path / "r50.pth", method="center")
+    stem = m3.blocks[0].conv.weight  # (64, 3, 5, 7, 7)
+    assert report.method == "center" and torch.count_nonzero(stem[:, :, [0, 1, 3, 4]]) == 0
+    torch.testing.assert_close(stem[:, :, 2], m2.conv1.weight)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 4)), y2) <= TOL
+    assert load_pretrained(_video("i3d_r50"), tmp_path / "r50.pth").method == "mean"  # the default
+    with pytest.raises(ValueError, match="'mean' or 'center', got 'repeat'"):
+        load_pretrained(m3, tmp_path / "missing.pth", method="repeat")  # checked before the file
+    m3 = _video("c2d_r50")
+    load_pretrained(m3, tmp_path / "r50.pth")
     # a 3D checkpoint of the same model is copied as is
     torch.save(m3.state_dict(), tmp_path / "c2d.pt")
     again = _video("c2d_r50")

@@ -300,12 +300,17 @@ def load_pretrained(
         model3d: a video_gn 3D model (from :func:`video_gn.models.build`), modified in place.
         path: a local file (see the module docstring for formats), or a hub name ``timm:...`` /
             ``torchvision:...`` (downloads; needs internet).
-        method: temporal inflation of 2D kernels, ``"mean"`` or ``"center"``.
-        **inflate_kwargs: passed to :func:`~video_gn.models.inflate` (``source_ws_eps``, ``strict``, ...).
+        method: temporal inflation of 2D kernels, ``"mean"`` (I3D: repeat and divide by k_T) or ``"center"``
+            (centre tap, zeros elsewhere; keeps a 2D network's function exactly on constant clips); checked
+            before anything is read. Unused for a 3D checkpoint.
+        **inflate_kwargs: passed to :func:`~video_gn.models.inflate` (``source_ws_eps``, ``source_gn_groups``,
+            ``check_architecture``, ``strict``, ...).
 
     Returns:
         The :class:`~video_gn.models.inflate.InflationReport` (``source="3d"`` when a 3D state dict was copied).
     """
+    if method not in ("mean", "center"):
+        raise ValueError(f"method (model.pretrained_method) must be 'mean' or 'center', got {method!r}.")
     spec = str(path)
     if re.match(r"^(timm|torchvision):", spec) and not Path(spec).exists():
         sd, hint = _hub_state_dict(spec)
