@@ -174,6 +174,25 @@ def test_reports_from_csv(tmp_path):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_runs_with_different_clip_budgets_are_not_averaged_together():
+    rows = [
+        _row("gn", 8, 8, 0, 0.5),
+        _row("gn", 8, 8, 1, 0.7),
+        {**_row("gn", 8, 8, 0, 0.9, run="long"), "clips": 640},
+    ]
+    groups = aggregate(rows)
+    assert sorted((str(g["clips"]), g["n"], round(g["video_top1_mean"], 1)) for g in groups) == [
+        ("64", 2, 60.0),
+        ("640", 1, 90.0),
+    ]
+    table = markdown_table(groups)
+    assert (
+        "| norm | batch | frames | rate | clips | seeds |" in table
+        and "| gn | 8 | 8 | 4 | 640 | 1 |" in table
+    )
+    assert "clips" not in markdown_table(aggregate(rows[:2]))  # one budget: no extra column
+
+
 def test_torn_last_line_is_ignored(tmp_path):
     csv_path = tmp_path / "runs.csv"
     append_row(csv_path, _row("bn", 8, 8, 0, 0.5))
@@ -242,6 +261,11 @@ def test_tiny_sweep_end_to_end_and_resume(tiny_base, tmp_path, capsys):
     # Everything is done: nothing runs again.
     assert run_sweep(load_spec(grid), out, log=False) == []
     assert len(read_rows(out / "runs.csv")) == 2
+    # An edited base config would make the finished rows stale: resuming is refused unless accepted.
+    Path(tiny_base).write_text(Path(tiny_base).read_text() + "\n# edited\n")
+    with pytest.raises(ValueError, match="changed since this sweep started"):
+        run_sweep(load_spec(grid), out, log=False)
+    assert run_sweep(load_spec(grid), out, log=False, accept_config_change=True) == []
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -393,6 +393,29 @@ def read_rows(csv_path: str | os.PathLike) -> list[dict]:
     return [r for r in rows if r.get("finished_at")]
 
 
+BASE_FINGERPRINTS = "base_configs.json"
+
+
+def check_base_configs_unchanged(spec: SweepSpec, out: Path, *, accept_changes: bool = False) -> None:
+    """Refuse to resume a sweep whose base config files changed since it started (rows would mix configs).
+
+    Run ids hash the base configs' paths, not their contents, so an edited base file would otherwise count
+    the old runs as done. The first call writes ``<out>/base_configs.json`` (path -> sha1 of the contents).
+    """
+    path = out / BASE_FINGERPRINTS
+    now = {b: hashlib.sha1(Path(b).read_bytes()).hexdigest() for b in spec.base}
+    before = json.loads(path.read_text()) if path.exists() else {}
+    changed = [b for b in now if b in before and before[b] != now[b]]
+    if changed and not accept_changes:
+        raise ValueError(
+            f"Base config(s) {changed} changed since this sweep started in {out}: the finished runs used the "
+            "old contents, so resuming would mix configurations. Use a new --out, restore the files, or pass "
+            "--accept-config-change to go on anyway."
+        )
+    if now != before:
+        path.write_text(json.dumps({**before, **now}, indent=1) + "\n")
+
+
 def run_sweep(
     spec: SweepSpec,
     out: str | os.PathLike,
@@ -402,6 +425,7 @@ def run_sweep(
     dry_run: bool = False,
     log: bool = True,
     threads: int | None = None,
+    accept_config_change: bool = False,
 ) -> list[dict]:
     """Run every (cell, seed) not already finished in ``<out>/runs.csv``; append one row per run.
 
@@ -413,6 +437,7 @@ def run_sweep(
         dry_run: print the commands instead of running them.
         log: print progress.
         threads: CPU threads per run (OMP_NUM_THREADS); None keeps torch's default.
+        accept_config_change: go on although a base config's contents changed since the sweep started.
 
     Returns:
         The rows written by this call.
@@ -420,6 +445,8 @@ def run_sweep(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "runs.csv"
+    if not dry_run:
+        check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
     done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
     # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
     todo = [(c, s) for s in spec.seeds for c in spec.cells if run_id(spec, c, s) not in done]
@@ -492,7 +519,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Group ``ok`` rows by (norm, batch, frames, sampling rate): mean and std over seeds of each metric.
+    """Group ``ok`` rows by (norm, batch, frames, sampling rate, clips, devices): mean and std over seeds.
 
     The latest row of a run id wins (a re-run replaces an earlier one).
 
@@ -511,12 +538,14 @@ def aggregate(rows: list[dict]) -> list[dict]:
             int(r["batch"]),
             int(r["frames"]),
             r.get("sampling_rate", ""),
-            r.get("experiment", ""),
+            r.get("clips", ""),
+            r.get("devices", ""),
         )
-        groups.setdefault(key[:4], []).append(r)
+        groups.setdefault(key, []).append(r)
     out = []
-    for (norm, batch, frames, rate), rs in groups.items():
+    for (norm, batch, frames, rate, clips, devices), rs in groups.items():
         g = {"norm": norm, "batch": batch, "frames": frames, "sampling_rate": rate, "n": len(rs),
+             "clips": clips, "devices": devices,
              "experiment": rs[0].get("experiment", ""), "seeds": sorted(int(r["seed"]) for r in rs)}  # fmt: skip
         for m in ("clip_top1", "clip_top5", "video_top1", "video_top5"):
             g[f"{m}_mean"], g[f"{m}_std"] = _mean_std([100 * float(r[m]) for r in rs])
@@ -528,7 +557,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         g["peak_rss_mib"] = statistics.fmean(float(r["peak_rss_mib"]) for r in rs)
         out.append(g)
     order = {n: i for i, n in enumerate(("bn", "syncbn", "frozen_bn", "gn", "gn+ws", "bn+ws"))}
-    out.sort(key=lambda g: (order.get(g["norm"], 99), g["norm"], -g["batch"], g["frames"]))
+    out.sort(key=lambda g: (order.get(g["norm"], 99), g["norm"], -g["batch"], g["frames"], str(g["clips"])))
     return out
 
 
@@ -538,10 +567,15 @@ def markdown_table(groups: list[dict]) -> str:
     "train top-1" is the training accuracy of each run's last finished epoch (train mode, augmented clips):
     with the validation accuracy it tells under-fitting from over-fitting.
     """
+    # Rows trained on different budgets (clips seen) or device counts are separate cells; show those columns
+    # only when a folder mixes them.
+    extra = [k for k in ("clips", "devices") if len({str(g.get(k, "")) for g in groups}) > 1]
     lines = [
-        "| norm | batch | frames | rate | seeds | video top-1 | video top-5 | clip top-1 | clip top-5 | "
-        "train top-1 | time/run (s) | peak RSS (MiB) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| norm | batch | frames | rate | "
+        + "".join(f"{k} | " for k in extra)
+        + "seeds | video top-1 | video top-5 | clip top-1 | clip top-5 | train top-1 | time/run (s) | "
+        "peak RSS (MiB) |",
+        "|---|--:|--:|--:|" + "--:|" * len(extra) + "--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for g in groups:
         cells = [
@@ -549,7 +583,9 @@ def markdown_table(groups: list[dict]) -> str:
             for m in ("video_top1", "video_top5", "clip_top1", "clip_top5", "train_top1")
         ]
         lines.append(
-            f"| {g['norm']} | {g['batch']} | {g['frames']} | {g['sampling_rate'] or '-'} | {g['n']} | "
+            f"| {g['norm']} | {g['batch']} | {g['frames']} | {g['sampling_rate'] or '-'} | "
+            + "".join(f"{g.get(k, '')} | " for k in extra)
+            + f"{g['n']} | "
             + " | ".join(cells)
             + f" | {g['wall_s']:.0f} | {g['peak_rss_mib']:.0f} |"
         )
@@ -720,6 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-only", action="store_true", help="only rebuild summary.md and plots from runs.csv"
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--accept-config-change",
+        action="store_true",
+        help="resume although a base config file changed since the sweep started",
+    )
     return p
 
 
@@ -815,6 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_runs=args.max_runs,
                 dry_run=args.dry_run,
                 threads=args.threads,
+                accept_config_change=args.accept_config_change,
             )
             if args.dry_run:
                 return 0
