@@ -226,7 +226,7 @@ def finetune(args: argparse.Namespace, clips: dict[str, torch.Tensor], init: str
         norm_kwargs={"num_groups": args.groups},  # same groups as the 2D network: GN is part of its function
     )
     if init == "inflated":
-        print(f"  {load_pretrained(model, args.ckpt)}")
+        print(f"  {load_pretrained(model, args.ckpt, source_gn_groups=args.groups)}")  # not BiT's 32 groups
     n = len(clips["train_x"]) // args.repeats  # one pass = one clip per video
     steps_per_epoch = n // args.batch
     opt, sched = _optimizer(model, args.lr, args.epochs * steps_per_epoch)

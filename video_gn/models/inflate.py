@@ -11,6 +11,12 @@ A 2D kernel w₂ (O, I, k, k) becomes a 3D kernel w₃ (O, I, k_T, k, k):
 Norm affine parameters are copied (and BN running statistics when both sides keep them); the classifier is
 copied when its shape matches, else left to the model's initialisation.
 
+The two networks must correspond: the same tensors (names and shapes) and the same spatial geometry (every
+conv's spatial stride and padding, the stem's max-pool). Anything else is refused with an error that names both
+sides' keys and shapes or strides (e.g. ``r3d_*``, whose stem has no max-pool), unless ``check_architecture=False``.
+What a state dict cannot show (the norm kind behind the affine parameters, GroupNorm's group count, a forced WS
+eps) is checked where it can be and written to :attr:`InflationReport.notes`.
+
 Weight Standardization (WS) changes the story. A WS conv computes with ŵ = (w − μ)/sqrt(σ² + ε), per output
 filter, so what must correspond is the *standardized* kernel, and standardizing an inflated kernel does not give
 the inflated standardized kernel:
