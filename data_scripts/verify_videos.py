@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""Check that every video opens and its first frames (and one near the end) decode; list the bad ones.
+"""Check that every video opens and decodes from start to end; list the bad ones.
+
+Per file: the first frames, one frame a third and two thirds in, and every frame from the last key frame
+to the end of the stream, whose last frame must match the length the header announces (so a file that
+lost its tail, e.g. an interrupted download, is caught even though it opens). About one GOP of decoding
+per file.
 
 Give a folder (every video file under it is checked) or a `path label` list (paths relative to the list's
 folder, or --root). Prints a summary, writes the bad files with their error to --bad (CSV), and with

@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from video_fixtures import write_video
 
 from video_gn.data.kinetics_download import clip_path, download_kinetics, read_annotations, sanitize_name
 from video_gn.data.prep import (
@@ -275,6 +276,7 @@ def test_verify_finds_bad_files(tmp_path: Path) -> None:
         Path(c.path).name: c for c in verify_videos(find_videos(tmp_path / "d"), workers=2, progress=False)
     }
     assert checks["good.mp4"].ok and checks["good.mp4"].frames_decoded == 4
+    assert (checks["good.mp4"].num_frames, checks["good.mp4"].last_frame) == (20, 19)
     assert (checks["good.mp4"].height, checks["good.mp4"].width, checks["good.mp4"].fps) == (48, 64, 10.0)
     for name in ("empty.mp4", "text.mp4", "truncated.mp4", "audio.mp4"):
         assert not checks[name].ok, name
@@ -296,6 +298,51 @@ def test_verify_finds_bad_files(tmp_path: Path) -> None:
             "audio.mp4", "empty.mp4", "text.mp4", "truncated.mp4",
         ]  # fmt: skip
     assert [p for p, _ in read_list(tmp_path / "clean.csv")] == ["train/a/good.mp4"]
+
+
+def _faststart(src: Path, dst: Path) -> Path:
+    """Remux ``src`` with the MP4 index (moov) in front, as web and YouTube downloads usually have it."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        ostream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = ostream
+                out.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["faststart_mp4", "mkv", "webm"])
+def test_verify_catches_a_file_missing_its_last_5_percent(tmp_path: Path, kind: str) -> None:
+    """A file cut 5 % short that still opens, and whose first and middle frames decode, is truncated."""
+    if kind == "faststart_mp4":
+        fps = 10
+        full = _faststart(make_video(tmp_path / "plain.mp4", seconds=6.0, fps=fps), tmp_path / "full.mp4")
+    else:
+        fps, codec = 30, "libvpx" if kind == "webm" else "libx264"
+        full = write_video(
+            tmp_path / f"full.{kind}", num_frames=60, fps=fps, gop=10, codec=codec, pattern="noise"
+        )
+    good = verify_video(full)
+    assert good.ok and (good.num_frames, good.last_frame) == (60, 59), good
+    cut = tmp_path / f"cut{full.suffix}"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.95)])
+    # readable but truncated: it opens, and frames at the start, a third and two thirds in decode
+    with av.open(str(cut)) as c:
+        stream = c.streams.video[0]
+        assert sum(1 for _ in zip(range(4), c.decode(stream))) == 4
+        for target in (20, 40):
+            c.seek(int(target / fps / stream.time_base), stream=stream, backward=True)
+            assert next(iter(c.decode(stream)), None) is not None
+    assert verify_video(cut, check_end=False).ok  # what a check of the first frames sees
+    check = verify_video(cut)
+    assert not check.ok and "truncated" in check.error, check
+    assert check.last_frame < 58 and check.num_frames == 60
+    # an MP4 with its index at the end loses the index when cut: it does not even open properly
+    if kind == "faststart_mp4":
+        plain = tmp_path / "plain.mp4"
+        short = tmp_path / "plain_cut.mp4"
+        short.write_bytes(plain.read_bytes()[: int(plain.stat().st_size * 0.95)])
+        assert not verify_video(short).ok and not verify_video(short, check_end=False).ok
 
 
 def test_write_clean_csv_with_spaces(tmp_path: Path) -> None:

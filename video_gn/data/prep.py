@@ -9,6 +9,7 @@ renamed on success, so an existing output file is always complete (this is what 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -227,7 +228,20 @@ def resize_tree(
 
 @dataclass(frozen=True)
 class VideoCheck:
-    """Result of :func:`verify_video` for one file (``ok`` False means: do not train on it)."""
+    """Result of :func:`verify_video` for one file (``ok`` False means: do not train on it).
+
+    Attributes:
+        path: the file.
+        ok: whether every check passed.
+        error: why not (empty if ok).
+        frames_decoded: frames decoded at the start of the video.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        fps: frame rate.
+        duration: seconds, from the header.
+        num_frames: frames the header announces (or duration x fps).
+        last_frame: number of the last frame that decoded at the end of the stream (-1: not checked).
+    """
 
     path: str
     ok: bool
@@ -237,13 +251,32 @@ class VideoCheck:
     height: int = 0
     fps: float = 0.0
     duration: float = 0.0
+    num_frames: int = 0
+    last_frame: int = -1
 
 
 def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool = True) -> VideoCheck:
-    """Open ``path`` and decode its first ``num_frames`` frames (and one near the end if ``check_end``).
+    """Check that ``path`` opens and decodes from its first to its last frame, without decoding it all.
+
+    Decodes (1) the first ``num_frames`` frames, (2) the first frame after seeking to 1/3 and to 2/3 of the
+    video, and, if ``check_end``, (3) every frame from the last key frame to the end of the stream, and
+    compares the number of the last frame with the length the header announces: a stream that ends more
+    than ``max(2, 2 %)`` frames early is truncated (the rule the loader applies,
+    :mod:`video_gn.data.decode`). Step 3 is what catches a file that lost its last few percent of bytes but
+    kept its index at the front (MP4 "faststart"): it opens, and its first and middle frames decode. (An
+    MP4 with its index at the end loses the index and already fails to open.) Cost: one GOP plus a few
+    frames per file.
 
     Never raises for a bad file: zero-byte, corrupt, truncated, non-video and audio-only files give
     ``ok=False`` with the reason in ``error``.
+
+    Args:
+        path: the video.
+        num_frames: frames to decode at the start.
+        check_end: also decode the last GOP and check the length.
+
+    Returns:
+        A :class:`VideoCheck`.
     """
     import av
 
@@ -261,6 +294,19 @@ def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool =
                 duration = float(vs.duration * vs.time_base)
             elif c.duration is not None:
                 duration = c.duration / 1_000_000
+            # The loader's rule (decode.VideoInfo): the container's frame count, else duration x fps.
+            total = int(vs.frames or 0) or int(math.floor(duration * fps + 0.5))
+            if total <= 0:
+                return VideoCheck(
+                    path, False, "the header gives neither a frame count nor a duration", fps=fps
+                )
+            start_pts = vs.start_time or 0
+            scale = float(vs.time_base) * fps  # pts ticks -> frames
+
+            def frame_pts(frame_index: float) -> int:
+                return start_pts + int(frame_index / scale)
+
+            facts = dict(fps=fps, duration=duration, num_frames=total)
             n = 0
             width = height = 0
             for frame in c.decode(vs):
@@ -269,12 +315,46 @@ def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool =
                 if n >= num_frames:
                     break
             if n == 0:
-                return VideoCheck(path, False, "no decodable video frames")
-            if check_end and duration > 1.0:
-                c.seek(int((duration * 0.9) / vs.time_base), stream=vs, backward=True)
+                return VideoCheck(path, False, "no decodable video frames", **facts)
+            facts.update(frames_decoded=n, width=width, height=height)
+            for part in (1, 2):  # a frame a third and two thirds of the way in
+                target = part * total // 3
+                if target < num_frames:
+                    continue
+                c.seek(frame_pts(target), stream=vs, backward=True, any_frame=False)
                 if next(iter(c.decode(vs)), None) is None:
-                    return VideoCheck(path, False, f"no frame decodable near the end ({duration:.1f}s)")
-        return VideoCheck(path, True, "", n, width, height, fps, duration)
+                    return VideoCheck(
+                        path, False, f"no frame decodes near frame {target} of {total}", **facts
+                    )
+            if not check_end:
+                return VideoCheck(path, True, "", **facts)
+            # The end: from the last key frame (seek backwards from past the last frame) to the end of the
+            # stream, every frame decoded (non-reference ones too: the last shown frame may be one).
+            c.seek(frame_pts(total + 1), stream=vs, backward=True, any_frame=False)
+            last = -1
+            try:
+                for frame in c.decode(vs):
+                    pts = frame.pts if frame.pts is not None else frame.dts
+                    if pts is not None:
+                        last = max(last, int(round((pts - start_pts) * scale)))
+            except (av.FFmpegError, EOFError) as e:
+                got = f"the last that decoded is frame {last}" if last >= 0 else "none decoded at the end"
+                return VideoCheck(
+                    path, False, f"corrupt or truncated end: {type(e).__name__}: {e} (the header announces "
+                    f"{total} frames, {got})", **facts, last_frame=last,
+                )  # fmt: skip
+            facts["last_frame"] = last
+            if last < 0:
+                return VideoCheck(
+                    path, False, f"truncated: no frame decodes from the last key frame on ({total} announced)",
+                    **facts,
+                )  # fmt: skip
+            if last < total - max(2, total // 50):
+                return VideoCheck(
+                    path, False, f"truncated: the header announces {total} frames, the last that decodes is "
+                    f"frame {last}", **facts,
+                )  # fmt: skip
+        return VideoCheck(path, True, "", **facts)
     except Exception as e:  # noqa: BLE001 - any decoder error marks the file bad
         return VideoCheck(path, False, f"{type(e).__name__}: {e}")
 
