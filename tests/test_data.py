@@ -315,6 +315,27 @@ def test_missing_listed_files_are_dropped_with_one_warning(root, tmp_path):
         assert len(list_split(tree, "train", CLASSES, max_missing_fraction=0.5)) == 9
 
 
+@pytest.mark.parametrize("layout", ["folder", "csv"])
+def test_validate_is_read_as_val(root, tmp_path, layout):
+    """A root whose validation split is called "validate" (DeepMind's annotation files) is read as val."""
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(root / "train", data / "train")
+    if layout == "folder":
+        os.symlink(root / "val", data / "validate")
+    else:
+        pairs = list_split(root, "val", CLASSES)
+        (data / "validate.csv").write_text("".join(f"{p} {CLASSES[m['label']]}\n" for p, m in pairs))
+    dm = _dm(data)
+    dm.setup("fit")
+    assert dm.datasets["val"].num_videos == 6 and len(dm.val_dataloader()) == 3
+    assert _pairs(list_split(data, "val", CLASSES)) == _pairs(list_split(root, "val", CLASSES))
+    assert find_classes(data) == CLASSES
+    (data / "val").mkdir()  # the usual name wins when both exist
+    with pytest.raises(ValueError, match=r"split 'val' is empty: .*data/val"):
+        list_split(data, "val", CLASSES)
+
+
 def test_test_split_falls_back_to_val(root):
     dm = _dm(root)
     dm.setup("test")

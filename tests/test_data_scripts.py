@@ -129,7 +129,15 @@ def test_read_annotations_formats(tmp_path: Path) -> None:
         ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"],
         [["yoga", GOOD_ID, "10.0", "20.0", "validate", "0"]],
     )
-    assert read_annotations(k700)[0][0].split == "validate"
+    # DeepMind's files call the validation split "validate": it goes to val/, which the DataModule reads
+    assert read_annotations(k700)[0][0].split == "val"
+    assert [a.split for a in read_annotations(k700, split="validate")[0]] == ["val"]
+    assert [a.split for a in read_annotations(k400, split="validation")[0]] == ["val"]
+    deepmind = write_csv(
+        tmp_path / "validate.csv", ["youtube_id", "time_start", "time_end"], [[GOOD_ID, 0, 10]]
+    )
+    assert read_annotations(deepmind)[0][0].split == "val"  # no split column: the file name, normalised
+    assert clip_path(tmp_path / "o", read_annotations(k700)[0][0]).parent.parent.name == "val"
     test = write_csv(tmp_path / "test.csv", ["youtube_id", "time_start", "time_end"], [[GOOD_ID, 0, 10]])
     (ann,) = read_annotations(test)[0]
     assert (ann.folder, ann.split) == ("unlabeled", "test")

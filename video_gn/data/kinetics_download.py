@@ -12,6 +12,12 @@ Resumable (an existing output is complete: it is written under a temporary name 
 (threads: the work is mostly network and subprocess), with bounded retries; rows that fail or are rejected
 are written to a failures CSV in the input format plus an ``error`` column, so it can be fed back in.
 Labels, splits and ids from the CSV are sanitised before they become path components.
+
+Split names: the validation split goes to ``<out>/val/``, the folder :class:`~video_gn.data.KineticsDataModule`
+reads, whatever the annotations call it. DeepMind's original tarballs ship ``validate.csv`` (K600/K700 rows
+say ``validate``), the CVDF mirror ``val.csv``; ``validate``, ``validation`` and ``valid`` (in the split
+column, in the file name of a CSV without that column, and in ``split=``) all mean ``val``
+(:func:`normalize_split`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "DownloadSummary",
     "clip_path",
     "download_kinetics",
+    "normalize_split",
     "read_annotations",
     "sanitize_name",
     "yt_dlp_download",
@@ -84,6 +91,17 @@ class Annotation:
         return [self.label, self.youtube_id, self.start, self.end, self.split]
 
 
+#: Other names of the validation split in Kinetics annotation files (DeepMind's ``validate.csv``).
+SPLIT_ALIASES = {"validate": "val", "validation": "val", "valid": "val"}
+
+
+def normalize_split(name: str) -> str:
+    """Map a split name from annotations to the dataset folder name: ``validate``/``validation``/``valid``
+    -> ``val``; other names are returned stripped (``train``, ``test``, ...)."""
+    name = name.strip()
+    return SPLIT_ALIASES.get(name.lower(), name)
+
+
 def _seconds(value: str) -> int:
     x = float(value)
     if x < 0 or x != x:
@@ -99,7 +117,8 @@ def read_annotations(
     Args:
         csv_path: the CSV (with header; columns found by name, extra columns ignored).
         split: split to use when the CSV has no ``split`` column (default: the file's stem, e.g. ``val``),
-            and a filter otherwise (keep only rows of this split) when given.
+            and a filter otherwise (keep only rows of this split) when given. Split names are normalised
+            with :func:`normalize_split` (``validate`` -> ``val``) before use and before comparing.
 
     Returns:
         ``(annotations, rejected)`` where ``rejected`` holds ``(row, reason)`` for rows with an invalid
@@ -129,8 +148,8 @@ def read_annotations(
                 return row[i].strip() if i is not None and i < len(row) else default
 
             label = get("label", "unlabeled") or "unlabeled"
-            row_split = get("split") or split or csv_path.stem
-            if split is not None and "split" in col and row_split != split:
+            row_split = normalize_split(get("split") or split or csv_path.stem)
+            if split is not None and "split" in col and row_split != normalize_split(split):
                 continue
             out_row = [label, get("youtube_id"), get("time_start"), get("time_end"), row_split]
             vid = get("youtube_id")

@@ -17,7 +17,9 @@ Listed or found files that do not exist (a stale list, a broken symlink) are che
 ``stat`` each: they are dropped with one warning giving their number and the first few paths, and
 :func:`list_split` fails if more than ``max_missing_fraction`` of the split (or all of it) is missing.
 
-When both exist for a split, the list wins (it is the explicit choice). Classes come from
+When both exist for a split, the list wins (it is the explicit choice). The validation split is
+``val``; a root without ``val/`` or ``val.csv`` but with ``validate/`` or ``validate.csv`` (the name in
+DeepMind's Kinetics annotation files) uses those (:data:`SPLIT_ALIASES`). Classes come from
 ``<root>/classes.txt`` (one name per line) when present, otherwise from the sorted union of the class
 folders of all splits, or of the class names used in the lists (or ``0..max`` when lists use integer
 labels only). The same class-to-index mapping therefore holds for every split.
@@ -36,6 +38,7 @@ from video_gn.data import prep
 __all__ = [
     "VIDEO_EXTENSIONS",
     "SPLITS",
+    "SPLIT_ALIASES",
     "find_classes",
     "split_exists",
     "list_split",
@@ -46,14 +49,28 @@ SPLITS = ("train", "val", "test")
 VIDEO_EXTENSIONS = frozenset(prep.VIDEO_EXTENSIONS)  # one list for the loader, predict and the data scripts
 
 
+#: Other names a split may be stored under, used when the usual name is absent: DeepMind's Kinetics
+#: annotation files call the validation split "validate" (data_scripts/download_kinetics.py writes val/).
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {"val": ("validate",)}
+
+
 def _csv(root: Path, split: str) -> Path:
     return root / f"{split}.csv"
 
 
+def _stored_as(root: Path, split: str) -> str:
+    """The name ``split`` is stored under in ``root``: itself, else the first alias that exists."""
+    for name in (split, *SPLIT_ALIASES.get(split, ())):
+        if _csv(root, name).is_file() or (root / name).is_dir():
+            return name
+    return split
+
+
 def split_exists(root: str | Path, split: str) -> bool:
-    """Whether ``root`` has a list file or a folder for ``split``."""
+    """Whether ``root`` has a list file or a folder for ``split`` (or for an alias: ``validate`` for ``val``)."""
     root = Path(root)
-    return _csv(root, split).is_file() or (root / split).is_dir()
+    name = _stored_as(root, split)
+    return _csv(root, name).is_file() or (root / name).is_dir()
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
@@ -150,6 +167,7 @@ def find_classes(root: str | Path) -> list[str]:
     names: set[str] = set()
     max_int = -1
     for split in present:
+        split = _stored_as(root, split)
         csv = _csv(root, split)
         if csv.is_file():
             for _, label, _ in _read_csv(csv):
@@ -199,6 +217,7 @@ def list_split(
         raise ValueError(f"max_missing_fraction must be in [0, 1], got {max_missing_fraction}")
     root = Path(root)
     index = {name: i for i, name in enumerate(classes)}
+    split = _stored_as(root, split)  # val may be stored as validate/ or validate.csv
     csv = _csv(root, split)
     pairs: list[tuple[str, int]] = []
     if csv.is_file():
