@@ -18,7 +18,7 @@ SUBCOMMANDS = {
     "fit": "train a model (LightningCLI): video-gn fit -c configs/quickstart.yaml",
     "validate": "evaluate a checkpoint on the val split: video-gn validate -c CONFIG --ckpt_path CKPT",
     "test": "evaluate a checkpoint on the test split (multi-view): video-gn test -c CONFIG --ckpt_path CKPT",
-    "predict": "top-5 classes for video files or folders: video-gn predict clip.mp4 --ckpt_path CKPT",
+    "predict": "top-5 classes for video files or folders: video-gn predict clip.mp4 --ckpt_path CKPT [-c CONFIG]",
     "plan": "memory/step time per (frames, batch): video-gn plan --model i3d_r50 --frames 8,32 --batch 1,2,4",
     "sweep": "grid of trainings norms x batch x frames: video-gn sweep -c configs/sweep/... --out DIR",
 }
@@ -59,11 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def run_lightning_cli(args: list[str], run: bool = True):
+def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = True):
     """Build (and by default run) the LightningCLI for ``args`` such as ``["fit", "-c", "cfg.yaml"]``.
 
     With ``run=False`` the sub-command is dropped and the returned CLI holds the instantiated
-    ``model``, ``datamodule`` and ``trainer`` without calling any of them.
+    ``model``, ``datamodule`` and ``trainer`` without calling any of them; with ``instantiate=False`` as
+    well it holds only the parsed ``config`` (see :func:`parse_config`).
     """
     from_console = run and args == sys.argv[1:]
     args = expand_config_includes(args)
@@ -76,6 +77,14 @@ def run_lightning_cli(args: list[str], run: bool = True):
     from video_gn.module import VideoClassifier
 
     class VideoGNCLI(LightningCLI):
+        def _set_seed(self) -> None:
+            if instantiate:  # parse_config neither seeds the global RNGs nor logs it
+                super()._set_seed()
+
+        def instantiate_classes(self) -> None:
+            if instantiate:
+                super().instantiate_classes()
+
         def add_arguments_to_parser(self, parser) -> None:
             # One source of truth: the data decides the classes, the model follows.
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -136,6 +145,21 @@ def run_lightning_cli(args: list[str], run: bool = True):
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
         )
+
+
+def parse_config(args: list[str]):
+    """Parse ``args`` as ``video-gn fit`` does (config includes, types, defaults), instantiating nothing.
+
+    Args:
+        args: e.g. ``["-c", "configs/kinetics400/i3d_r50_gn_32x2_b8.yaml", "--data.num_clips=3"]``.
+
+    Returns:
+        The resolved config, a jsonargparse ``Namespace`` (``cfg.data.num_frames``, ``cfg.model.name``, ...).
+
+    Raises:
+        SystemExit: the config does not parse (the parser prints which option and why).
+    """
+    return run_lightning_cli(args, run=False, instantiate=False).config
 
 
 _CONFIG_FLAGS = ("-c", "--config")

@@ -1,4 +1,15 @@
-"""``video-gn predict``: top-k classes for video files, averaged over several views per video."""
+"""``video-gn predict``: top-k classes for video files, averaged over several views per video.
+
+The model (architecture, weights, class names) always comes from the checkpoint. The view settings (clip
+length, sampling rate, resize, crop, views, normalisation: the ``data.*`` keys of :data:`VIEW_KEYS`) come, first
+match wins, from
+
+1. the flags of the same names (``--num_frames 32``, ``--mean 0.5 0.5 0.5``, ...);
+2. ``-c CONFIG.yaml``: a ``video-gn fit`` config, read as ``video-gn validate -c CONFIG`` reads it (includes,
+   defaults); its ``model.*`` and ``trainer.*`` are ignored;
+3. the checkpoint's saved data-module hyper-parameters (the settings it was trained and validated with);
+4. the data module's defaults.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +25,9 @@ import torch
 
 from video_gn.data import prep
 
-# Data options read from the checkpoint's saved data-module hyper-parameters (with these fallbacks).
-_VIEW_DEFAULTS = {
+# The data options predict uses, with the fallbacks used when neither a flag, a config nor the checkpoint
+# gives them (KineticsDataModule's defaults).
+VIEW_KEYS = {
     "num_frames": 8,
     "sampling_rate": 8,
     "test_short_side": 256,
@@ -28,24 +40,83 @@ _VIEW_DEFAULTS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``video-gn predict`` argument parser."""
     p = argparse.ArgumentParser(
         prog="video-gn predict",
         description="Classify video files with a trained checkpoint: top-k class names and probabilities "
-        "per video, averaged over num_clips x num_crops views (clip length, sampling rate, crop and "
-        "normalisation come from the checkpoint's data settings).",
+        "per video, averaged over num_clips x num_crops views. View settings (clip length, sampling rate, "
+        "resize, crop, normalisation), first match wins: the flags below, then -c CONFIG's data.* keys, then "
+        "the checkpoint's data settings.",
     )
     p.add_argument("paths", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument(
         "--ckpt_path", required=True, help="checkpoint written by `video-gn fit` (e.g. best or last.ckpt)"
     )
-    p.add_argument("--top_k", type=int, default=5, help="number of classes to show per video (default 5)")
     p.add_argument(
-        "--num_clips", type=int, default=None, help="temporal views per video (default: as trained)"
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="CONFIG.yaml",
+        help="`video-gn fit` config(s) whose data.* view settings to use (includes composed, repeatable); "
+        "without it the checkpoint's",
     )
-    p.add_argument("--num_crops", type=int, choices=(1, 3), default=None, help="spatial views per clip")
+    p.add_argument("--top_k", type=int, default=5, help="number of classes to show per video (default 5)")
+    views = p.add_argument_group("view settings (default: -c CONFIG, else as trained)")
+    views.add_argument("--num_frames", type=int, help="frames per clip (T)")
+    views.add_argument("--sampling_rate", type=int, help="take every s-th frame")
+    views.add_argument("--test_short_side", type=int, help="resize the short side to this many pixels")
+    views.add_argument("--crop_size", type=int, help="square crop size")
+    views.add_argument("--num_clips", type=int, help="temporal views per video")
+    views.add_argument("--num_crops", type=int, choices=(1, 3), help="spatial views per clip")
+    views.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean")
+    views.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
+
+
+def config_view_settings(configs: list[str]) -> dict[str, Any]:
+    """The :data:`VIEW_KEYS` of ``data.*`` in ``video-gn fit`` config files, resolved as the CLI resolves them.
+
+    Args:
+        configs: config paths, applied in order (each one's ``config:`` includes first).
+
+    Returns:
+        ``{key: value}`` for every key of :data:`VIEW_KEYS` (data-module defaults where the files are silent).
+
+    Raises:
+        FileNotFoundError: a config (or a file it includes) does not exist.
+    """
+    from video_gn.cli import parse_config
+
+    for c in configs:
+        if not Path(c).is_file():
+            raise FileNotFoundError(
+                f"-c {c} does not exist; give a `video-gn fit` config such as configs/quickstart.yaml."
+            )
+    data = parse_config([arg for c in configs for arg in ("-c", c)]).data
+    return {k: data[k] for k in VIEW_KEYS}
+
+
+def resolve_view_settings(
+    checkpoint: dict[str, Any], config: dict[str, Any] | None, flags: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge the view settings: flags (non-None) over the config over the checkpoint over the defaults.
+
+    Args:
+        checkpoint: the checkpoint's data-module hyper-parameters (any keys; others are ignored).
+        config: :func:`config_view_settings` of ``-c``, or None.
+        flags: the command-line values, None where not given.
+
+    Returns:
+        ``{key: value}`` for every key of :data:`VIEW_KEYS`; mean/std as tuples.
+    """
+    out = dict(VIEW_KEYS)
+    for layer in (checkpoint, config or {}, flags):
+        out.update({k: v for k, v in layer.items() if k in VIEW_KEYS and v is not None})
+    out["mean"], out["std"] = tuple(out["mean"]), tuple(out["std"])
+    return out
 
 
 def find_videos(paths: list[str]) -> list[Path]:
@@ -75,7 +146,11 @@ def load_classifier(ckpt_path: str, device: str):
     """Load a :class:`VideoClassifier` and its data settings from a ``video-gn fit`` checkpoint.
 
     Returns:
-        (model in eval mode on ``device``, data settings dict, class names list)
+        (model in eval mode on ``device``, the checkpoint's data-module hyper-parameters, class names list)
+
+    Raises:
+        FileNotFoundError: ``ckpt_path`` does not exist.
+        ValueError: the file is not a ``video-gn fit`` checkpoint.
     """
     from video_gn.module import VideoClassifier
 
@@ -84,8 +159,11 @@ def load_classifier(ckpt_path: str, device: str):
         raise FileNotFoundError(
             f"--ckpt_path {path} does not exist; point it at a .ckpt written by `video-gn fit`."
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, truncated, or pickled objects beyond tensors
+        raise ValueError(f"--ckpt_path {path} could not be read ({type(err).__name__}: {err}).") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise ValueError(f"{path} is not a video-gn training checkpoint (no state_dict / hyper_parameters).")
     accepted = inspect.signature(VideoClassifier.__init__).parameters
     hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in accepted}  # drops LightningCLI's extras
@@ -93,7 +171,7 @@ def load_classifier(ckpt_path: str, device: str):
     model = VideoClassifier(**hp)
     model.load_state_dict(ckpt["state_dict"])
     model.eval().to(device)
-    data_hp = {**_VIEW_DEFAULTS, **ckpt.get("datamodule_hyper_parameters", {})}
+    data_hp = dict(ckpt.get("datamodule_hyper_parameters", {}))
     names = hp.get("class_names") or _class_names_beside(path) or [str(i) for i in range(hp["num_classes"])]
     return model, data_hp, list(names)
 
@@ -150,13 +228,20 @@ def _progress(items: list[Path]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    videos = find_videos(args.paths)
-    model, data_hp, names = load_classifier(args.ckpt_path, args.device)
-    if args.num_clips is not None:
-        data_hp["num_clips"] = args.num_clips
-    if args.num_crops is not None:
-        data_hp["num_crops"] = args.num_crops
+    """Entry point of ``video-gn predict``; returns the exit status (2: a path or the checkpoint is wrong)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top_k must be >= 1, got {args.top_k}")
+    try:
+        videos = find_videos(args.paths)
+        config = config_view_settings(args.config) if args.config else None
+        model, ckpt_data, names = load_classifier(args.ckpt_path, args.device)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"video-gn predict: error: {err}", file=sys.stderr)
+        return 2
+    flags = {k: getattr(args, k) for k in VIEW_KEYS}
+    data_hp = resolve_view_settings(ckpt_data, config, flags)
     results, failures = predict_videos(model, data_hp, names, videos, top_k=args.top_k)
     if args.json:
         print(
@@ -172,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             title=f"video-gn predict ({data_hp['num_clips']}x{data_hp['num_crops']} views per video)"
         )
         table.add_column("video", overflow="fold", ratio=2)
-        for k in range(1, args.top_k + 1):
+        for k in range(1, min(args.top_k, len(names)) + 1):  # a 3-class model has no top-5
             table.add_column(f"top-{k}")
         for r in results:
             table.add_row(r["path"], *[f"{n} {p:.2f}" for n, p in r["top"]])
