@@ -17,9 +17,9 @@ epoch, which only repeats one video) and recorded in ``failed``; in evaluation t
 Warnings, counting and the failure threshold happen in the main process
 (:class:`~video_gn.data.datamodule.ClipDataLoader`), so a file is reported once however many workers saw it.
 
-Short videos: a window longer than the video loops, i.e. frame indices past the last frame wrap around
-modulo the video's length (:func:`~video_gn.data.decode.clip_indices`): a 10-frame video read as 8 x 2
-gives frames 0 2 4 6 8 0 2 4. Nothing is padded with black frames and nothing fails.
+Short videos: a window longer than the video starts at frame 0 and loops, i.e. frame indices past the
+last frame wrap around modulo the video's length (:func:`~video_gn.data.decode.clip_indices`): a 10-frame
+video read as 8 x 2 gives frames 0 2 4 6 8 0 2 4. Nothing is padded with black frames and nothing fails.
 """
 
 from __future__ import annotations
