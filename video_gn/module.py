@@ -198,19 +198,31 @@ class VideoClassifier(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["video"])  # (B, num_classes)
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
-        if not torch.isfinite(loss):
-            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
-            raise FloatingPointError(
-                f"Non-finite training loss ({loss.item()}) at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}), last learning rate {lr:.6g}. "
-                "Training stopped before any checkpoint was written from this state; lower model.lr, "
-                "lengthen model.warmup_fraction, or use precision 32/bf16-mixed instead of 16-mixed."
-            )
+        self._stop_unless_finite(loss, batch_idx)
         self.train_top1(logits.detach(), batch["label"])
         bsz = batch["label"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, prog_bar=True, batch_size=bsz)
         return loss
+
+    def _stop_unless_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Raise on every rank when the loss is NaN/inf on any rank (one collective decision).
+
+        A rank that raised alone (an fp16 overflow in its batch only) would leave the others waiting in the
+        gradient all-reduce: under NCCL until the process-group timeout.
+        """
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        bad_ranks = self.all_gather(bad).reshape(-1).nonzero().flatten().tolist()  # (world,) -> ranks
+        if not bad_ranks:
+            return
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+        raise FloatingPointError(
+            f"Non-finite training loss on rank(s) {bad_ranks} of {self.trainer.world_size} at global step "
+            f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}; this rank's loss {loss.item()}), "
+            f"last learning rate {lr:.6g}. Training stopped on every rank before any checkpoint was written from "
+            "this state; lower model.lr, lengthen model.warmup_fraction, or use precision 32/bf16-mixed instead "
+            "of 16-mixed."
+        )
 
     # --------------------------------------------------------- multi-view eval
     def _eval_epoch_start(self) -> None:
