@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from video_gn.cli import main, run_lightning_cli
+from video_gn.cli import main, parse_config, run_lightning_cli
 from video_gn.data.synthetic import SyntheticSpec, generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
     return [
         f"--data.root={root}",
         "--data.synthetic=null",
-        "--model.pretrained=null",  # checkpoint loading is tested in test_inflate.py; no file here
+        "--model.pretrained=null",  # test_every_config_* loads stand-ins for the configs' 2D checkpoints
         "--data.num_frames=4",
         "--data.sampling_rate=2",
         "--data.batch_size=4",
@@ -85,14 +85,61 @@ def test_console_script_runs():
     assert proc.returncode == 0 and "predict" in proc.stdout
 
 
+def _random_2d(name: str) -> dict[str, torch.Tensor] | None:
+    """A randomly initialised stand-in (same keys and shapes) for a public 2D checkpoint a config names."""
+    import torchvision
+
+    if name == "resnet50-0676ba61.pth":  # torchvision ResNet50_Weights.IMAGENET1K_V1 (BN)
+        return torchvision.models.resnet50().state_dict()
+    try:
+        import timm
+    except ImportError:
+        return None
+    if name == "resnet50_gn.a1h_in1k.safetensors":  # timm's GN ResNet-50
+        return timm.create_model("resnet50_gn", pretrained=False).state_dict()
+    if name == "resnetv2_50x1_bit.goog_in21k.safetensors":  # timm's BiT-M R50x1
+        return timm.create_model("resnetv2_50x1_bit", pretrained=False).state_dict()
+    return None  # e.g. quickstart_inflated's checkpoint from benchmarks/inflation.py
+
+
+@pytest.fixture(scope="module")
+def stand_in_2d(tmp_path_factory):
+    """``name -> path`` of a saved random stand-in for the checkpoint file ``name`` (None: none available)."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    made: dict[str, Path | None] = {}
+
+    def get(name: str) -> Path | None:
+        if name not in made:
+            sd = _random_2d(name)
+            made[name] = None if sd is None else folder / name
+            if sd is not None and name.endswith(".safetensors"):
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous() for k, v in sd.items()}, str(made[name]))
+            elif sd is not None:
+                torch.save(sd, made[name])
+        return made[name]
+
+    return get
+
+
+def _pretrained_override(config: Path, stand_in_2d) -> tuple[str, Path | None]:
+    """``--model.pretrained=<stand-in>`` for the file ``config`` names (null when there is none)."""
+    name = parse_config(["-c", str(config)]).model.pretrained
+    stand_in = stand_in_2d(Path(name).name) if name else None
+    return f"--model.pretrained={stand_in or 'null'}", stand_in
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO / "configs")) for c in CONFIGS])
-def test_every_config_parses_and_trains_one_step(config, tiny_root, tmp_path):
+def test_every_config_parses_and_trains_one_step(config, tiny_root, tmp_path, stand_in_2d):
+    pretrained, stand_in = _pretrained_override(config, stand_in_2d)
     cli = run_lightning_cli(
         [
             "fit",
             "-c",
             str(config),
             *_tiny_overrides(tiny_root, tmp_path),
+            pretrained,  # the 2D checkpoint is inflated through the CLI, as on a real run
             "--trainer.max_steps=1",
             "--trainer.limit_val_batches=1",
             "--trainer.num_sanity_val_steps=0",
@@ -100,6 +147,37 @@ def test_every_config_parses_and_trains_one_step(config, tiny_root, tmp_path):
     )
     assert cli.trainer.global_step == 1
     assert cli.model.hparams.num_classes == 4  # linked from the data module
+    if stand_in is not None:
+        report = cli.model.pretrained_report
+        assert report.source in ("resnet", "bit") and len(report.inflated) >= 50, report
+
+
+def test_table8_configs_are_imagenet_initialised_except_gn_ws():
+    # The GN paper fine-tunes ImageNet models (BN from a BN net, GN from a GN net); GN+WS has none here.
+    files = {
+        "bn": "resnet50-0676ba61.pth",
+        "syncbn": "resnet50-0676ba61.pth",
+        "gn": "resnet50_gn.a1h_in1k.safetensors",
+    }
+    base_comment = (REPO / "configs" / "kinetics400" / "base.yaml").read_text()
+    for config in (REPO / "configs" / "kinetics400").glob("i3d_r50_*_*x*_b*.yaml"):
+        norm = config.name.split("_")[2]
+        pretrained = parse_config(["-c", str(config)]).model.pretrained
+        if norm == "gnws":
+            assert pretrained is None, config.name
+        else:
+            assert pretrained == f"checkpoints/{files[norm]}", config.name
+            assert f"checkpoints/{files[norm]}" in base_comment  # the command that makes the file
+
+
+def test_missing_pretrained_file_fails_at_startup_naming_it_and_its_url(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here
+    config = REPO / "configs" / "kinetics400" / "i3d_r50_bn_32x2_b8.yaml"
+    overrides = [o for o in _tiny_overrides(tiny_root, tmp_path) if not o.startswith("--model.pretrained")]
+    with pytest.raises(
+        FileNotFoundError, match=r"checkpoints/resnet50-0676ba61\.pth.*https://download\.pytorch"
+    ):
+        run_lightning_cli(["fit", "-c", str(config), *overrides], run=False)
 
 
 def test_fit_validate_predict_end_to_end(tiny_root, tmp_path, capsys):
@@ -454,7 +532,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_root, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_experiment_config_composes_with_its_base(tiny_root):
+def test_experiment_config_composes_with_its_base(tiny_root, stand_in_2d):
     # configs/kinetics400/*.yaml start with `config: base.yaml`: the base must really be applied.
     cfg = REPO / "configs" / "kinetics400" / "i3d_r50_gn_64x1_b4.yaml"
     cli = run_lightning_cli(
@@ -462,6 +540,7 @@ def test_experiment_config_composes_with_its_base(tiny_root):
             "fit",
             "-c",
             str(cfg),
+            _pretrained_override(cfg, stand_in_2d)[0],
             f"--data.root={tiny_root}",
             "--trainer.accelerator=cpu",
             "--trainer.devices=1",

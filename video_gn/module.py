@@ -47,7 +47,10 @@ class VideoClassifier(L.LightningModule):
         zero_init_residual: γ = 0 on the last norm of every residual block (GN paper).
         ws_eps: epsilon of weight standardization.
         gn_groups: GroupNorm group count (None = the library default, 32 capped at the channel count).
-        pretrained: optional local 2D/3D checkpoint to initialise from (see docs).
+        pretrained: optional local 2D/3D checkpoint to initialise from: a 2D ImageNet ResNet (torchvision/timm,
+            BN or GN; timm BiT for ``bit_*`` models) is inflated, a 3D state dict copied (README, "Starting from
+            2D ImageNet weights"). A missing file stops here, at start-up, with the URL to fetch it from. What
+            was loaded is logged and kept in :attr:`pretrained_report`.
         class_names: names of the classes in index order (linked from ``data.classes``), stored in
             checkpoints so ``video-gn predict`` can name classes.
         optimizer: "sgd" (momentum, optional Nesterov) or "adamw".
@@ -112,8 +115,8 @@ class VideoClassifier(L.LightningModule):
             ws_eps=ws_eps,
             norm_kwargs=norm_kwargs,
         )
-        if pretrained:
-            self._load_pretrained(pretrained)
+        #: What ``pretrained`` initialised (an InflationReport), or None when training from scratch.
+        self.pretrained_report = self._load_pretrained(pretrained) if pretrained else None
         top5 = min(5, num_classes)
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_clip_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -123,11 +126,12 @@ class VideoClassifier(L.LightningModule):
         # Per-video sums of view probabilities for the current eval epoch: {video_index: (probs, label)}.
         self._views: dict[int, list[Any]] = {}
 
-    def _load_pretrained(self, path: str) -> None:
+    def _load_pretrained(self, path: str):
         from video_gn.models import load_pretrained  # issue 6: inflation of 2D checkpoints
 
         report = load_pretrained(self.model, path)
         rank_zero_info(f"Initialised from {path}: {report}")
+        return report
 
     # ---------------------------------------------------------------- forward
     def forward(self, video: torch.Tensor) -> torch.Tensor:
