@@ -80,6 +80,19 @@ def test_help_lists_subcommands(capsys):
         assert cmd in out
 
 
+def test_help_examples_parse():
+    from video_gn.cli import SUBCOMMANDS
+    from video_gn.sweep import build_parser as sweep_parser
+
+    example = SUBCOMMANDS["sweep"].split(": ", 1)[1].split()  # video-gn sweep -g GRID --out DIR
+    assert example[:2] == ["video-gn", "sweep"]
+    args = sweep_parser().parse_args(example[2:])
+    assert args.grid == "configs/sweep/synthetic_batch.yaml" and (REPO / args.grid).is_file()
+    # -c/--config is accepted as for fit/validate/test/predict.
+    assert sweep_parser().parse_args(["-c", "g.yaml"]).grid == "g.yaml"
+    assert sweep_parser().parse_args(["--config", "g.yaml"]).grid == "g.yaml"
+
+
 def test_console_script_runs():
     proc = subprocess.run(["video-gn", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "predict" in proc.stdout

@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "test": "evaluate a checkpoint on the test split (multi-view): video-gn test -c CONFIG --ckpt_path CKPT",
     "predict": "top-5 classes for video files or folders: video-gn predict clip.mp4 --ckpt_path CKPT [-c CONFIG]",
     "plan": "memory/step time per (frames, batch): video-gn plan --model i3d_r50 --frames 8,32 --batch 1,2,4",
-    "sweep": "grid of trainings norms x batch x frames: video-gn sweep -c configs/sweep/... --out DIR",
+    "sweep": "grid of trainings norms x batch x frames: video-gn sweep -g configs/sweep/synthetic_batch.yaml --out DIR",
 }
 
 _LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
