@@ -203,10 +203,16 @@ def test_fit_validate_predict_end_to_end(tiny_root, tmp_path, capsys):
     # The resolved config is saved beside the logs.
     assert list(run.rglob("config.yaml"))
 
-    cli = run_lightning_cli(["validate", *_quick(tiny_root, run), f"--ckpt_path={ckpts / 'last.ckpt'}"])
+    # validate on the best checkpoint reproduces what fit logged at that checkpoint's epoch (same weights,
+    # same deterministic val views).
+    (best,) = [p for p in ckpts.iterdir() if p.name.startswith("best-")]
+    epoch = torch.load(best, weights_only=True)["epoch"]
+    with open(run / "logs" / "version_0" / "metrics.csv", newline="") as f:
+        (fit_row,) = [r for r in csv.DictReader(f) if r.get("val/video_top1") and int(r["epoch"]) == epoch]
+    cli = run_lightning_cli(["validate", *_quick(tiny_root, run), f"--ckpt_path={best}"])
     metrics = cli.trainer.callback_metrics
-    assert 0.0 <= float(metrics["val/video_top1"]) <= 1.0
-    assert "val/clip_top1" in metrics
+    for key in ("val/video_top1", "val/video_top5", "val/clip_top1", "val/loss"):
+        assert float(metrics[key]) == pytest.approx(float(fit_row[key]), abs=1e-6), key
 
     video = next((tiny_root / "val").rglob("*.mp4"))
     capsys.readouterr()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from video_gn.module import LR_REFERENCE_BATCH, VideoClassifier, lr_factor_fn
+from video_gn.module import VideoClassifier, lr_factor_fn
 from video_gn.nn import is_norm
 
 
@@ -48,12 +51,15 @@ def test_lr_scaling_rules(rule, devices, batch, accumulate, expected):
     assert all(g["initial_lr"] == pytest.approx(expected, rel=1e-12) for g in opt.param_groups)
 
 
-def test_unknown_lr_scaling_is_rejected_by_the_cli_type():
-    # The Literal annotation is what LightningCLI validates; make sure it lists the three rules.
-    import typing
+def test_unknown_lr_scaling_is_rejected_by_the_cli(capsys):
+    from video_gn.cli import main
 
-    hint = typing.get_type_hints(VideoClassifier.__init__)["lr_scaling"]
-    assert set(typing.get_args(hint)) == {"linear", "sqrt", "none"}
+    quickstart = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(quickstart), "--model.lr_scaling", "cube", "--print_config"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "model.lr_scaling" in err and "cube" in err and "'linear', 'sqrt', 'none'" in err
 
 
 def test_no_weight_decay_on_norm_parameters_and_biases():
@@ -86,8 +92,55 @@ def test_schedule_multistep_fractions_and_absolute_steps():
     assert f(80) == pytest.approx(0.01)
 
 
-def test_lr_reference_batch_is_64():
-    assert LR_REFERENCE_BATCH == 64
+class _RandomClips(L.LightningDataModule):
+    """12 random 4-frame clips of 3 classes; ``batch_size`` is what VideoClassifier.global_batch_size reads."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(0)
+        clips = [
+            {"video": torch.randn(3, 4, 16, 16, generator=g), "label": torch.tensor(i % 3)} for i in range(12)
+        ]
+        return DataLoader(clips, batch_size=self.batch_size)
+
+
+class _LrAtStep(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[list[float]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.lrs.append([g["lr"] for g in optimizer.param_groups])
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [("linear", 0.1 * 6 / 64), ("sqrt", 0.1 * math.sqrt(6 / 64)), ("none", 0.1)],
+)
+def test_the_lr_a_real_trainer_steps_with_is_scaled_by_batch_times_accumulation(rule, expected):
+    # lr 0.1 is per 64 clips; batch 2 x accumulation 3 on one device = 6 clips per optimiser step.
+    model = _tiny(lr=0.1, lr_scaling=rule, schedule="multistep", milestones=[100], warmup_fraction=0.0)
+    seen = _LrAtStep()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        accumulate_grad_batches=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[seen],
+    )
+    trainer.fit(model, datamodule=_RandomClips(batch_size=2))
+    assert trainer.global_step == 2 and len(seen.lrs) == 2
+    for (
+        lrs
+    ) in seen.lrs:  # both parameter groups (decay / no decay), both steps (no warm-up, milestone at 100)
+        assert lrs == pytest.approx([expected, expected], rel=1e-12)
 
 
 def test_optimiser_choice():
@@ -96,3 +149,43 @@ def test_optimiser_choice():
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
     adamw = _attached(_tiny(optimizer="adamw"), devices=1, batch=8, accumulate=1)
     assert isinstance(adamw.configure_optimizers()["optimizer"], torch.optim.AdamW)
+
+
+def _views_batch(probs: list[list[float]], labels: list[int], videos: list[int]) -> dict[str, torch.Tensor]:
+    # The model's forward is replaced by the identity below: "video" carries the logits, log(p), so that the
+    # softmax the module takes gives back exactly p.
+    return {
+        "video": torch.tensor(probs, dtype=torch.float64).log(),
+        "label": torch.tensor(labels),
+        "video_index": torch.tensor(videos),
+    }
+
+
+def test_multi_view_averaging_gives_video_level_accuracy_by_hand():
+    """2 videos x 3 views over 6 classes, split across two batches; expected numbers worked out by hand.
+
+    video 0 (label 0): views a, b = [.40 .30 .10 .10 .05 .05] (right), c = [.01 .90 .03 .02 .02 .02] (wrong, and
+        the label is its least likely class). Mean [.27 .50 .077 .073 .04 .04]: predicts class 1, wrong;
+        the label is 2nd, so in the top 5.
+    video 1 (label 5): view a = [.50 .05 .05 .05 .05 .30] (wrong), b, c = [.05 .05 .05 .05 .05 .75] (right).
+        Mean [.20 .05 .05 .05 .05 .60]: right.
+    clip top-1 = 4/6 (v0: a, b; v1: b, c), clip top-5 = 5/6 (all but v0 c), video top-1 = 1/2, video top-5 = 1.
+    """
+    model = VideoClassifier(name="r3d_18", num_classes=6, width=4).double()
+    model.forward = lambda video: video
+    logged: dict[str, object] = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    v0ab, v0c = [0.40, 0.30, 0.10, 0.10, 0.05, 0.05], [0.01, 0.90, 0.03, 0.02, 0.02, 0.02]
+    v1a, v1bc = [0.50, 0.05, 0.05, 0.05, 0.05, 0.30], [0.05, 0.05, 0.05, 0.05, 0.05, 0.75]
+
+    model.on_validation_epoch_start()
+    # Views of one video in different batches and interleaved with the other video's.
+    model.validation_step(_views_batch([v0ab, v1a, v0ab, v1bc], [0, 5, 0, 5], [0, 1, 0, 1]), 0)
+    model.validation_step(_views_batch([v0c, v1bc], [0, 5], [0, 1]), 1)
+    model.on_validation_epoch_end()
+
+    assert model.val_clip_top1.compute().item() == pytest.approx(4 / 6, abs=1e-7)
+    assert model.val_clip_top5.compute().item() == pytest.approx(5 / 6, abs=1e-7)
+    assert float(logged["val/video_top1"]) == pytest.approx(1 / 2, abs=1e-7)
+    assert float(logged["val/video_top5"]) == pytest.approx(1.0, abs=1e-7)
+    assert model._views == {}  # reset for the next epoch
