@@ -530,6 +530,15 @@ def test_wrong_config_fails_at_startup_with_clear_message(tmp_path):
     assert "model.norm" in proc.stderr and "gn" in proc.stderr
 
 
+def test_fit_without_config_points_at_the_quickstart_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "data.root" in err  # the parser's own message stays
+    assert err.strip().endswith("video-gn fit -c configs/quickstart.yaml")
+
+
 def test_bf16_mixed_precision_trains_on_cpu(tiny_root, tmp_path):
     # GN+WS (the quick-start model): its 3x3x3 convs see T = 2 in stage 3, where torch's CPU bf16 conv3d
     # weight gradient is wrong without video_gn.nn's guard (video_gn/nn/conv.py).

@@ -41,7 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd in _LIGHTNING_SUBCOMMANDS:
-        run_lightning_cli([cmd, *rest])
+        try:
+            run_lightning_cli([cmd, *rest])
+        except SystemExit as err:
+            if err.code not in (0, None) and not any(
+                a in _CONFIG_FLAGS or a.startswith("--config=") for a in rest
+            ):
+                # Without a config every required option is missing; say where to start rather than only that.
+                print(
+                    f"video-gn {cmd}: no config given; start from one: video-gn {cmd} -c configs/quickstart.yaml",
+                    file=sys.stderr,
+                )
+            raise
         return 0
     if cmd == "predict":
         from video_gn.predict import main as predict_main
