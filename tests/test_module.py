@@ -189,3 +189,38 @@ def test_multi_view_averaging_gives_video_level_accuracy_by_hand():
     assert float(logged["val/video_top1"]) == pytest.approx(1 / 2, abs=1e-7)
     assert float(logged["val/video_top5"]) == pytest.approx(1.0, abs=1e-7)
     assert model._views == {}  # reset for the next epoch
+
+
+def test_pretrained_method_reaches_the_inflation(tmp_path) -> None:
+    import torchvision
+
+    torch.save(torchvision.models.resnet50(num_classes=5).state_dict(), tmp_path / "r50.pth")
+    kernels = {}
+    for method in ("mean", "center"):
+        module = VideoClassifier(name="i3d_r50", num_classes=5, norm="bn", ws=False, width=64,
+                                 pretrained=str(tmp_path / "r50.pth"), pretrained_method=method)  # fmt: skip
+        assert module.pretrained_report.method == method
+        conv = next(
+            m for m in module.model.modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size[0] == 3
+        )
+        kernels[method] = conv.weight.detach()
+    # "center": the 2D kernel on the middle frame only; "mean": the same kernel / 3 on every frame.
+    assert kernels["center"][:, :, 0].abs().sum() == 0 and kernels["center"][:, :, 1].abs().sum() > 0
+    torch.testing.assert_close(kernels["mean"][:, :, 0] * 3, kernels["center"][:, :, 1])
+
+
+def test_ws_eps_defaults_to_the_models_registered_value() -> None:
+    from video_gn.nn import WSConv3d
+
+    def eps(**kw) -> set[float]:
+        module = VideoClassifier(num_classes=3, width=8, **kw)
+        return {m.eps for m in module.model.modules() if isinstance(m, WSConv3d)}
+
+    assert eps(name="r3d_18") == {1e-6}
+    assert eps(name="bit_c2d_r50x1") == {1e-8}  # BiT checkpoints were trained with eps 1e-8
+    assert eps(name="bit_c2d_r50x1", ws_eps=1e-6) == {1e-6}
+
+
+def test_frozen_bn_from_scratch_warns() -> None:
+    with pytest.warns(UserWarning, match="frozen_bn without model.pretrained"):
+        VideoClassifier(name="r3d_18", num_classes=3, width=8, norm="frozen_bn", ws=False)

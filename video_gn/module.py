@@ -21,14 +21,16 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from video_gn.models import build
 from video_gn.nn import is_norm
+from video_gn.norm_kinds import NORM_KINDS
 
-NormKind = Literal["bn", "syncbn", "frozen_bn", "gn", "ln", "in", "none"]
+#: ``video_gn.nn.NORM_KINDS`` as a type: the CLI rejects any other value at parse time.
+NormKind = Literal[NORM_KINDS]
 
 #: Clips per step that ``lr`` refers to (linear scaling rule).
 LR_REFERENCE_BATCH = 64
@@ -45,12 +47,15 @@ class VideoClassifier(L.LightningModule):
         width: base channel width (64 = the published models, 16 = CPU-sized).
         dropout: dropout before the classifier.
         zero_init_residual: γ = 0 on the last norm of every residual block (GN paper).
-        ws_eps: epsilon of weight standardization.
-        gn_groups: GroupNorm group count (None = the library default, 32 capped at the channel count).
+        ws_eps: epsilon of weight standardization (None: the model's registered default, 1e-6; 1e-8 for the
+            ``bit_*`` models, as BiT's checkpoints were trained with).
+        gn_groups: GroupNorm group count (None = the library default: 32, or one per channel below 32 channels).
         pretrained: optional local 2D/3D checkpoint to initialise from: a 2D ImageNet ResNet (torchvision/timm,
             BN or GN; timm BiT for ``bit_*`` models) is inflated, a 3D state dict copied (README, "Starting from
             2D ImageNet weights"). A missing file stops here, at start-up, with the URL to fetch it from. What
             was loaded is logged and kept in :attr:`pretrained_report`.
+        pretrained_method: how ``pretrained``'s 2D kernels are inflated over time: "mean" (I3D: repeated and
+            divided by k_T) or "center" (centre frame, zeros elsewhere: the 2D network exactly on constant clips).
         class_names: names of the classes in index order (linked from ``data.classes``), stored in
             checkpoints so ``video-gn predict`` can name classes.
         optimizer: "sgd" (momentum, optional Nesterov) or "adamw".
@@ -76,9 +81,10 @@ class VideoClassifier(L.LightningModule):
         width: int = 64,
         dropout: float = 0.5,
         zero_init_residual: bool = True,
-        ws_eps: float = 1e-6,
+        ws_eps: float | None = None,
         gn_groups: int | None = None,
         pretrained: str | None = None,
+        pretrained_method: Literal["mean", "center"] = "mean",
         class_names: list[str] | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
@@ -116,7 +122,13 @@ class VideoClassifier(L.LightningModule):
             norm_kwargs=norm_kwargs,
         )
         #: What ``pretrained`` initialised (an InflationReport), or None when training from scratch.
-        self.pretrained_report = self._load_pretrained(pretrained) if pretrained else None
+        self.pretrained_report = self._load_pretrained(pretrained, pretrained_method) if pretrained else None
+        if norm == "frozen_bn" and not pretrained:
+            rank_zero_warn(
+                "model.norm frozen_bn without model.pretrained: frozen BN keeps the statistics of a checkpoint; "
+                "from scratch they are mean 0 / variance 1, so the network trains unnormalised. Set "
+                "model.pretrained (a BN checkpoint) or use bn / gn."
+            )
         top5 = min(5, num_classes)
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_clip_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -126,10 +138,10 @@ class VideoClassifier(L.LightningModule):
         # Per-video sums of view probabilities for the current eval epoch: {video_index: (probs, label)}.
         self._views: dict[int, list[Any]] = {}
 
-    def _load_pretrained(self, path: str):
+    def _load_pretrained(self, path: str, method: Literal["mean", "center"]):
         from video_gn.models import load_pretrained  # issue 6: inflation of 2D checkpoints
 
-        report = load_pretrained(self.model, path)
+        report = load_pretrained(self.model, path, method=method)
         rank_zero_info(f"Initialised from {path}: {report}")
         return report
 
