@@ -29,6 +29,7 @@ Usage::
 
     python benchmarks/layers.py                 # full table (~5 min on 2 cores)
     python benchmarks/layers.py --rounds 3      # quick look
+    python benchmarks/layers.py --variants gn gn_ws gn_ws_stdpath --skip-memory --skip-inference  # WS paths
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ class WeightFnWSConv3d(vnn.WSConv3d):
         return self._conv_forward(x, vnn.standardize_weight(self.weight, self.eps), self.bias)
 
 
+class StandardizedPathWSConv3d(vnn.WSConv3d):
+    """The shipped fused WSConv3d held on its standardized-weight path (ŵ rebuilt in every layer, as on GPUs)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from video_gn.nn import ws
+
+        previous, ws._FORCE_PATH = ws._FORCE_PATH, "standardized"
+        try:
+            return super().forward(x)  # backward follows the path chosen here (saved in the autograd context)
+        finally:
+            ws._FORCE_PATH = previous
+
+
 def _with_ws_class(model: nn.Module, cls: type[vnn.WSConv3d]) -> nn.Module:
     # The alternatives differ from WSConv3d only in forward(), so re-classing the modules in place is enough.
     for m in model.modules():
@@ -98,7 +112,9 @@ def _with_ws_class(model: nn.Module, cls: type[vnn.WSConv3d]) -> nn.Module:
 
 # ----------------------------------------------------------------------------- models
 
-TRAIN_VARIANTS = ("bn", "gn", "gn_ws_naive", "gn_ws_batchnorm", "gn_ws_weightfn", "gn_ws")
+TRAIN_VARIANTS = ("bn", "gn", "gn_ws_naive", "gn_ws_batchnorm", "gn_ws_weightfn", "gn_ws", "gn_ws_stdpath")
+#: Run by default; gn_ws_stdpath (what the weight-domain path saves) only on request, with --variants.
+DEFAULT_VARIANTS = TRAIN_VARIANTS[:-1]
 LABELS = {
     "bn": "BN",
     "gn": "GN",
@@ -106,6 +122,7 @@ LABELS = {
     "gn_ws_batchnorm": "GN+WS, F.batch_norm / timm (before)",
     "gn_ws_weightfn": "GN+WS, ours: weight-only autograd fn",
     "gn_ws": "GN+WS, ours: fused WSConv3d (shipped)",
+    "gn_ws_stdpath": "GN+WS, fused WSConv3d, standardized-weight path only",
 }
 
 
@@ -140,6 +157,7 @@ def build_variant(name: str, source: str) -> nn.Module:
         "gn_ws_batchnorm": BatchNormWSConv3d,
         "gn_ws_weightfn": WeightFnWSConv3d,
         "gn_ws": vnn.WSConv3d,
+        "gn_ws_stdpath": StandardizedPathWSConv3d,
     }[name]
     return _with_ws_class(model, cls)
 
@@ -257,7 +275,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--variants", nargs="+", choices=TRAIN_VARIANTS, default=list(TRAIN_VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=TRAIN_VARIANTS, default=list(DEFAULT_VARIANTS))
     p.add_argument("--skip-memory", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--skip-inference", action="store_true", help="skip the folded-WS inference table")
     p.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
