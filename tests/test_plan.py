@@ -13,8 +13,6 @@ from torch import nn
 from video_gn.models import build
 from video_gn.plan import (
     SavedTensorCounter,
-    _affine_in_t,
-    _ws_standardized_path,
     build_plan,
     main,
     make_optimizer,
@@ -24,6 +22,7 @@ from video_gn.plan import (
     temporal_sizes,
     tensor_bytes,
 )
+from video_gn.plan.extrapolate import _affine_in_t, _ws_standardized_path
 
 TINY = dict(model="r3d_18", width=4, crop=32, num_classes=5)
 

@@ -1,0 +1,425 @@
+"""The plan: a few measured (T, B) points, an exact affine model of the saved bytes, and every grid cell predicted.
+
+Activation bytes are affine in B for a fixed T and, where every temporal size is proportional to T, affine
+in T; see the :mod:`video_gn.plan` docstring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from video_gn.plan.measure import (
+    OPTIMIZERS,
+    PRECISIONS,
+    StepMeasurement,
+    make_optimizer,
+    measure_step,
+    optimizer_state_bytes,
+    tensor_bytes,
+)
+
+#: Relative tolerance when checking that activation bytes are affine in T (they are integers, so an
+#: exact architecture gives 0; anything above this means floor effects in temporal strides).
+T_FIT_RTOL = 1e-6
+
+
+@dataclass
+class PlanCell:
+    """Predicted cost of one (frames, batch) cell.
+
+    Attributes:
+        frames: clip length T.
+        batch: per-device batch B.
+        total_bytes: predicted peak training memory (None when unknown).
+        activation_bytes: activations saved for backward (CPU) or peak minus static and input (CUDA).
+        input_bytes: the input clip batch.
+        step_time_s: median measured step time, or an estimate (see ``step_time_estimated``); None if unknown.
+        source: ``"measured"``, ``"extrapolated-B"`` (exact), ``"extrapolated-T"`` (line checked on a third
+            T), ``"extrapolated-T-unverified"``, ``"oom"`` or ``"unknown"``.
+        fits: total within the budget (None without a budget or without a prediction).
+        step_time_estimated: ``step_time_s`` comes from the line in B×T through the measured cells.
+    """
+
+    frames: int
+    batch: int
+    total_bytes: int | None
+    activation_bytes: int | None
+    input_bytes: int
+    step_time_s: float | None
+    source: str
+    fits: bool | None = None
+    step_time_estimated: bool = False
+
+
+@dataclass
+class Plan:
+    """The planner's result: static memory, one :class:`PlanCell` per (T, B), and notes on the fit."""
+
+    model: str
+    norm: str
+    ws: bool
+    width: int
+    crop: int
+    num_classes: int
+    precision: str
+    optimizer: str
+    device: str
+    param_bytes: int
+    buffer_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int
+    budget_bytes: int | None
+    frames: list[int]
+    batches: list[int]
+    cells: list[PlanCell]
+    notes: list[str]
+    batch_constant_bytes: int | None = None
+    per_clip_bytes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def static_bytes(self) -> int:
+        """Parameters, buffers, gradients and optimiser state: independent of T and B."""
+        return self.param_bytes + self.buffer_bytes + self.grad_bytes + self.optimizer_bytes
+
+    def cell(self, frames: int, batch: int) -> PlanCell:
+        """The cell at (frames, batch)."""
+        for c in self.cells:
+            if c.frames == frames and c.batch == batch:
+                return c
+        raise KeyError(f"No cell for T={frames}, B={batch}; the plan has T={self.frames}, B={self.batches}.")
+
+    def largest_batch(self, frames: int) -> int | None:
+        """Largest grid B that fits the budget at clip length ``frames`` (None if none fits)."""
+        ok = [c.batch for c in self.cells if c.frames == frames and c.fits]
+        return max(ok) if ok else None
+
+    def largest_frames(self, batch: int) -> int | None:
+        """Largest grid T that fits the budget at batch ``batch`` (None if none fits)."""
+        ok = [c.frames for c in self.cells if c.batch == batch and c.fits]
+        return max(ok) if ok else None
+
+    def max_batch_linear(self, frames: int) -> int | None:
+        """Largest B within the budget from the affine-in-B model (beyond the grid); None if unknown."""
+        if (
+            self.budget_bytes is None
+            or self.batch_constant_bytes is None
+            or frames not in self.per_clip_bytes
+        ):
+            return None
+        per = self.per_clip_bytes[frames]
+        room = self.budget_bytes - self.static_bytes - self.batch_constant_bytes
+        return max(0, math.floor(room / per)) if per > 0 else None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the ``--json`` output)."""
+        d = asdict(self)
+        d["static_bytes"] = self.static_bytes
+        d["per_clip_bytes"] = {str(k): v for k, v in self.per_clip_bytes.items()}
+        d["largest_batch_per_frames"] = {str(t): self.largest_batch(t) for t in self.frames}
+        d["largest_frames_per_batch"] = {str(b): self.largest_frames(b) for b in self.batches}
+        d["max_batch_linear_per_frames"] = {str(t): self.max_batch_linear(t) for t in self.frames}
+        return d
+
+
+def _measurement_points(frames: list[int], batches: list[int], device: str, measure: str) -> list[tuple]:
+    if measure == "all" or (measure == "auto" and device == "cuda") or len(batches) == 1:
+        # (With one batch size the batch-independent bytes cannot be separated: measure each T instead.)
+        return [(t, b) for t in frames for b in batches]
+    b_lo = batches[:2]
+    points = [(frames[0], b) for b in b_lo]
+    # One B per further T: the batch-independent bytes come from frames[0]. The third T checks the line.
+    points += [(t, batches[0]) for t in frames[1:3]]
+    return points
+
+
+def _fit_affine(xs: Sequence[int], ys: Sequence[int]) -> tuple[float, float]:
+    (x0, x1), (y0, y1) = xs[:2], ys[:2]
+    slope = (y1 - y0) / (x1 - x0)
+    return slope, y0 - slope * x0
+
+
+@torch.no_grad()
+def temporal_sizes(model: nn.Module, frames: int, device: str = "cpu") -> list[int]:
+    """Temporal length of every 5-D module output, in call order, for a clip of ``frames`` frames.
+
+    Saved activations are affine in T exactly when every one of these sizes is: a strided conv or pool
+    rounds ``T / stride`` whenever T is not a multiple of the model's temporal downsampling. Spatial sizes do
+    not change the temporal arithmetic, so the probe runs one 32×32 clip in eval mode.
+    """
+    sizes: list[int] = []
+
+    def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
+        if isinstance(output, torch.Tensor) and output.dim() == 5:
+            sizes.append(output.shape[2])
+
+    was_training = model.training
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        model.eval()
+        model(torch.zeros(1, 3, frames, 32, 32, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return sizes
+
+
+def _affine_in_t(probes: dict[int, list[int]], t0: int, t1: int, t: int) -> bool:
+    """Whether every probed temporal size at ``t`` lies on the line through its sizes at ``t0`` and ``t1``."""
+    a, b, c = probes[t0], probes[t1], probes[t]
+    return len(a) == len(b) == len(c) and all(
+        (sc - sa) * (t1 - t0) == (sb - sa) * (t - t0) for sa, sb, sc in zip(a, b, c)
+    )
+
+
+def _fit_step_time(cells: Sequence[tuple[int, float]]) -> tuple[float, float] | None:
+    """Least-squares line ``time = slope * (B*T) + intercept`` through (B*T, time) points; None if < 2 sizes."""
+    xs = [x for x, _ in cells]
+    if len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(y for _, y in cells)
+    slope = sum((x - mx) * (y - my) for x, y in cells) / sum((x - mx) ** 2 for x in xs)
+    return slope, my - slope * mx
+
+
+@contextlib.contextmanager
+def _ws_standardized_path(active: bool, notes: list[str]):
+    """Measure WS convs on their standardized-weight path, the one accelerators always take.
+
+    On CPU, ``WSConv3d`` switches weight-heavy layers to a weight-domain path (video_gn.nn.ws) by the
+    weight/input size ratio, which depends on B and T; the saved bytes would then not be exactly linear in
+    B×T and extrapolation would not be exact. The weight-domain path keeps two small output-sized tensors
+    more per such layer (about 1.5 % of the activations on r3d_18 at width 8).
+    """
+    if not active:
+        yield
+        return
+    from video_gn.nn import ws as ws_module
+
+    previous, ws_module._FORCE_PATH = ws_module._FORCE_PATH, "standardized"
+    notes.append(
+        "WS convs measured on their standardized-weight path (as on GPUs); CPU training at small batches "
+        "can keep ~1-2 % more for weight-heavy layers."
+    )
+    try:
+        yield
+    finally:
+        ws_module._FORCE_PATH = previous
+
+
+def build_plan(
+    *,
+    model: str = "i3d_r50",
+    norm: str = "gn",
+    ws: bool = True,
+    width: int = 64,
+    frames: Sequence[int] = (8, 16, 32, 64),
+    batches: Sequence[int] = (1, 2, 4, 8),
+    crop: int = 224,
+    num_classes: int = 400,
+    budget_bytes: int | None = None,
+    precision: str = "32-true",
+    optimizer: str = "sgd",
+    device: str = "cpu",
+    measure: str = "auto",
+    steps: int = 2,
+    seed: int = 0,
+    log: bool = False,
+) -> Plan:
+    """Measure a few (T, B) points of a real training step and predict every cell of the grid.
+
+    Args:
+        model: registry name (``video_gn.models.names()``).
+        norm: norm kind.
+        ws: weight-standardized convolutions.
+        width: base width.
+        frames: clip lengths T of the grid.
+        batches: per-device batch sizes B of the grid.
+        crop: spatial crop H = W.
+        num_classes: classifier outputs.
+        budget_bytes: memory budget per device (None: no marks).
+        precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only).
+        optimizer: ``"sgd"`` or ``"adamw"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        measure: ``"auto"`` (CPU: the two smallest B at the smallest T and the smallest B at the next two
+            T; CUDA: every cell) or ``"all"``.
+        steps: timed steps per measured point (0: no step time).
+        seed: seed for the model initialisation.
+        log: print progress to stderr.
+
+    Returns:
+        The :class:`Plan`.
+    """
+    from video_gn.models import build
+
+    frames, batches = sorted(set(frames)), sorted(set(batches))
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "--device cuda was requested but torch.cuda.is_available() is False; use --device cpu."
+        )
+    if device == "cpu" and precision == "16-mixed":
+        raise ValueError("precision 16-mixed needs CUDA; on CPU use 32-true or bf16-mixed.")
+    if measure not in ("auto", "all"):
+        raise ValueError(f"measure must be 'auto' or 'all', got {measure!r}.")
+    if norm == "syncbn":
+        norm = "bn"  # one process: SyncBatchNorm is BatchNorm; its memory per device is the same
+    torch.manual_seed(seed)
+    net = build(model, num_classes=num_classes, norm=norm, ws=ws, width=width).to(device).train()
+    opt = make_optimizer(net, optimizer)
+    notes: list[str] = []
+
+    measured: dict[tuple[int, int], StepMeasurement] = {}
+    with _ws_standardized_path(ws and device == "cpu", notes):
+        for t, b in _measurement_points(frames, batches, device, measure):
+            if log:
+                print(f"[plan] measuring T={t} B={b} on {device} ...", file=sys.stderr, flush=True)
+            measured[(t, b)] = measure_step(
+                net, opt, frames=t, batch=b, crop=crop, num_classes=num_classes, device=device,
+                precision=precision, steps=steps,
+            )  # fmt: skip
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    param_bytes = tensor_bytes(list(net.parameters()))
+    buffer_bytes = tensor_bytes(list(net.buffers())) if list(net.buffers()) else 0
+    grad_bytes = tensor_bytes([p.grad for p in trainable if p.grad is not None])
+    opt_bytes = optimizer_state_bytes(opt)
+    static = param_bytes + buffer_bytes + grad_bytes + opt_bytes
+    input_per_clip = 3 * crop * crop * 4  # float32 clip bytes per frame
+
+    # Affine model of saved bytes: A(T, B) = B * a(T) + c, with a(T) = alpha * T + beta.
+    ok = {k: m for k, m in measured.items() if not m.oom}
+    c: int | None = None
+    per_clip: dict[int, float] = {}
+    by_t: dict[int, list[StepMeasurement]] = {}
+    for m in ok.values():
+        by_t.setdefault(m.frames, []).append(m)
+    for t in sorted(by_t):
+        ms = sorted(by_t[t], key=lambda m: m.batch)
+        if len(ms) >= 2:
+            a, c_t = _fit_affine([m.batch for m in ms], [m.saved_bytes for m in ms])
+            per_clip[t] = a
+            if c is None:
+                c = round(c_t)
+            elif abs(c_t - c) > max(1.0, T_FIT_RTOL * c):
+                notes.append(f"batch-independent saved bytes differ between clip lengths ({c} vs {c_t:.0f}).")
+    if c is not None:
+        for t, ms in by_t.items():
+            if t not in per_clip:
+                per_clip[t] = (ms[0].saved_bytes - c) / ms[0].batch
+    t_line: tuple[float, float] | None = None
+    t_status = "none"
+    fit_ts = sorted(per_clip)
+    if len(fit_ts) >= 2:
+        t_line = _fit_affine(fit_ts[:2], [per_clip[t] for t in fit_ts[:2]])
+        if len(fit_ts) >= 3:
+            errs = [abs(t_line[0] * t + t_line[1] - per_clip[t]) / per_clip[t] for t in fit_ts[2:]]
+            t_status = "verified" if max(errs) <= T_FIT_RTOL else "failed"
+            if t_status == "failed":
+                notes.append(
+                    f"Activation bytes are not affine in T (error {max(errs):.2%} at T={fit_ts[2:]}; temporal "
+                    "strides round sizes); unmeasured clip lengths are left unknown: use --measure all."
+                )
+        else:
+            t_status = "unverified"
+    # Extrapolate in T only to clip lengths whose every temporal size is on the fitted line (exact); others
+    # (e.g. T = 36 for a model that halves T three times) stay unknown.
+    t_exact: dict[int, bool] = {}
+    if t_line is not None and t_status != "failed":
+        probes = {t: temporal_sizes(net, t, device) for t in {*fit_ts[:2], *frames}}
+        t_exact = {t: _affine_in_t(probes, fit_ts[0], fit_ts[1], t) for t in frames}
+        rounded = [t for t in frames if t not in per_clip and not t_exact[t]]
+        if rounded:
+            notes.append(
+                f"T={rounded}: some temporal sizes round differently from the fitted T={fit_ts[:2]} (T is not a "
+                "multiple of the model's temporal downsampling), so the line is not exact there; left unknown: "
+                "use --measure all or a multiple of the fitted clip lengths."
+            )
+
+    cells: list[PlanCell] = []
+    for t in frames:
+        for b in batches:
+            m = measured.get((t, b))
+            inp = b * t * input_per_clip
+            step_time = statistics.median(m.step_times_s) if m and m.step_times_s else None
+            if m is not None and m.oom:
+                cells.append(PlanCell(t, b, None, None, inp, None, "oom", False if budget_bytes else None))
+                continue
+            if m is not None:
+                if m.peak_bytes is not None:
+                    total, act = m.peak_bytes, m.peak_bytes - static - m.input_bytes
+                else:
+                    total, act = static + m.input_bytes + m.saved_bytes, m.saved_bytes
+                cells.append(PlanCell(t, b, total, act, m.input_bytes, step_time, "measured"))
+                continue
+            if device == "cuda" or c is None:
+                cells.append(PlanCell(t, b, None, None, inp, None, "unknown"))
+                continue
+            if t in per_clip:
+                a, source = per_clip[t], "extrapolated-B"
+            elif t_exact.get(t):
+                a = t_line[0] * t + t_line[1]
+                source = "extrapolated-T" if t_status == "verified" else "extrapolated-T-unverified"
+            else:
+                cells.append(PlanCell(t, b, None, None, inp, None, "unknown"))
+                continue
+            act = round(b * a + c)
+            cells.append(PlanCell(t, b, static + inp + act, act, inp, None, source))
+    for cell in cells:
+        if budget_bytes is not None and cell.total_bytes is not None:
+            cell.fits = cell.total_bytes <= budget_bytes
+    time_line = _fit_step_time(
+        [(c.frames * c.batch, c.step_time_s) for c in cells if c.step_time_s is not None]
+    )
+    if time_line is not None:
+        for cell in cells:
+            if cell.step_time_s is None and cell.source != "oom":
+                cell.step_time_s = max(0.0, time_line[0] * cell.frames * cell.batch + time_line[1])
+                cell.step_time_estimated = True
+        notes.append(
+            "~ step times are estimates: a least-squares line in B×T through the measured cells (compute is "
+            "close to, not exactly, linear in B×T); measured times carry no ~."
+        )
+
+    plan = Plan(
+        model=model, norm=norm, ws=ws, width=width, crop=crop, num_classes=num_classes, precision=precision,
+        optimizer=optimizer, device=device, param_bytes=param_bytes, buffer_bytes=buffer_bytes,
+        grad_bytes=grad_bytes, optimizer_bytes=opt_bytes, budget_bytes=budget_bytes, frames=frames,
+        batches=batches, cells=cells, notes=notes,
+    )  # fmt: skip
+    if device == "cpu" and c is not None:
+        plan.batch_constant_bytes = c
+        for t in frames:
+            if t in per_clip:
+                a = per_clip[t]
+            elif t_exact.get(t):
+                a = t_line[0] * t + t_line[1]
+            else:
+                continue
+            plan.per_clip_bytes[t] = round(a + t * input_per_clip)
+    if device == "cpu":
+        notes.insert(
+            0,
+            "CPU: memory = params + buffers + grads + optimiser state + input + distinct activation storages "
+            "saved for backward; allocator workspace and transient buffers are not included.",
+        )
+        if t_status in ("verified", "unverified"):
+            notes.append(
+                f"Activations per clip fitted as a line in T on T={fit_ts[:2]}"
+                + (f", checked exactly at T={fit_ts[2:]}." if t_status == "verified" else " (not checked).")
+            )
+    else:
+        notes.insert(0, "CUDA: memory = allocator peak of a steady-state training step (workspace included).")
+    return plan

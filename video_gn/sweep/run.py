@@ -1,0 +1,211 @@
+"""Running the sweep: each (cell, seed) is one ``video-gn fit`` subprocess, recorded as one row of ``runs.csv``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from video_gn.sweep.grid import Cell, SweepSpec
+from video_gn.sweep.results import TRAIN_METRIC, append_row, read_rows, read_val_metrics
+
+
+def run_id(spec: SweepSpec, cell: Cell, seed: int) -> str:
+    """Stable id of one run: readable cell fields plus a hash of everything that changes the training."""
+    key = json.dumps(
+        [spec.base, spec.clips, spec.devices, spec.overrides, cell.norm, cell.batch, cell.frames,
+         cell.sampling_rate, seed]
+    )  # fmt: skip
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return f"{cell.norm.replace('+', '')}_b{cell.batch}_t{cell.frames}_s{seed}_{digest}"
+
+
+def max_steps(spec: SweepSpec, cell: Cell) -> int:
+    """Optimiser steps so that every run sees ``spec.clips`` training clips: clips // (batch × devices)."""
+    return max(1, spec.clips // (cell.batch * spec.devices))
+
+
+def fit_args(spec: SweepSpec, cell: Cell, seed: int, run_dir: Path) -> list[str]:
+    """The ``video-gn fit`` arguments of one run (base config, then the cell's overrides)."""
+    steps = max_steps(spec, cell)
+    if cell.kind == "syncbn" and spec.devices < 2:
+        raise ValueError("norm 'syncbn' only differs from 'bn' under DDP: set devices >= 2 or use 'bn'.")
+    args = [
+        "fit", *[a for b in spec.base for a in ("-c", b)],
+        f"--seed_everything={seed}",
+        f"--model.norm={cell.kind}",
+        f"--model.ws={str(cell.ws).lower()}",
+        f"--data.batch_size={cell.batch}",
+        f"--data.num_frames={cell.frames}",
+        f"--data.seed={seed}",
+        f"--trainer.max_steps={steps}",
+        "--trainer.max_epochs=-1",
+        # One validation, after the last step: val_check_interval counts steps across epochs.
+        "--trainer.check_val_every_n_epoch=null",
+        f"--trainer.val_check_interval={steps}",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.enable_checkpointing=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.devices={spec.devices}",
+        f"--trainer.default_root_dir={run_dir}",
+    ]  # fmt: skip
+    if cell.sampling_rate is not None:
+        args.append(f"--data.sampling_rate={cell.sampling_rate}")
+    if spec.devices > 1:
+        args.append("--trainer.strategy=ddp")
+        if cell.kind == "syncbn":
+            args.append("--trainer.sync_batchnorm=true")
+    return args + list(spec.overrides)
+
+
+def _run_subprocess(
+    args: list[str], log_path: Path, timeout: float | None, threads: int | None = None
+) -> tuple[int, float, float]:
+    """Run ``python -m video_gn.cli ARGS`` with output to ``log_path``; (returncode, wall s, peak RSS MiB)."""
+    cmd = [sys.executable, "-m", "video_gn.cli", *args]
+    env = dict(os.environ)
+    if threads is not None:
+        # OpenMP threads spin while they wait: on an oversubscribed machine one thread per run is faster.
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    with log_path.open("w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = None if timeout is None else start + timeout
+        while True:
+            # wait4 gives this child's own rusage (its peak RSS, or its children's if larger).
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                log.write(f"\n[sweep] killed after the {timeout:.0f} s timeout\n")
+                break
+            time.sleep(0.2)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+BASE_FINGERPRINTS = "base_configs.json"
+
+
+def check_base_configs_unchanged(spec: SweepSpec, out: Path, *, accept_changes: bool = False) -> None:
+    """Refuse to resume a sweep whose base config files changed since it started (rows would mix configs).
+
+    Run ids hash the base configs' paths, not their contents, so an edited base file would otherwise count
+    the old runs as done. The first call writes ``<out>/base_configs.json`` (path -> sha1 of the contents).
+    """
+    path = out / BASE_FINGERPRINTS
+    now = {b: hashlib.sha1(Path(b).read_bytes()).hexdigest() for b in spec.base}
+    before = json.loads(path.read_text()) if path.exists() else {}
+    changed = [b for b in now if b in before and before[b] != now[b]]
+    if changed and not accept_changes:
+        raise ValueError(
+            f"Base config(s) {changed} changed since this sweep started in {out}: the finished runs used the "
+            "old contents, so resuming would mix configurations. Use a new --out, restore the files, or pass "
+            "--accept-config-change to go on anyway."
+        )
+    if now != before:
+        path.write_text(json.dumps({**before, **now}, indent=1) + "\n")
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | os.PathLike,
+    *,
+    timeout: float | None = None,
+    max_runs: int | None = None,
+    dry_run: bool = False,
+    log: bool = True,
+    threads: int | None = None,
+    accept_config_change: bool = False,
+) -> list[dict]:
+    """Run every (cell, seed) not already finished in ``<out>/runs.csv``; append one row per run.
+
+    Args:
+        spec: the grid.
+        out: output folder (runs/<run_id>/ with logs, runs.csv, summary.md, plots).
+        timeout: seconds after which a run is killed (recorded as failed).
+        max_runs: stop after starting this many runs (the rest on the next call).
+        dry_run: print the commands instead of running them.
+        log: print progress.
+        threads: CPU threads per run (OMP_NUM_THREADS); None keeps torch's default.
+        accept_config_change: go on although a base config's contents changed since the sweep started.
+
+    Returns:
+        The rows written by this call.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "runs.csv"
+    if not dry_run:
+        check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
+    done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
+    # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
+    todo = [(c, s) for s in spec.seeds for c in spec.cells if run_id(spec, c, s) not in done]
+    if log:
+        total = len(spec.cells) * len(spec.seeds)
+        print(
+            f"[sweep] {total} runs in the grid, {total - len(todo)} already done, {len(todo)} to run",
+            flush=True,
+        )
+    written: list[dict] = []
+    for i, (cell, seed) in enumerate(todo):
+        if max_runs is not None and i >= max_runs:
+            break
+        rid = run_id(spec, cell, seed)
+        run_dir = out / "runs" / rid
+        args = fit_args(spec, cell, seed, run_dir)
+        if dry_run:
+            print("video-gn " + " ".join(args))
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if log:
+            print(f"[sweep] ({i + 1}/{len(todo)}) {rid}: {max_steps(spec, cell)} steps ...", flush=True)
+        code, wall, rss = _run_subprocess(args, run_dir / "fit.log", timeout, threads)
+        metrics: dict[str, float] = {}
+        status = "ok" if code == 0 else f"failed({code})"
+        if code == 0:
+            try:
+                metrics = read_val_metrics(run_dir)
+            except FileNotFoundError:
+                status = "failed(no-logs)"
+            if "val/video_top1" not in metrics:
+                status = "failed(no-val)"
+        row = {
+            "run_id": rid,
+            "experiment": "+".join(cell.experiments),
+            "norm": cell.norm,
+            "batch": cell.batch,
+            "frames": cell.frames,
+            "sampling_rate": cell.sampling_rate if cell.sampling_rate is not None else "",
+            "devices": spec.devices,
+            "global_batch": cell.batch * spec.devices,
+            "seed": seed,
+            "clips": spec.clips,
+            "max_steps": max_steps(spec, cell),
+            "clip_top1": metrics.get("val/clip_top1"),
+            "clip_top5": metrics.get("val/clip_top5"),
+            "video_top1": metrics.get("val/video_top1"),
+            "video_top5": metrics.get("val/video_top5"),
+            "val_loss": metrics.get("val/loss"),
+            "train_top1": metrics.get(TRAIN_METRIC),
+            "wall_s": round(wall, 1),
+            "peak_rss_mib": round(rss, 1),
+            "status": status,
+            "run_dir": str(run_dir),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        append_row(csv_path, row)
+        written.append(row)
+        if log:
+            acc = row["video_top1"]
+            shown = f"video top-1 {acc:.3f}" if acc is not None else f"see {run_dir / 'fit.log'}"
+            print(f"[sweep]   {status} in {wall:.0f} s, peak RSS {rss:.0f} MiB, {shown}", flush=True)
+    return written
