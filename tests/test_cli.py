@@ -1,4 +1,7 @@
-"""The ``video-gn`` CLI end to end on a tiny generated synthetic dataset (CPU)."""
+"""The ``video-gn`` CLI end to end on a tiny generated synthetic dataset (CPU).
+
+The tiny dataset is conftest.py's ``tiny_root``; the ``video-gn predict`` tests are in test_predict.py.
+"""
 
 import csv
 import json
@@ -11,7 +14,6 @@ import pytest
 import torch
 
 from video_gn.cli import main, parse_config, run_lightning_cli
-from video_gn.data.synthetic import SyntheticSpec, generate
 
 REPO = Path(__file__).resolve().parent.parent
 # Every training config (configs/sweep/ holds sweep grids and a partial base, tested in test_sweep.py).
@@ -20,18 +22,6 @@ CONFIGS = sorted(
     for p in [*(REPO / "configs").glob("*.yaml"), *(REPO / "configs" / "kinetics400").glob("*.yaml")]
     if p.name != "base.yaml"
 )
-
-# Small enough for CI: 4 classes x 4 train / 2 val videos, 48x48 pixels, 24 frames.
-TINY = SyntheticSpec(
-    num_classes=4, train_per_class=4, val_per_class=2, size=(48, 48), fps=12, num_frames=24, seed=3
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    generate(root, TINY, workers=1, progress=False)
-    return root
 
 
 def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
@@ -225,92 +215,6 @@ def test_fit_validate_predict_end_to_end(tiny_root, tmp_path, capsys):
     probs = [p for _, p in pred["top"]]
     assert len(names) == 3 and set(names) <= set((ckpts / "classes.txt").read_text().split())
     assert probs == sorted(probs, reverse=True) and 0.0 < sum(probs) <= 1.0 + 1e-6
-
-
-def test_predict_skips_unreadable_file(tiny_root, tmp_path, capsys):
-    run = tmp_path / "run"
-    main(["fit", *_quick(tiny_root, run, "--trainer.limit_train_batches=1")])
-    bad = tmp_path / "broken.mp4"
-    bad.write_bytes(b"not a video")
-    good = next((tiny_root / "val").rglob("*.mp4"))
-    capsys.readouterr()
-    with pytest.warns(UserWarning, match="broken.mp4"):
-        rc = main(
-            ["predict", str(good), str(bad), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--json"]
-        )
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
-    assert len(out["predictions"]) == 1 and out["failed"][0]["path"].endswith("broken.mp4")
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tiny_root, tmp_path_factory) -> Path:
-    """last.ckpt of a 4-class model trained one step on the tiny data (views: 4 frames x 2, side 40, crop 32)."""
-    run = tmp_path_factory.mktemp("predict_run")
-    run_lightning_cli(["fit", *_quick(tiny_root, run, "--trainer.limit_train_batches=1")])
-    return run / "checkpoints" / "last.ckpt"
-
-
-def _spy_views(monkeypatch) -> list[dict]:
-    """Record the view settings predict decodes each video with."""
-    import video_gn.data
-
-    calls: list[dict] = []
-    real = video_gn.data.load_video_views
-
-    def spy(path, **kw):
-        calls.append(kw)
-        return real(path, **kw)
-
-    monkeypatch.setattr(video_gn.data, "load_video_views", spy)
-    return calls
-
-
-def test_predict_view_settings_flags_over_config_over_checkpoint(
-    tiny_root, tiny_ckpt, tmp_path, monkeypatch, capsys
-):
-    video = str(next((tiny_root / "val").rglob("*.mp4")))
-    # An experiment config that includes quickstart.yaml (test_short_side 32, sampling_rate 2) and overrides some.
-    exp = tmp_path / "exp.yaml"
-    exp.write_text(
-        f"config: {REPO / 'configs' / 'quickstart.yaml'}\ndata:\n  num_frames: 6\n  num_clips: 3\n  crop_size: 28\n"
-    )
-    calls = _spy_views(monkeypatch)
-    for extra in ([], ["-c", str(exp)], ["-c", str(exp), "--num_clips=1", "--mean", "0.5", "0.4", "0.3"]):
-        capsys.readouterr()
-        assert main(["predict", video, "--ckpt_path", str(tiny_ckpt), "--json", *extra]) == 0
-        assert len(json.loads(capsys.readouterr().out)["predictions"]) == 1
-    pick = ("num_frames", "sampling_rate", "short_side", "crop_size", "num_clips", "num_crops", "mean")
-    as_trained, from_config, with_flags = [tuple(c[k] for k in pick) for c in calls]
-    assert as_trained == (4, 2, 40, 32, 2, 1, (0.45, 0.45, 0.45))  # the checkpoint's (_tiny_overrides)
-    assert from_config == (6, 2, 32, 28, 3, 1, (0.45, 0.45, 0.45))  # exp.yaml, side 32 from its include
-    assert with_flags == (6, 2, 32, 28, 1, 1, (0.5, 0.4, 0.3))
-
-
-@pytest.mark.parametrize("what", ["video", "ckpt", "config"])
-def test_predict_missing_path_is_a_one_line_error(what, tiny_root, tiny_ckpt, tmp_path, capsys):
-    video, ckpt, cfg = str(next((tiny_root / "val").rglob("*.mp4"))), str(tiny_ckpt), None
-    missing = str(tmp_path / f"no_such_{what}")
-    if what == "video":
-        video = missing
-    elif what == "ckpt":
-        ckpt = missing
-    else:
-        cfg = missing
-    rc = main(["predict", video, "--ckpt_path", ckpt, *(["-c", cfg] if cfg else [])])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2
-    assert err.startswith("video-gn predict: error:") and missing in err and "\n" not in err
-
-
-def test_predict_table_shows_top_k_up_to_the_number_of_classes(tiny_root, tiny_ckpt, monkeypatch, capsys):
-    monkeypatch.setenv("COLUMNS", "200")  # rich: one header line per column
-    video = str(next((tiny_root / "val").rglob("*.mp4")))
-    assert main(["predict", video, "--ckpt_path", str(tiny_ckpt)]) == 0  # default --top_k 5, 4 classes
-    header = next(
-        line for line in capsys.readouterr().out.splitlines() if "video" in line and "top-1" in line
-    )
-    assert [c.strip() for c in header.strip("┃│ ").split("┃")][1:] == ["top-1", "top-2", "top-3", "top-4"]
 
 
 def _fit_recording_saves(args: list[str], *callbacks: L.Callback, ckpt_path: str | None = None):
