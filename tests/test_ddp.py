@@ -89,7 +89,10 @@ def _nonfinite_worker(argv: list[str]) -> int:
         trainer.fit(model, datamodule=Data(batch_size=1))
     except FloatingPointError as err:
         print(f"rank {trainer.global_rank} stopped: {err}", file=sys.stderr, flush=True)
-        return 3
+        # Only rank 0 (the launcher) reports the stop in its exit code: a child exiting non-zero makes
+        # Lightning's process observer SIGKILL rank 0 within 5 s, which on a loaded machine can come before
+        # rank 0 has printed its own line.
+        return 3 if trainer.global_rank == 0 else 0
     return 0
 
 
