@@ -88,7 +88,10 @@ def _nonfinite_worker(argv: list[str]) -> int:
     try:
         trainer.fit(model, datamodule=Data(batch_size=1))
     except FloatingPointError as err:
-        print(f"rank {trainer.global_rank} stopped: {err}", file=sys.stderr, flush=True)
+        # One write of the whole line (< PIPE_BUF, so atomic): both ranks share the pipe, and print() may write
+        # the text and its newline separately, interleaving the two ranks' lines.
+        sys.stderr.write(f"rank {trainer.global_rank} stopped: {err}\n")
+        sys.stderr.flush()
         # Only rank 0 (the launcher) reports the stop in its exit code: a child exiting non-zero makes
         # Lightning's process observer SIGKILL rank 0 within 5 s, which on a loaded machine can come before
         # rank 0 has printed its own line.
