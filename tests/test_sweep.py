@@ -82,7 +82,17 @@ def test_load_spec_of_the_documented_grids():
     span = load_spec(REPO / "configs" / "sweep" / "synthetic_span.yaml")  # longer clips, same frame stride
     assert {(c.batch, c.frames) for c in span.cells} == {(8, 4), (4, 8), (2, 16)}
     assert all(c.sampling_rate is None for c in span.cells) and "--data.sampling_rate=4" in span.overrides
-    assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt, span) for b in spec.base)
+    # The optional B = 16 / 1 extension is the sqrt grid at other batches: same base, clips and overrides, so
+    # its runs carry the lr rule of the sqrt grid (and the same run ids a merged grid would give them).
+    extra = load_spec(REPO / "configs" / "sweep" / "synthetic_batch_range.yaml")
+    assert {(c.norm, c.batch) for c in extra.cells} == {(n, b) for n in ("gn", "gn+ws") for b in (16, 1)}
+    assert (extra.base, extra.clips, extra.seeds, extra.overrides) == (
+        sqrt.base,
+        sqrt.clips,
+        sqrt.seeds,
+        sqrt.overrides,
+    )
+    assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt, span, extra) for b in spec.base)
 
 
 def test_command_line_flags_restrict_a_zipped_grid_without_crossing_it(monkeypatch):
