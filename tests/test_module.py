@@ -224,3 +224,19 @@ def test_ws_eps_defaults_to_the_models_registered_value() -> None:
 def test_frozen_bn_from_scratch_warns() -> None:
     with pytest.warns(UserWarning, match="frozen_bn without model.pretrained"):
         VideoClassifier(name="r3d_18", num_classes=3, width=8, norm="frozen_bn", ws=False)
+
+
+def test_pretrained_gn_groups_tells_the_inflation_report_the_2d_group_count(tmp_path) -> None:
+    """A state dict does not record GroupNorm's group count: model.pretrained_gn_groups does."""
+    timm = pytest.importorskip("timm")
+    torch.save(timm.create_model("resnetv2_50x1_bit", num_classes=4).state_dict(), tmp_path / "bit.pth")
+
+    def notes(source_groups: int | None) -> list[str]:
+        # The 3D model normalises with 16 groups; the 2D network is declared to have used `source_groups`.
+        module = VideoClassifier(name="bit_c2d_r50x1", num_classes=3, width=64, gn_groups=16, ws_eps=1e-8,
+                                 pretrained=str(tmp_path / "bit.pth"), pretrained_gn_groups=source_groups)  # fmt: skip
+        return module.pretrained_report.notes
+
+    assert any("group counts differ" in n for n in notes(None))  # BiT's 32 assumed: the mismatch is reported
+    assert any("group counts differ" in n for n in notes(32))
+    assert not any("group counts differ" in n for n in notes(16))

@@ -56,6 +56,8 @@ class VideoClassifier(L.LightningModule):
             was loaded is logged and kept in :attr:`pretrained_report`.
         pretrained_method: how ``pretrained``'s 2D kernels are inflated over time: "mean" (I3D: repeated and
             divided by k_T) or "center" (centre frame, zeros elsewhere: the 2D network exactly on constant clips).
+        pretrained_gn_groups: GroupNorm group count of the 2D network in ``pretrained`` (a state dict does not
+            record it); None: the family's (32 for BiT, unknown otherwise). Only used to report a mismatch.
         class_names: names of the classes in index order (linked from ``data.classes``), stored in
             checkpoints so ``video-gn predict`` can name classes.
         optimizer: "sgd" (momentum, optional Nesterov) or "adamw".
@@ -85,6 +87,7 @@ class VideoClassifier(L.LightningModule):
         gn_groups: int | None = None,
         pretrained: str | None = None,
         pretrained_method: Literal["mean", "center"] = "mean",
+        pretrained_gn_groups: int | None = None,
         class_names: list[str] | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
@@ -122,7 +125,9 @@ class VideoClassifier(L.LightningModule):
             norm_kwargs=norm_kwargs,
         )
         #: What ``pretrained`` initialised (an InflationReport), or None when training from scratch.
-        self.pretrained_report = self._load_pretrained(pretrained, pretrained_method) if pretrained else None
+        self.pretrained_report = (
+            self._load_pretrained(pretrained, pretrained_method, pretrained_gn_groups) if pretrained else None
+        )
         if norm == "frozen_bn" and not pretrained:
             rank_zero_warn(
                 "model.norm frozen_bn without model.pretrained: frozen BN keeps the statistics of a checkpoint; "
@@ -138,10 +143,11 @@ class VideoClassifier(L.LightningModule):
         # Per-video sums of view probabilities for the current eval epoch: {video_index: (probs, label)}.
         self._views: dict[int, list[Any]] = {}
 
-    def _load_pretrained(self, path: str, method: Literal["mean", "center"]):
+    def _load_pretrained(self, path: str, method: Literal["mean", "center"], gn_groups: int | None):
         from video_gn.models import load_pretrained  # issue 6: inflation of 2D checkpoints
 
-        report = load_pretrained(self.model, path, method=method)
+        extra = {"source_gn_groups": gn_groups} if gn_groups is not None else {}
+        report = load_pretrained(self.model, path, method=method, **extra)
         rank_zero_info(f"Initialised from {path}: {report}")
         return report
 
