@@ -58,7 +58,7 @@ def _nonfinite_worker(argv: list[str]) -> int:
     import lightning as L
 
     sys.path.insert(0, str(SCRIPT.parent))
-    from ddp_one_step import Data  # rank r gets clip r, batch 1
+    from ddp_one_step import Data, cpu_trainer  # Data: rank r gets clip r, batch 1
 
     from video_gn.module import VideoClassifier
 
@@ -71,20 +71,7 @@ def _nonfinite_worker(argv: list[str]) -> int:
 
     L.seed_everything(0)
     model = VideoClassifier(name="r3d_18", num_classes=2, norm="gn", ws=True, width=8, lr=0.1)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[PoisonOneRank()],
-    )
+    trainer = cpu_trainer(2, 3, callbacks=[PoisonOneRank()])
     try:
         trainer.fit(model, datamodule=Data(batch_size=1))
     except FloatingPointError as err:

@@ -39,6 +39,24 @@ class Data(L.LightningDataModule):
         return DataLoader(torch.utils.data.Subset(ds, indices), batch_size=self.batch_size, shuffle=False)
 
 
+def cpu_trainer(world: int, max_steps: int, **kwargs) -> L.Trainer:
+    """A quiet CPU Trainer (DDP over ``world`` gloo processes when > 1) that only trains; ``kwargs`` add to it."""
+    return L.Trainer(
+        accelerator="cpu",
+        devices=world,
+        strategy="ddp" if world > 1 else "auto",
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **kwargs,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--world", type=int, required=True)
@@ -65,20 +83,8 @@ def main() -> None:
         weight_decay=0.0,
         warmup_fraction=0.0,
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=a.world,
-        strategy="ddp" if a.world > 1 else "auto",
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        sync_batchnorm=bool(a.sync),
-        plugins=[SyncBatchNormPlugin()] if a.sync else None,
+    trainer = cpu_trainer(
+        a.world, 1, sync_batchnorm=bool(a.sync), plugins=[SyncBatchNormPlugin()] if a.sync else None
     )
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainer.fit(model, datamodule=Data(batch_size=2 // a.world))
