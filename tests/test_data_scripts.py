@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from video_fixtures import write_video
+from video_fixtures import remux_faststart, write_video
 
 from video_gn.data.kinetics_download import clip_path, download_kinetics, read_annotations, sanitize_name
 from video_gn.data.prep import (
@@ -308,23 +308,14 @@ def test_verify_finds_bad_files(tmp_path: Path) -> None:
     assert [p for p, _ in read_list(tmp_path / "clean.csv")] == ["train/a/good.mp4"]
 
 
-def _faststart(src: Path, dst: Path) -> Path:
-    """Remux ``src`` with the MP4 index (moov) in front, as web and YouTube downloads usually have it."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        ostream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = ostream
-                out.mux(packet)
-    return dst
-
-
 @pytest.mark.parametrize("kind", ["faststart_mp4", "mkv", "webm"])
 def test_verify_catches_a_file_missing_its_last_5_percent(tmp_path: Path, kind: str) -> None:
     """A file cut 5 % short that still opens, and whose first and middle frames decode, is truncated."""
     if kind == "faststart_mp4":
         fps = 10
-        full = _faststart(make_video(tmp_path / "plain.mp4", seconds=6.0, fps=fps), tmp_path / "full.mp4")
+        full = remux_faststart(
+            make_video(tmp_path / "plain.mp4", seconds=6.0, fps=fps), tmp_path / "full.mp4"
+        )
     else:
         fps, codec = 30, "libvpx" if kind == "webm" else "libx264"
         full = write_video(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from video_fixtures import read_index, write_corrupt, write_video
+from video_fixtures import read_index, remux_faststart, write_corrupt, write_video
 
 from video_gn.data import DecodeError, clip_indices, decode_frames, load_video_views, probe_video
 from video_gn.data.sampler import UniformWindows
@@ -103,13 +103,7 @@ def test_truncated_data_with_intact_header(tmp_path):
     import av
 
     src = write_video(tmp_path / "src.mp4", num_frames=90, gop=10, pattern="noise")
-    fast = tmp_path / "fast.mp4"
-    with av.open(str(src)) as inp, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
-        ostream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = ostream
-                out.mux(packet)
+    fast = remux_faststart(src, tmp_path / "fast.mp4")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(fast.read_bytes()[: int(fast.stat().st_size * 0.5)])
     assert probe_video(cut).num_frames == 90  # the header still announces every frame

@@ -108,6 +108,17 @@ def write_video(
     return path
 
 
+def remux_faststart(src: str | Path, dst: str | Path) -> Path:
+    """Remux ``src`` with the MP4 index (moov) in front, as web and YouTube downloads usually have it."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        ostream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = ostream
+                out.mux(packet)
+    return Path(dst)
+
+
 def write_audio_only(path: str | Path, *, seconds: float = 0.5, rate: int = 16000) -> Path:
     """Write an audio-only file (AAC in an MP4 container) with no video stream."""
     path = Path(path)
