@@ -337,10 +337,11 @@ def build_plan(
     # Extrapolate in T only to clip lengths whose every temporal size is on the fitted line (exact); others
     # (e.g. T = 36 for a model that halves T three times) stay unknown.
     t_exact: dict[int, bool] = {}
-    if t_line is not None and t_status != "failed":
-        probes = {t: temporal_sizes(net, t, device) for t in {*fit_ts[:2], *frames}}
-        t_exact = {t: _affine_in_t(probes, fit_ts[0], fit_ts[1], t) for t in frames}
-        rounded = [t for t in frames if t not in per_clip and not t_exact[t]]
+    unmeasured = [t for t in frames if t not in per_clip]  # the only clip lengths the line is used for
+    if t_line is not None and t_status != "failed" and unmeasured:
+        probes = {t: temporal_sizes(net, t, device) for t in {*fit_ts[:2], *unmeasured}}
+        t_exact = {t: _affine_in_t(probes, fit_ts[0], fit_ts[1], t) for t in unmeasured}
+        rounded = [t for t in unmeasured if not t_exact[t]]
         if rounded:
             notes.append(
                 f"T={rounded}: some temporal sizes round differently from the fitted T={fit_ts[:2]} (T is not a "
