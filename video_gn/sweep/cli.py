@@ -66,35 +66,32 @@ def _restrict_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:
     ``--batch`` and ``--frames`` select among the grid's (B, T) pairs (a zipped fixed-budget grid stays
     zipped); ``--norms`` runs those pairs with the given norms; ``--span`` recomputes each sampling rate.
     """
-    pairs = list(dict.fromkeys((c.batch, c.frames, c.sampling_rate, c.experiments) for c in cells))
-    for flag, index in (("batch", 0), ("frames", 1)):
+    for flag, attr in (("batch", "batch"), ("frames", "frames")):
         text = getattr(args, flag)
         if not text:
             continue
         wanted = _split_ints(text, f"--{flag}")
-        have = sorted({p[index] for p in pairs})
+        have = sorted({getattr(c, attr) for c in cells})
         missing = [v for v in wanted if v not in have]
         if missing:
             raise ValueError(
                 f"--{flag} {missing} is not in the grid file's values {have}; edit the grid file, or drop "
                 f"--grid and give --base/--clips/--norms/--batch/--frames for a crossed grid."
             )
-        pairs = [p for p in pairs if p[index] in wanted]
+        cells = [c for c in cells if getattr(c, attr) in wanted]
     norms = [parse_norm(n) for n in args.norms.split(",")] if args.norms else None
     out: dict[Cell, Cell] = {}
     for cell in cells:
-        for b, t, rate, experiments in pairs:
-            if (cell.batch, cell.frames, cell.sampling_rate) != (b, t, rate):
-                continue
-            if args.span is not None:
-                if t > args.span:
-                    raise ValueError(
-                        f"frames {t} is longer than --span {args.span}; raise it or drop that T."
-                    )
-                rate = max(1, args.span // t)
-            for norm in norms or [cell.norm]:
-                new = Cell(norm, b, t, rate, experiments)
-                out.setdefault(new, new)
+        rate = cell.sampling_rate
+        if args.span is not None:
+            if cell.frames > args.span:
+                raise ValueError(
+                    f"frames {cell.frames} is longer than --span {args.span}; raise it or drop that T."
+                )
+            rate = max(1, args.span // cell.frames)
+        for norm in norms or [cell.norm]:
+            new = Cell(norm, cell.batch, cell.frames, rate, cell.experiments)
+            out.setdefault(new, new)
     return list(out.values())
 
 
