@@ -5,11 +5,13 @@ Steps (all CPU, one thread, ~10 minutes at the default sizes):
 
 1. ``pretrain``: render a static-shape task with numpy (4 shapes: disc, square, triangle, cross; random
    contrasted colours, sizes, positions, small rotations and textured backgrounds) and train a 2D pre-activation GN + WS ResNet-50-layout
-   network of width 8 (GroupNorm with 4 groups) on single 64x64 images. The 2D network is ``bit_c2d_r50x1`` fed clips of one frame (every kernel is
+   network of width 8 (GroupNorm with 4 groups) on single images (``--size``, default 64x64; the documented
+   checkpoint for ``configs/quickstart_inflated.yaml`` uses ``--size 32``, the video crop). The 2D network is ``bit_c2d_r50x1`` fed clips of one frame (every kernel is
    1 in time, so it computes exactly a 2D ResNetV2); it is saved as a 2D state dict with timm's BiT ResNetV2 key
    names and 2D kernels, i.e. the same kind of file as timm's ``resnetv2_50x1_bit`` (``--ckpt``).
-2. ``finetune``: decode the synthetic motion clips once (8 frames, sampling rate 4, 56x56 crops as in
-   ``configs/quickstart.yaml``, 2 clips per training video, 1 centre clip per validation video) and train ``bit_i3d_r50x1`` (width 8, WS eps 1e-8) from scratch and
+2. ``finetune``: a fast in-process variant of the comparison (the documented result runs the quick-start
+   recipe through the CLI instead: ``benchmarks/inflation_finetune.sh``). Decode the synthetic motion clips once
+   (8 frames, sampling rate 4, ``--crop`` 56x56 by default, 2 clips per training video, 1 centre clip per validation video) and train ``bit_i3d_r50x1`` (width 8, WS eps 1e-8) from scratch and
    from the checkpoint inflated by :func:`video_gn.models.load_pretrained` ("mean"), same seed, steps, schedule.
    Prints the validation clip top-1 after every epoch as a markdown table.
 
