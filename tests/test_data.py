@@ -556,18 +556,43 @@ def test_synthetic_option(tmp_path):
     assert next(iter(dm.train_dataloader()))["video"].shape == (4, 3, 2, 24, 24)
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+# Allowed RSS growth from clip 200 to clip 2,000. Measured on the real code: 0.2-3 MB. A leak of one
+# 320x240 clip of 8 frames per decode (1.8 MB each) or of one open PyAV container (~2 MB each) grows far
+# past it, well before clip 2,000.
+_RSS_GROWTH_BOUND = 32 * 2**20
+
+
 def test_host_memory_stays_flat(tmp_path):
-    """RSS after 2,000 decoded clips is within 10 % of RSS after 200 (containers closed, no frames kept)."""
-    if not Path("/proc/self/statm").exists():
-        pytest.skip("needs Linux /proc to read the resident set size")
-    path = write_video(tmp_path / "m.mp4", num_frames=60, width=48, height=32, gop=15)
+    """RSS after 2,000 decoded clips is within 10 % of RSS after 200 (containers closed, no frames kept).
+
+    Realistic frames (320x240, 8 frames per clip, 1.8 MB of RGB) so a leak is not lost in the
+    process's baseline (~700 MB of torch/Lightning); besides the issue's 10 % criterion, the growth must
+    stay under a fixed bound and no file descriptor may stay open (an unclosed container keeps its file).
+    Checked every 200 clips, so a leak fails early instead of filling memory.
+    """
+    if not Path("/proc/self/statm").exists() or not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs Linux /proc to read the resident set size and open file descriptors")
+    # Three short videos reused (GOP 16, so every clip seeks and decodes up to ~30 frames).
+    paths = [
+        write_video(tmp_path / f"m{i}.mp4", num_frames=48 + 8 * i, width=320, height=240, gop=16)
+        for i in range(3)
+    ]
     ds = VideoClipDataset(
-        [(str(path), 0)] * 8, train=True, num_frames=4, sampling_rate=2, transform=_identity
+        [(str(p), 0) for p in paths], train=True, num_frames=8, sampling_rate=2, transform=_identity
     )
-    rss = {}
+    item = ds[0]
+    assert item["video"].shape == (3, 8, 240, 320) and not item["failed"]
+    del item
+    rss, fds = {}, {}
     for n in range(1, 2001):
-        ds[n % 8]
-        if n in (200, 2000):
+        ds[n % len(paths)]
+        if n % 200 == 0:
             gc.collect()
-            rss[n] = _rss_bytes()
+            rss[n], fds[n] = _rss_bytes(), _open_fds()
+            assert fds[n] == fds[200], f"open file descriptors grew: {fds}"
+            assert rss[n] - rss[200] < _RSS_GROWTH_BOUND, {k: f"{v / 2**20:.1f} MiB" for k, v in rss.items()}
     assert rss[2000] <= 1.10 * rss[200], rss

@@ -66,6 +66,72 @@ def test_indices_from_callable(long_videos):
     assert seen == [300] and _decoded_indices(frames) == [299]
 
 
+class _CountingContainer:
+    """Wraps a PyAV input container and records the frame number of every packet ``demux`` yields."""
+
+    def __init__(self, container, log: list[list[int | None]]) -> None:
+        self._container, self._log = container, log
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def __enter__(self):
+        self._container.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._container.__exit__(*exc)
+
+    def demux(self, *args, **kwargs):
+        run: list[int | None] = []  # packet pts, in decode order, one list per demux pass
+        self._log.append(run)
+        for packet in self._container.demux(*args, **kwargs):
+            run.append(packet.pts)
+            yield packet
+
+
+# Packets read after the last needed frame: x264 B-frames (bf=2) put the next P-frame up to 3 frames
+# ahead in decode order, and the decoder's reorder delay holds back output by a packet or two more.
+_REORDER_MARGIN = 6
+
+
+@pytest.mark.parametrize("name", ["gop30", "gop_default", "mkv_gop12"])
+@pytest.mark.parametrize(("start", "num_frames", "rate"), [(251, 8, 2), (251, 16, 1), (137, 8, 8)])
+def test_decoding_reads_only_from_the_key_frame_before_the_window_to_its_end(
+    long_videos, monkeypatch, name, start, num_frames, rate
+):
+    """Seek to the nearest key frame at or before the window, stop right after its last needed frame.
+
+    Every packet that ``decode_frames`` pulls out of the demuxer is counted (a spy on ``av.open``'s
+    container), so neither decoding from the start nor decoding on to the end of the file can pass.
+    """
+    import av
+
+    path = long_videos[name]
+    with av.open(str(path)) as c:  # reference: the key frames, numbered by pts, from a full demux
+        s = c.streams.video[0]
+        start_pts, scale = s.start_time or 0, float(s.time_base) * 30
+        keys = [round((p.pts - start_pts) * scale) for p in c.demux(s) if p.pts is not None and p.is_keyframe]
+    want = clip_indices(start, num_frames, rate, 300)
+    first, last = int(want.min()), int(want.max())
+    key_before = max(k for k in keys if k <= first)
+
+    log: list[list[int | None]] = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: _CountingContainer(real_open(*a, **k), log))
+    frames, _ = decode_frames(path, want)
+    monkeypatch.undo()
+    assert _decoded_indices(frames) == want.tolist()
+
+    read = [round((pts - start_pts) * scale) for run in log for pts in run if pts is not None]
+    assert read, "the spy saw no packets: decode_frames no longer reads through container.demux"
+    where = f"{name}: window {first}..{last}, key frame {key_before}, packets read {sorted(read)}"
+    assert min(read) == key_before, where  # seeked to the nearest key frame before the window
+    assert max(read) <= last + _REORDER_MARGIN, where  # stopped after the window
+    # In all: at most the frames from that key frame to the window's end (about GOP + window span).
+    assert len(read) <= last - key_before + 1 + _REORDER_MARGIN, where
+
+
 @pytest.mark.parametrize("thread_type", ["SLICE", "FRAME", "AUTO"])
 def test_thread_settings_do_not_change_frames(long_videos, thread_type):
     want = clip_indices(100, 8, 4, 300)
