@@ -1,11 +1,12 @@
 """GroupNorm's batch independence, end to end through Lightning DDP (2 CPU processes, gloo); the non-finite
-loss stop on every rank.
+loss stop on every rank; validation metrics under DDP equal to one process's, with uneven shards.
 
 Run as a script (``python tests/test_ddp.py --nonfinite-worker ...``) this file is the worker of
 :func:`test_non_finite_loss_on_one_rank_stops_every_rank`.
 """
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_one_step.py"
+VALIDATE_SCRIPT = SCRIPT.parent / "ddp_validate.py"
 
 
 def _one_step(tmp_path: Path, world: int, norm: str, ws: bool, sync: bool = False) -> dict[str, torch.Tensor]:
@@ -47,6 +49,63 @@ def test_ddp_batch1_differs_for_bn_unless_syncbn(tmp_path):
     assert _max_weight_diff(single["after"], ddp["after"]) > 1e-3
     # ... unless the statistics are synchronised across the processes (SyncBN, CPU path).
     assert _max_weight_diff(single["after"], synced["after"]) <= 1e-5
+
+
+def test_ddp_validate_metrics_equal_one_process_with_uneven_shards(tmp_path):
+    """`trainer.validate` of one fixed model on 7 videos (2 views each): 2 ranks (4 + 3 videos) log exactly
+    the clip- and video-level accuracies of 1 process, and every video is counted once, with all its views."""
+    from video_gn.data.synthetic import SyntheticSpec, generate
+
+    spec = SyntheticSpec(
+        num_classes=7, train_per_class=0, val_per_class=1, size=(32, 40), fps=8, num_frames=16, seed=5
+    )
+    root = generate(tmp_path / "data", spec, workers=1, progress=False)
+    # --seed 8: initial weights with accuracies strictly between 0 and 1, whose two views of a video do not
+    # always agree (both checked below).
+    procs = {}
+    for world in (1, 2):  # both at once: most of each run is start-up
+        args = ["--world", world, "--root", root, "--seed", 8, "--out", tmp_path / f"world{world}"]
+        cmd = [sys.executable, str(VALIDATE_SCRIPT), *map(str, args)]
+        with open(tmp_path / f"world{world}.log", "w") as log:
+            procs[world] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for world, proc in procs.items():
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            for p in procs.values():
+                os.killpg(p.pid, signal.SIGKILL)  # each launcher and the rank it started
+            raise AssertionError(f"validate with {world} process(es) hung") from None
+        assert proc.returncode == 0, (tmp_path / f"world{world}.log").read_text()[-3000:]
+    runs = {
+        world: [json.loads((tmp_path / f"world{world}" / f"rank{r}.json").read_text()) for r in range(world)]
+        for world in (1, 2)
+    }
+    (single,) = runs[1]
+    names = ["val/clip_top1", "val/clip_top5", "val/video_top1", "val/video_top5"]
+    ref = single["metrics"]
+    # Non-trivial accuracies: a rank's own share of the clips (8 or 6 of 14) or videos (4 or 3 of 7) only
+    # reaches the same fraction as all of them at 0, 1/2 or 1, so rank-local (unsynchronised) metrics
+    # cannot pass the equality below by chance.
+    for name in names:
+        assert 0.0 < ref[name] < 1.0 and abs(ref[name] - 0.5) > 1e-3, (name, ref[name])
+    assert ref["val/clip_top1"] != ref["val/video_top1"]  # averaging the views changed the answer
+    for rank, rec in enumerate(runs[2]):
+        for name in names:
+            got = rec["metrics"][name]
+            assert abs(got - ref[name]) <= 1e-6, (rank, name, got, ref[name])
+        assert abs(rec["metrics"]["val/loss"] - ref["val/loss"]) <= 1e-5, (rank, rec["metrics"], ref)
+
+    # Every video once across the ranks, with both its views on one rank; the shards are uneven.
+    num_videos = single["num_videos"]
+    assert num_videos == 7
+    assert single["views"] == {str(v): 2 for v in range(num_videos)}
+    shards = [rec["views"] for rec in runs[2]]
+    assert sorted(len(s) for s in shards) == [3, 4]
+    assert not set(shards[0]) & set(shards[1])
+    assert {**shards[0], **shards[1]} == single["views"]
+    # ... and each is fed once to the video-level metric.
+    assert single["video_metric_videos"] == num_videos
+    assert sum(rec["video_metric_videos"] for rec in runs[2]) == num_videos
 
 
 def _nonfinite_worker(argv: list[str]) -> int:

@@ -40,8 +40,9 @@ class Data(L.LightningDataModule):
 
 
 def cpu_trainer(world: int, max_steps: int, **kwargs) -> L.Trainer:
-    """A quiet CPU Trainer (DDP over ``world`` gloo processes when > 1) that only trains; ``kwargs`` add to it."""
-    return L.Trainer(
+    """A quiet CPU Trainer (DDP over ``world`` gloo processes when > 1) that only trains, unless ``kwargs``
+    (which add to or override its settings) say otherwise, e.g. ``limit_val_batches=1.0`` to validate."""
+    settings = dict(
         accelerator="cpu",
         devices=world,
         strategy="ddp" if world > 1 else "auto",
@@ -53,8 +54,8 @@ def cpu_trainer(world: int, max_steps: int, **kwargs) -> L.Trainer:
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        **kwargs,
     )
+    return L.Trainer(**{**settings, **kwargs})
 
 
 def main() -> None:
