@@ -276,8 +276,10 @@ class VideoClassifier(L.LightningModule):
             labels = torch.tensor([v[1] for v in self._views.values()], device=self.device)
             self.val_video_top1.update(probs, labels)
             self.val_video_top5.update(probs, labels)
-        self.log(f"{stage}/video_top1", self.val_video_top1.compute(), prog_bar=True, sync_dist=False)
-        self.log(f"{stage}/video_top5", self.val_video_top5.compute(), sync_dist=False)
+        # compute() is already the all-rank value; sync_dist=True averages identical numbers (exact) and keeps
+        # Lightning from warning on every distributed epoch that epoch-level logs should be synced.
+        self.log(f"{stage}/video_top1", self.val_video_top1.compute(), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/video_top5", self.val_video_top5.compute(), sync_dist=True)
         self.val_video_top1.reset()
         self.val_video_top5.reset()
         self._views = {}
