@@ -5,6 +5,8 @@ The tiny dataset is conftest.py's ``tiny_root``; the ``video-gn predict`` tests 
 
 import csv
 import json
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ import torch
 from video_gn.cli import main, parse_config, run_lightning_cli
 
 REPO = Path(__file__).resolve().parent.parent
-# Every training config (configs/sweep/ holds sweep grids and a partial base, tested in test_sweep.py).
+# Every training config (configs/sweep/ holds sweep grids and their base, parsed by test_every_yaml_*).
 CONFIGS = sorted(
     p
     for p in [*(REPO / "configs").glob("*.yaml"), *(REPO / "configs" / "kinetics400").glob("*.yaml")]
@@ -102,7 +104,8 @@ def _random_2d(name: str) -> dict[str, torch.Tensor] | None:
         return timm.create_model("resnet50_gn", pretrained=False).state_dict()
     if name == "resnetv2_50x1_bit.goog_in21k.safetensors":  # timm's BiT-M R50x1
         return timm.create_model("resnetv2_50x1_bit", pretrained=False).state_dict()
-    return None  # e.g. quickstart_inflated's checkpoint from benchmarks/inflation.py
+    # quickstart_inflated's checkpoint from benchmarks/inflation.py: test_quickstart_inflated_* makes one.
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +156,102 @@ def test_every_config_parses_and_trains_one_step(config, tiny_root, tmp_path, st
     if stand_in is not None:
         report = cli.model.pretrained_report
         assert report.source in ("resnet", "bit") and len(report.inflated) >= 50, report
+
+
+def _benchmarks_inflation():
+    """benchmarks/inflation.py (a script, not a package), imported from its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "benchmarks_inflation", REPO / "benchmarks" / "inflation.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_inflated_starts_from_a_locally_saved_2d_checkpoint(tiny_root, tmp_path):
+    # The file `benchmarks/inflation.py --pretrain-only` writes for configs/quickstart_inflated.yaml: a 2D
+    # bit_c2d_r50x1 of the config's width and GN groups, saved by to_bit_2d_state_dict (timm BiT key names).
+    from video_gn.models import build
+
+    config = REPO / "configs" / "quickstart_inflated.yaml"
+    hp = parse_config(["-c", str(config)]).model
+    assert (hp.name, hp.pretrained_method) == ("bit_i3d_r50x1", "mean")
+    torch.manual_seed(123)
+    c2d = build(
+        "bit_c2d_r50x1",
+        num_classes=4,  # the tiny data's classes: the classifier is loaded too
+        width=hp.width,
+        ws_eps=hp.ws_eps,
+        norm_kwargs={"num_groups": hp.pretrained_gn_groups},
+    )
+    with torch.no_grad():  # norm affine and biases away from their initial 1 / 0, so loading them shows
+        for p in c2d.parameters():
+            if p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    ckpt = tmp_path / "bit2d_shapes.pth"
+    torch.save(_benchmarks_inflation().to_bit_2d_state_dict(c2d), ckpt)
+
+    overrides = [
+        o for o in _tiny_overrides(tiny_root, tmp_path / "run") if not o.startswith("--model.pretrained")
+    ]
+    cli = run_lightning_cli(
+        [
+            "fit",
+            "-c",
+            str(config),
+            *overrides,
+            f"--model.pretrained={ckpt}",  # the config's own path does not exist here
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.num_sanity_val_steps=0",
+        ],
+        run=False,
+    )
+    report = cli.model.pretrained_report
+    assert report is not None and (report.source, report.method) == ("bit", "mean"), report
+    assert not report.missing and not report.skipped, report
+    sd2, sd3 = c2d.state_dict(), cli.model.model.state_dict()
+    assert list(sd3) == list(sd2)  # bit_c2d and bit_i3d differ only in their temporal kernel sizes
+    assert sorted(report.inflated) == sorted(k for k, v in sd2.items() if v.ndim == 5)
+    inflated_in_time = 0
+    for key, w2 in sd2.items():
+        w3 = sd3[key]
+        if w2.ndim == 5:
+            # Mean inflation into a WS conv: every temporal tap is the 2D kernel (the 1/k_T of plain mean
+            # inflation is a constant factor that the standardization removes).
+            inflated_in_time += w3.shape[2] > 1
+            torch.testing.assert_close(w3, w2.expand_as(w3), atol=0, rtol=0, msg=key)
+        else:
+            torch.testing.assert_close(w3, w2, atol=0, rtol=0, msg=key)  # GN affine, classifier
+    assert inflated_in_time >= 10  # the stem (k_T 5) and the 3x1x1 convs of the I3D blocks
+
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 1 and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+ALL_YAML = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(REPO / "configs")) for p in ALL_YAML])
+def test_every_yaml_under_configs_parses(path, tmp_path, monkeypatch):
+    """A `video-gn fit` config parses (with its `config:` includes); a sweep grid's runs parse as the sweep
+    builds them (its `base:` configs, the cell's overrides and the grid's), so no file holds a wrong key."""
+    import yaml
+
+    from video_gn.sweep import fit_args, load_spec
+
+    monkeypatch.chdir(REPO)  # grids name their base configs relative to the repository
+    if "experiments" not in (yaml.safe_load(path.read_text()) or {}):
+        parse_config(["-c", str(path)])  # SystemExit on an unknown key or a wrong type
+        return
+    spec = load_spec(path)
+    assert spec.base and all(Path(b).is_file() for b in spec.base)
+    one_cell_per_norm = {c.norm: c for c in spec.cells}.values()
+    for cell in one_cell_per_norm:
+        cfg = parse_config(fit_args(spec, cell, spec.seeds[0], tmp_path / "run"))
+        assert (cfg.model.norm, cfg.model.ws, cfg.data.batch_size) == (cell.kind, cell.ws, cell.batch)
 
 
 def test_table8_configs_are_imagenet_initialised_except_gn_ws():
@@ -396,13 +495,38 @@ def test_non_finite_loss_stops_without_overwriting_checkpoint(tiny_root, tmp_pat
     run = tmp_path / "run"
     run_lightning_cli(["fit", *_quick(tiny_root, run)])
     last = run / "checkpoints" / "last.ckpt"
-    with pytest.raises(FloatingPointError, match=r"global step \d+.*learning rate"):
+    number = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
+    with pytest.raises(FloatingPointError, match=rf"global step \d+ .*last learning rate {number}\.") as err:
         run_lightning_cli(["fit", *_quick(tiny_root, run, "--model.lr=1e30", "--trainer.max_epochs=3")])
+    # The rate the optimiser last used: at most the peak 1e30 x 4/64 clips (warm-up ramps up to it).
+    lr = float(re.search(rf"last learning rate {number}\.", str(err.value)).group(1))
+    assert 0.0 < lr <= 1e30 * 4 / 64 * (1 + 1e-6), err.value
     # Whatever the exploding run managed to save, no checkpoint on disk holds a NaN/inf weight.
     for ckpt in (run / "checkpoints").glob("*.ckpt"):
         state = torch.load(ckpt, weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), ckpt
     assert last.is_file()
+
+
+def test_scaled_learning_rate_is_logged_at_start(tiny_root, tmp_path, caplog):
+    # model.lr is per 64 clips; the global batch is devices 1 x batch 4 x accumulation 2 = 8 clips.
+    args = _quick(
+        tiny_root,
+        tmp_path / "run",
+        "--model.lr=0.01",
+        "--model.lr_scaling=linear",
+        "--trainer.accumulate_grad_batches=2",
+        "--trainer.max_steps=1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.logger=false",
+        "--trainer.enable_checkpointing=false",
+    )
+    with caplog.at_level(logging.INFO):
+        cli = run_lightning_cli(["fit", *args])
+    assert cli.trainer.global_step == 1
+    (line,) = [m for m in caplog.messages if "per 64 clips" in m]
+    assert re.search(r"\blr 0\.01 per 64 clips, linear scaling to global batch 8 = 0\.00125\b", line), line
 
 
 def test_checkpoint_with_non_finite_weights_is_refused():

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from test_cli import _quick  # the tiny-data fit arguments test_cli.py builds every run from
 
 from video_gn.cli import main, run_lightning_cli
@@ -98,3 +99,51 @@ def test_predict_table_shows_top_k_up_to_the_number_of_classes(tiny_root, tiny_c
         line for line in capsys.readouterr().out.splitlines() if "video" in line and "top-1" in line
     )
     assert [c.strip() for c in header.strip("┃│ ").split("┃")][1:] == ["top-1", "top-2", "top-3", "top-4"]
+
+
+def test_predict_averages_the_softmax_over_every_clip_and_crop(tiny_root, tiny_ckpt, tmp_path, capsys):
+    # The expectation is computed here from the model and the views themselves: softmax per view, then the
+    # mean over the 2 clips x 3 crops (not predict's own averaging code).
+    from video_gn.data import load_video_views
+    from video_gn.predict import load_classifier
+
+    # After one training step the class probabilities are all near 1/4; a sharper classifier (its weights
+    # x 30) makes the views disagree clearly, so that any other way of combining them gives other numbers.
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    (head,) = [k for k in ckpt["state_dict"] if k.endswith("proj.weight")]
+    ckpt["state_dict"][head] *= 30
+    sharp = tmp_path / "sharp.ckpt"
+    torch.save(ckpt, sharp)
+
+    video = next((tiny_root / "val").rglob("*.mp4"))
+    model, _, names = load_classifier(str(sharp), "cpu")
+    views = load_video_views(
+        video,
+        num_frames=4,  # the checkpoint's settings (see the test above) ...
+        sampling_rate=2,
+        short_side=40,
+        crop_size=32,
+        mean=(0.45, 0.45, 0.45),
+        std=(0.225, 0.225, 0.225),
+        num_clips=2,  # ... and the flags below
+        num_crops=3,
+    )
+    assert views.shape[0] == 6
+    with torch.inference_mode():
+        logits = model(views).float()  # (6, num_classes)
+    per_view = logits.softmax(dim=-1)
+    expected = per_view.mean(dim=0)
+    # The views really disagree, far beyond the tolerance below: no single view gives the mean, nor does the
+    # softmax of the mean logits.
+    assert (per_view - expected).abs().amax(dim=-1).min() > 1e-2, per_view
+    assert (logits.mean(dim=0).softmax(dim=-1) - expected).abs().max() > 1e-4
+
+    capsys.readouterr()
+    args = ["predict", str(video), "--ckpt_path", str(sharp), "--json", "--device", "cpu"]
+    assert main([*args, "--num_clips", "2", "--num_crops", "3", "--top_k", str(len(names))]) == 0
+    (pred,) = json.loads(capsys.readouterr().out)["predictions"]
+    got = dict(pred["top"])
+    assert sorted(got) == sorted(names) and len(names) == 4
+    assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
+    for i, name in enumerate(names):
+        assert got[name] == pytest.approx(float(expected[i]), abs=1e-5), (name, got, expected)
