@@ -558,6 +558,16 @@ def test_wrong_config_fails_at_startup_with_clear_message(tmp_path):
     assert "model.norm" in proc.stderr and "gn" in proc.stderr
 
 
+@pytest.mark.parametrize("option", ["--model.lr_scalin=sqrt", "--data.num_frame=4"])
+def test_abbreviated_or_misspelt_option_is_refused(option, capsys):
+    # argparse's default would read a prefix of a real option as that option, so a typo in a sweep grid's
+    # overrides would pass silently.
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["-c", str(REPO / "configs" / "quickstart.yaml"), option])
+    assert exit_info.value.code == 2
+    assert option.split("=")[0] in capsys.readouterr().err
+
+
 def test_fit_without_config_points_at_the_quickstart_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit"])

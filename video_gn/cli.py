@@ -154,8 +154,16 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             run=run,
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+            parser_kwargs=_parser_kwargs(),
         )
+
+
+def _parser_kwargs() -> dict:
+    """Parser settings: no abbreviated option names (argparse would take ``--model.lr_scalin`` for
+    ``--model.lr_scaling``, so a misspelt override in a sweep grid or script would pass silently)."""
+    strict = {"allow_abbrev": False}
+    main = {"parser_mode": "omegaconf", **strict} if _has_omegaconf() else dict(strict)
+    return {**main, **{name: dict(strict) for name in ("fit", "validate", "test", "predict")}}
 
 
 def parse_config(args: list[str]):
