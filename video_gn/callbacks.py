@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+# Light (stdlib only): the interval rule and time format the data scripts' progress lines use.
+from video_gn.data.progress import _hms, _log_interval
 
 
 class ClassNamesWriter(L.Callback):
@@ -95,3 +104,502 @@ class VideoCheckpoint(ModelCheckpoint):
             return  # already written at this step
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_written_step = trainer.global_step
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Progress and summaries that read well in log files (SLURM, nohup, `> fit.out`)
+
+#: ``VIDEO_GN_PROGRESS`` values, read as :mod:`video_gn.data.progress` reads them.
+_PROGRESS_ENV = {
+    **dict.fromkeys(("0", "off", "false", "no"), "off"),
+    **dict.fromkeys(("1", "rich", "bar"), "rich"),
+    **dict.fromkeys(("text", "plain", "log"), "text"),
+}
+_warned_progress_env: set[str] = set()
+
+
+def stdout_is_terminal() -> bool:
+    """Whether stdout is an interactive terminal that can show a live bar (a tty, and ``TERM`` is not dumb)."""
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def progress_mode() -> str:
+    """``"rich"``, ``"text"`` or ``"off"``: the ``VIDEO_GN_PROGRESS`` variable, else rich on a terminal.
+
+    Unset (or unknown, with a warning once per value) it is ``rich`` when stdout is a terminal and ``text``
+    otherwise: Rich's live display garbles a redirected log, Lightning's tqdm bar fills it with carriage
+    returns that show as one line.
+    """
+    raw = os.environ.get("VIDEO_GN_PROGRESS", "")
+    env = raw.strip().lower()
+    if env in _PROGRESS_ENV:
+        return _PROGRESS_ENV[env]
+    if env and env not in _warned_progress_env:
+        _warned_progress_env.add(env)
+        rank_zero_warn(
+            f"VIDEO_GN_PROGRESS={raw!r} is not a known value; use rich (or 1, bar), text (or plain, log) or 0 "
+            "(or off, false, no). Choosing by the terminal instead (rich on a terminal, text otherwise)."
+        )
+    return "rich" if stdout_is_terminal() else "text"
+
+
+def progress_bar_callback(enabled: bool = True) -> ProgressBar | None:
+    """The training progress bar for ``trainer.enable_progress_bar`` = ``enabled`` (see :func:`progress_mode`).
+
+    Returns None when ``enabled`` is False (Lightning then shows none), a
+    :class:`~lightning.pytorch.callbacks.RichProgressBar` in ``rich`` mode, a :class:`TextProgressBar` in
+    ``text`` mode, and a :class:`SilentProgressBar` with ``VIDEO_GN_PROGRESS=0``: with the trainer's progress
+    bar enabled and none in its callbacks, Lightning would add its own.
+    """
+    if not enabled:
+        return None
+    mode = progress_mode()
+    if mode == "off":
+        return SilentProgressBar()
+    if mode == "rich":
+        try:
+            from lightning.pytorch.callbacks import RichProgressBar
+
+            return RichProgressBar()
+        except ModuleNotFoundError:  # rich not installed
+            pass
+    return TextProgressBar()
+
+
+class SilentProgressBar(ProgressBar):
+    """A progress bar that shows nothing (it only keeps Lightning from adding its default one)."""
+
+    @property
+    def is_enabled(self) -> bool:
+        return False
+
+    def disable(self) -> None:
+        pass
+
+    def enable(self) -> None:
+        pass
+
+
+def _count(x: float | None) -> str:
+    """An integer count, or ``?`` when unknown or infinite."""
+    return str(int(x)) if x is not None and math.isfinite(x) else "?"
+
+
+def _pct(done: float, total: float | None) -> str:
+    return f" ({100.0 * done / total:.1f}%)" if total and math.isfinite(total) else ""
+
+
+def _eta(remaining: float, rate: float | None) -> str:
+    if remaining <= 0:
+        return "0:00:00"
+    if not rate or not math.isfinite(remaining):
+        return "?"
+    return _hms(remaining / rate)
+
+
+def _rate(rate: float | None) -> str:
+    """``12.3 it/s``, or ``4.56 s/it`` below one iteration a second (``? it/s`` before any)."""
+    if not rate:
+        return "? it/s"
+    return f"{rate:.1f} it/s" if rate >= 1 else f"{1.0 / rate:.2f} s/it"
+
+
+def _scalar(v: Any) -> float | int | None:
+    """A Python number from a number or a one-element tensor (None for anything else)."""
+    if hasattr(v, "numel"):
+        if v.numel() != 1:
+            return None
+        v = v.item()
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _fmt(v: float | int) -> str:
+    """Integers as they are, floats with 4 significant digits (``1.234``, ``0.4123``, ``1.2e-05``)."""
+    return str(v) if isinstance(v, int) else f"{v:.4g}"
+
+
+def _metrics_text(metrics: Mapping[str, Any], prefix: str = "") -> str:
+    """``name value | name value`` for the scalar metrics whose name starts with ``prefix``."""
+    items = []
+    for name, value in metrics.items():
+        if name.startswith(prefix) and (x := _scalar(value)) is not None:
+            items.append(f"{name} {_fmt(x)}")
+    return " | ".join(items)
+
+
+def run_totals(trainer: L.Trainer) -> tuple[float, float]:
+    """``(epochs, optimizer steps)`` this fit will run in all, ``inf`` where unknown or unlimited.
+
+    The smaller of ``max_steps`` and ``max_epochs`` × optimizer steps per epoch (batches per epoch divided
+    by ``accumulate_grad_batches``, rounded up).
+    """
+    batches = trainer.num_training_batches
+    accumulate = max(1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1))
+    per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) else math.inf
+    max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps >= 0 else math.inf
+    max_epochs = (
+        trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else math.inf
+    )
+    steps_by_epochs = max_epochs * per_epoch if per_epoch > 0 and max_epochs > 0 else 0
+    epochs = max_epochs
+    if math.isfinite(max_steps) and 0 < per_epoch < math.inf:
+        epochs = min(epochs, math.ceil(max_steps / per_epoch))
+    return epochs, min(max_steps, steps_by_epochs)
+
+
+class TextProgressBar(ProgressBar):
+    """Plain progress lines for logs: at most one every ``interval`` seconds, and one at each epoch's end.
+
+    While training::
+
+        fit: 32 epochs x 1440 train batches = 46080 optimizer steps | a line every 30 s
+        epoch 3/32 batch 140/1440 (9.7%) | 12.3 it/s | epoch ETA 0:01:46 | step 3020/46080 (6.6%) \
+| elapsed 0:04:05 | run ETA 0:58:12 | train/loss 1.234 | val/video_top1 0.412
+        validation (epoch 3, step 4320) 20/45 (44.4%) | 5.1 it/s | ETA 0:00:05
+        validation (epoch 3, step 4320) done: 45 batches in 0:00:09 | val/loss 1.02 | val/clip_top1 0.35 | ...
+
+    The batch rate and epoch ETA leave out the time spent in validation; the run ETA extrapolates the
+    optimizer steps per second of wall time (validation included) since this fit (or resume) started.
+    ``validate`` and ``test`` write their batch progress and a last line with the metrics; ``predict`` its
+    progress. Only global rank zero writes (Lightning disables the bar on the other ranks).
+
+    Args:
+        interval: minimum seconds between two progress lines (default: ``VIDEO_GN_PROGRESS_INTERVAL`` or 30,
+            as the data scripts' progress lines; 0: a line per batch).
+        stream: where to write (default: ``sys.stderr`` at the time of each write, as the data scripts).
+        clock: a monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        interval: float | None = None,
+        *,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.interval = _log_interval(interval)
+        if self.interval < 0:
+            raise ValueError(f"interval must be >= 0 seconds, got {self.interval}")
+        self.stream, self.clock = stream, clock
+        self._enabled = True
+        self._last_write = -math.inf
+        # fit
+        self._run_t0 = 0.0
+        self._run_step0 = 0
+        self._epoch_t0 = 0.0
+        self._epoch_eval_time = 0.0  # seconds of validation inside the current epoch
+        self._epoch_total: float = math.inf
+        self._epoch_n0: int | None = None  # batches of this epoch done before this process ran any (resume)
+        self._epoch_done = 0
+        self._epoch_written = -1
+        # validation / test / predict
+        self._eval_t0 = 0.0
+        self._eval_total: float = math.inf
+        self._eval_done = 0
+
+    # Lightning's progress-bar interface -------------------------------------------------------------------
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def is_disabled(self) -> bool:
+        return not self._enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The ``prog_bar=True`` metrics (without Lightning's ``v_num``, the logger version)."""
+        return {k: v for k, v in trainer.progress_bar_metrics.items() if k != "v_num"}
+
+    # writing ---------------------------------------------------------------------------------------------
+
+    def write(self, line: str) -> None:
+        """Write ``line`` (if enabled) and restart the interval."""
+        if not self._enabled:
+            return
+        print(line, file=self.stream if self.stream is not None else sys.stderr, flush=True)
+        self._last_write = self.clock()
+
+    def _due(self) -> bool:
+        return self._enabled and self.clock() - self._last_write >= self.interval
+
+    # fit ---------------------------------------------------------------------------------------------------
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._run_t0, self._run_step0 = self.clock(), trainer.global_step
+        epochs, steps = run_totals(trainer)
+        head = f"fit: {_count(epochs)} epochs x {_count(trainer.num_training_batches)} train batches"
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+        if accumulate > 1:
+            head += f" (accumulating {accumulate})"
+        head += f" = {_count(steps)} optimizer steps"
+        if trainer.global_step:
+            head += f" | resuming at epoch {trainer.current_epoch + 1}, step {trainer.global_step}"
+        self.write(f"{head} | a line every {self.interval:g} s")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_t0 = self.clock()
+        self._epoch_eval_time = 0.0
+        self._epoch_total = self.total_train_batches
+        self._epoch_n0 = None
+        self._epoch_done = 0
+        self._epoch_written = -1
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._epoch_n0 is None:
+            self._epoch_n0 = batch_idx
+        self._epoch_done = batch_idx + 1
+        if not self._enabled:
+            return
+        if self._epoch_done >= self._epoch_total or self._due():
+            self.write(self.train_line(trainer, pl_module))
+            self._epoch_written = self._epoch_done
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The epoch's last batch already wrote its line unless the epoch ended early (max_steps, should_stop)
+        # or its length is unknown.
+        if self._enabled and self._epoch_done and self._epoch_done != self._epoch_written:
+            self.write(self.train_line(trainer, pl_module))
+            self._epoch_written = self._epoch_done
+
+    def train_line(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+        """The progress line of the training batch just done."""
+        now = self.clock()
+        epochs, steps = run_totals(trainer)
+        n, total = self._epoch_done, self._epoch_total
+        n0 = self._epoch_n0 or 0
+        train_time = now - self._epoch_t0 - self._epoch_eval_time
+        rate = (n - n0) / train_time if train_time > 0 and n > n0 else None
+        step = trainer.global_step
+        run_time = now - self._run_t0
+        run_rate = (step - self._run_step0) / run_time if run_time > 0 and step > self._run_step0 else None
+        parts = [
+            f"epoch {trainer.current_epoch + 1}/{_count(epochs)} batch {n}/{_count(total)}{_pct(n, total)}",
+            _rate(rate),
+            f"epoch ETA {_eta(total - n, rate)}",
+            f"step {step}/{_count(steps)}{_pct(step, steps)}",
+            f"elapsed {_hms(run_time)}",
+            f"run ETA {_eta(steps - step, run_rate)}",
+        ]
+        metrics = _metrics_text(self.get_metrics(trainer, pl_module))
+        return " | ".join(parts + ([metrics] if metrics else []))
+
+    # validation, test, predict ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _label(trainer: L.Trainer, stage: str) -> str:
+        if stage == "validation" and trainer.state.fn == "fit":
+            return f"validation (epoch {trainer.current_epoch + 1}, step {trainer.global_step})"
+        return {"validation": "validate"}.get(stage, stage)
+
+    def _eval_start(self, trainer: L.Trainer, stage: str) -> None:
+        self._eval_t0 = self.clock()
+        self._eval_done = 0
+        batches = {
+            "validation": trainer.num_val_batches,
+            "test": trainer.num_test_batches,
+            "predict": trainer.num_predict_batches,
+        }[stage]
+        self._eval_total = sum(batches) if isinstance(batches, list) else batches
+        if trainer.state.fn != "fit":
+            self.write(f"{self._label(trainer, stage)}: {_count(self._eval_total)} batches")
+
+    def _eval_batch(self, trainer: L.Trainer, stage: str) -> None:
+        self._eval_done += 1
+        if not self._due():
+            return
+        elapsed = self.clock() - self._eval_t0
+        rate = self._eval_done / elapsed if elapsed > 0 else None
+        done, total = self._eval_done, self._eval_total
+        self.write(
+            f"{self._label(trainer, stage)} {done}/{_count(total)}{_pct(done, total)} | {_rate(rate)}"
+            f" | ETA {_eta(total - done, rate)}"
+        )
+
+    def _eval_end(self, trainer: L.Trainer, stage: str) -> None:
+        elapsed = self.clock() - self._eval_t0
+        if trainer.state.fn == "fit":
+            self._epoch_eval_time += elapsed
+        self.reset_dataloader_idx_tracker()
+        line = f"{self._label(trainer, stage)} done: {self._eval_done} batches in {_hms(elapsed)}"
+        prefix = {"validation": "val", "test": "test"}.get(stage)
+        metrics = _metrics_text(trainer.callback_metrics, prefix) if prefix else ""
+        self.write(f"{line} | {metrics}" if metrics else line)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._eval_start(trainer, "validation")
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._eval_batch(trainer, "validation")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._eval_end(trainer, "validation")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._eval_start(trainer, "test")
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._eval_batch(trainer, "test")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._eval_end(trainer, "test")
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._eval_start(trainer, "predict")
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._eval_batch(trainer, "predict")
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._eval_end(trainer, "predict")
+
+
+class FitSummary(L.Callback):
+    """At the end of ``fit`` (global rank zero), a few lines on what it did and where its results are::
+
+        fit done in 1:02:03: 46080 optimizer steps (46080 in this run), 32 epochs; max_steps reached
+        best val/video_top1 0.4123: runs/k400/checkpoints/best-epoch031-step46080.ckpt
+        last checkpoint: runs/k400/checkpoints/last.ckpt
+        logs: runs/k400/logs/version_0
+        evaluate: video-gn validate -c runs/k400/logs/version_0/config.yaml --ckpt_path <best>
+
+    Lines without a subject are left out (no checkpoint callback, no logger). If fit stops on an exception
+    (a crash, Ctrl-C) it writes one line saying so instead. It never raises.
+
+    Args:
+        stream: where to write (default: ``sys.stderr`` at the time of writing, as :class:`TextProgressBar`).
+        clock: a monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(self, *, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.clock = stream, clock
+        self._t0: float | None = None
+        self._step0 = 0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0, self._step0 = self.clock(), trainer.global_step
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, None)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._report(trainer, exception)
+
+    def _report(self, trainer: L.Trainer, exception: BaseException | None) -> None:
+        if self._t0 is None:  # not in fit (validate, test) or already reported
+            return
+        try:
+            if trainer.is_global_zero:
+                lines = (
+                    self.summary_lines(trainer)
+                    if exception is None
+                    else [self.exception_line(trainer, exception)]
+                )
+                print(
+                    "\n".join(lines), file=self.stream if self.stream is not None else sys.stderr, flush=True
+                )
+        except Exception as err:  # a summary must never turn a finished fit into a failed one
+            try:
+                print(f"fit summary: could not be written ({type(err).__name__}: {err})", file=sys.stderr)
+            except Exception:
+                pass
+        finally:
+            self._t0 = None
+
+    def _elapsed(self) -> str:
+        return _hms(self.clock() - (self._t0 if self._t0 is not None else self.clock()))
+
+    def exception_line(self, trainer: L.Trainer, exception: BaseException) -> str:
+        """One line: how long fit ran, where it stopped, and the newest ``last.ckpt`` to resume from."""
+        line = (
+            f"fit stopped by {type(exception).__name__} after {self._elapsed()} at step {trainer.global_step}"
+            f" (epoch {trainer.current_epoch + 1})"
+        )
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+        if last and os.path.isfile(last):
+            line += f"; resume from {last} with --ckpt_path last"
+        return line
+
+    def summary_lines(self, trainer: L.Trainer) -> list[str]:
+        """The summary written at the end of fit."""
+        step, epochs = trainer.global_step, trainer.current_epoch
+        line = f"fit done in {self._elapsed()}: {step} optimizer steps"
+        if self._step0:
+            line += f" ({step - self._step0} in this run)"
+        line += f", {epochs} epochs"
+        if trainer.max_steps is not None and 0 <= trainer.max_steps <= step:
+            line += "; max_steps reached"
+        elif trainer.max_epochs is not None and 0 <= trainer.max_epochs <= epochs:
+            line += "; max_epochs reached"
+        elif trainer.should_stop:
+            line += "; stopped early (should_stop, e.g. early stopping)"
+        lines = [line]
+        ckpt = trainer.checkpoint_callback
+        best = ""
+        if ckpt is None:
+            lines.append("checkpoints: none (no checkpoint callback)")
+        else:
+            best = getattr(ckpt, "best_model_path", "") or ""
+            monitor = getattr(ckpt, "monitor", None)
+            score = _scalar(getattr(ckpt, "best_model_score", None))
+            if monitor and best:
+                lines.append(f"best {monitor} {_fmt(score) if score is not None else '?'}: {best}")
+            elif monitor:
+                lines.append(f"best {monitor}: none (no validation logged it)")
+            last = getattr(ckpt, "last_model_path", "") or ""
+            if last:
+                lines.append(f"last checkpoint: {last}")
+        log_dir = _log_dir(trainer)
+        if log_dir:
+            lines.append(f"logs: {log_dir}")
+        if best:
+            config = os.path.join(log_dir, "config.yaml") if log_dir else ""
+            config = config if config and os.path.isfile(config) else "CONFIG"
+            lines.append(f"evaluate: video-gn validate -c {config} --ckpt_path {best}")
+        return lines
+
+
+def _log_dir(trainer: L.Trainer) -> str | None:
+    """The first logger's directory, as ``trainer.log_dir`` (which broadcasts: not callable on one rank)."""
+    if not trainer.loggers:
+        return None
+    logger = trainer.loggers[0]
+    return getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
