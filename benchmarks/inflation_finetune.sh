@@ -2,7 +2,7 @@
 # Issue 6 result through the public CLI: the quick-start recipe (configs/quickstart_inflated.yaml: 6 motion classes,
 # 32x32 crops, 8x2 frames, 32 epochs, AdamW) on bit_i3d_r50x1 (width 8, GN 4 groups, WS eps 1e-8), fine-tuned
 # from an inflated 2D checkpoint trained on single images of a static-shape task vs from scratch, 2 seeds.
-# Resumable: finished arms (a `done` file with their wall seconds) are skipped. ~8 min per arm on one CPU thread.
+# Resumable: finished arms (a `done` file with their wall seconds) are skipped, an interrupted one resumes from its last.ckpt. ~8 min per arm on one CPU thread.
 #   bash benchmarks/inflation_finetune.sh [OUT=runs/inflation]
 #   python benchmarks/curves.py OUT/ft_scratch_s0 OUT/ft_inflated_s0 OUT/ft_scratch_s1 OUT/ft_inflated_s1
 set -euo pipefail
@@ -21,7 +21,7 @@ for seed in 0 1; do
     pre=$ckpt; [ "$arm" = scratch ] && pre=null
     start=$(date +%s)
     video-gn fit -c configs/quickstart_inflated.yaml --model.pretrained "$pre" --seed_everything "$seed" \
-      --data.seed "$seed" --trainer.default_root_dir "$run" --trainer.enable_progress_bar false \
+      --data.seed "$seed" --trainer.default_root_dir "$run" --trainer.enable_progress_bar false --ckpt_path last \
       > "$out/ft_${arm}_s${seed}.log" 2>&1
     echo $(( $(date +%s) - start )) > "$run/done"
   done

@@ -497,7 +497,12 @@ def test_non_finite_loss_stops_without_overwriting_checkpoint(tiny_root, tmp_pat
     last = run / "checkpoints" / "last.ckpt"
     number = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
     with pytest.raises(FloatingPointError, match=rf"global step \d+ .*last learning rate {number}\.") as err:
-        run_lightning_cli(["fit", *_quick(tiny_root, run, "--model.lr=1e30", "--trainer.max_epochs=3")])
+        # A fresh run into the same checkpoint folder (the CLI refuses that without --ckpt_path; resuming would
+        # restore the good run's learning rate): built by the CLI, started directly.
+        cli = run_lightning_cli(
+            ["fit", *_quick(tiny_root, run, "--model.lr=1e30", "--trainer.max_epochs=3")], run=False
+        )
+        cli.trainer.fit(cli.model, cli.datamodule)
     # The rate the optimiser last used: at most the peak 1e30 x 4/64 clips (warm-up ramps up to it).
     lr = float(re.search(rf"last learning rate {number}\.", str(err.value)).group(1))
     assert 0.0 < lr <= 1e30 * 4 / 64 * (1 + 1e-6), err.value
@@ -641,3 +646,52 @@ def test_config_include_cycle_and_missing_base_fail_clearly(tmp_path):
     (tmp_path / "c.yaml").write_text("config: nowhere.yaml\n")
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
         expand_config_includes(["fit", "--config", str(tmp_path / "c.yaml")])
+
+
+def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(tiny_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    quick = _quick(tiny_root, run, "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1")
+    assert main(["fit", *quick]) == 0
+    before = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    capsys.readouterr()
+    # A second fresh run would write last-v1.ckpt beside the first run's files, and a later
+    # `--ckpt_path last` would pick either: refused, with both ways out named.
+    assert main(["fit", *quick]) == 2
+    err = capsys.readouterr().err
+    assert "already holds checkpoints" in err and "--ckpt_path last" in err and "default_root_dir" in err
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == before
+    # Resuming it is fine (and writes last.ckpt again, no -v1 copy).
+    assert main(["fit", *quick, "--ckpt_path=last", "--trainer.max_epochs=2"]) == 0
+    names = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in names and not any("-v1" in n for n in names)
+    # --ckpt_path last with nothing to resume starts from scratch and says so.
+    fresh = _quick(
+        tiny_root, tmp_path / "fresh", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"
+    )
+    capsys.readouterr()
+    assert main(["fit", *fresh, "--ckpt_path=last"]) == 0
+    assert "no last.ckpt" in capsys.readouterr().err
+
+
+def test_start_up_errors_are_one_line_with_exit_status_2(tiny_root, tmp_path, capsys):
+    quick = _quick(tiny_root, tmp_path / "run")
+    assert main(["validate", *quick, f"--ckpt_path={tmp_path / 'nope.ckpt'}"]) == 2
+    err = capsys.readouterr().err
+    assert "nope.ckpt: no such file" in err and "Traceback" not in err
+    # A GPU recipe on a CPU machine: the fix is in the message.
+    cfg = REPO / "configs" / "kinetics400" / "i3d_r50_gn_32x2_b8.yaml"
+    assert main(["fit", "-c", str(cfg), f"--data.root={tiny_root}", "--model.pretrained=null"]) == 2
+    err = capsys.readouterr().err
+    assert "--trainer.accelerator cpu" in err
+    # A value the model refuses at build time (40 stem channels, 32 groups): the message, not a traceback.
+    assert main(["fit", *quick, "--model.width=10"]) == 2
+    err = capsys.readouterr().err
+    assert "valid group counts for 40 channels" in err and "--model.gn_groups auto" in err
+
+
+def test_gn_groups_auto_builds_widths_32_does_not_divide(tiny_root, tmp_path):
+    cli = run_lightning_cli(
+        ["fit", *_quick(tiny_root, tmp_path / "run", "--model.width=10", "--model.gn_groups=auto")], run=False
+    )
+    groups = {m.num_channels: m.num_groups for m in cli.model.modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert groups[10] == 10 and groups[40] == 20 and groups[80] == 20

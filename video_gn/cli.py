@@ -41,8 +41,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd in _LIGHTNING_SUBCOMMANDS:
+        _STATE["started"] = False
         try:
             run_lightning_cli([cmd, *rest])
+        except StartupError as err:
+            print(f"video-gn {cmd}: error: {err}", file=sys.stderr)
+            return 2
+        except _STARTUP_ERRORS as err:
+            if _STATE["started"] or os.environ.get("VIDEO_GN_TRACEBACK"):
+                raise
+            # Before training starts, an exception is a config or input mistake: its message is what the user
+            # needs, not the traceback into Lightning's internals.
+            print(
+                f"video-gn {cmd}: error: {err}\n(raised before training started: a config or input problem; "
+                "VIDEO_GN_TRACEBACK=1 shows the traceback)",
+                file=sys.stderr,
+            )
+            return 2
         except SystemExit as err:
             if err.code not in (0, None) and not any(
                 a in _CONFIG_FLAGS or a.startswith("--config=") for a in rest
@@ -70,6 +85,45 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+class StartupError(Exception):
+    """A problem found before training starts whose message says what to do (printed without traceback)."""
+
+
+# Exceptions that, raised before the sub-command starts, are the user's config or inputs (a missing file, a
+# value the model or data refuses, a GPU strategy on a CPU machine).
+_STARTUP_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    TypeError,
+)
+_STATE = {"started": False}
+
+
+def _started_marker():
+    """A callback that records when the data is set up and the loop starts: exceptions after that are not
+    start-up mistakes and keep their traceback."""
+    import lightning as L
+
+    class _StartedMarker(L.Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            _STATE["started"] = True
+
+        def on_validation_start(self, trainer, pl_module) -> None:
+            _STATE["started"] = True
+
+        def on_test_start(self, trainer, pl_module) -> None:
+            _STATE["started"] = True
+
+    return _StartedMarker()
+
+
+def _checkpoint_files(dirpath: str | None) -> list[str]:
+    if not dirpath or not os.path.isdir(dirpath):
+        return []
+    return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt"))
+
+
 def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = True):
     """Build (and by default run) the LightningCLI for ``args`` such as ``["fit", "-c", "cfg.yaml"]``.
 
@@ -93,8 +147,61 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                 super()._set_seed()
 
         def instantiate_classes(self) -> None:
-            if instantiate:
+            if not instantiate:
+                return
+            from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+            try:
                 super().instantiate_classes()
+            except MisconfigurationException as err:  # Lightning's word for a trainer option it refuses
+                hint = ""
+                if any(w in str(err).lower() for w in ("gpu", "cuda", "nccl")):
+                    hint = (
+                        " This config asks for GPUs (trainer.accelerator / devices / strategy); on a machine "
+                        "without them add --trainer.accelerator cpu --trainer.devices 1 --trainer.strategy auto"
+                    )
+                raise StartupError(f"{err}{hint}") from err
+
+        def before_fit(self) -> None:
+            ckpt_path = self._get(self.config, "ckpt_path", default=None)
+            cb = self.trainer.checkpoint_callback
+            dirpath = getattr(cb, "dirpath", None)
+            found = _checkpoint_files(dirpath)
+            if ckpt_path is None and found:
+                shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+                raise StartupError(
+                    f"{dirpath} already holds checkpoints of an earlier run ({shown}). A new run there would "
+                    "mix its checkpoints with those (last.ckpt would become last-v1.ckpt). Resume that run with "
+                    "--ckpt_path last, or start a new one with --trainer.default_root_dir runs/<new name> (or "
+                    "delete the folder)."
+                )
+            if (
+                ckpt_path is not None
+            ):  # resuming into its own folder: Lightning's "not empty" notice is expected
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            if ckpt_path == "last" and cb is not None and "last.ckpt" not in found:
+                print(
+                    f"video-gn fit: --ckpt_path last: no last.ckpt in {dirpath} yet, starting from scratch.",
+                    file=sys.stderr,
+                )
+                # Lightning's own notice then suggests save_last=True, which is already on: not this case.
+                warnings.filterwarnings(
+                    "ignore", message=r".*is set, but there is no last checkpoint available"
+                )
+
+        def _check_eval_ckpt(self) -> None:
+            ckpt_path = self._get(self.config, "ckpt_path", default=None)
+            if ckpt_path not in (None, "last", "best", "hpc") and not os.path.isfile(ckpt_path):
+                raise StartupError(
+                    f"--ckpt_path {ckpt_path}: no such file. Checkpoints of a run are in "
+                    "<trainer.default_root_dir>/checkpoints (last.ckpt, best-*.ckpt)."
+                )
+
+        def before_validate(self) -> None:
+            self._check_eval_ckpt()
+
+        def before_test(self) -> None:
+            self._check_eval_ckpt()
 
         def add_arguments_to_parser(self, parser) -> None:
             # One source of truth: the data decides the classes, the model follows.
@@ -129,13 +236,17 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                 kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]  # torch's SyncBN refuses CPU tensors
             callbacks = list(cfg.get("callbacks") or [])
             ckpt_cfg = self._get(self.config_init, "checkpoint", default=None) or {}
-            kwargs["callbacks"] = callbacks + default_callbacks(
-                root,
-                checkpointing=cfg.get("enable_checkpointing", True) is not False,
-                have=callbacks,
-                progress=cfg.get("enable_progress_bar", True) is not False,
-                logger=cfg.get("logger") is not False,
-                last_every_n_steps=ckpt_cfg.get("last_every_n_steps"),
+            kwargs["callbacks"] = (
+                callbacks
+                + default_callbacks(
+                    root,
+                    checkpointing=cfg.get("enable_checkpointing", True) is not False,
+                    have=callbacks,
+                    progress=cfg.get("enable_progress_bar", True) is not False,
+                    logger=cfg.get("logger") is not False,
+                    last_every_n_steps=ckpt_cfg.get("last_every_n_steps"),
+                )
+                + [_started_marker()]
             )
             return super().instantiate_trainer(**kwargs)
 
@@ -266,7 +377,8 @@ def default_callbacks(
 
     Best checkpoint by val video top-1 plus ``last.ckpt`` in ``<root>/checkpoints`` (unless ``have`` holds a
     ``ModelCheckpoint`` or checkpointing is off), ``classes.txt``, the learning-rate monitor (only with a
-    logger: Lightning refuses it without one) and the rich progress bar on a terminal.
+    logger: Lightning refuses it without one), the progress bar (rich on a terminal, plain timed lines
+    otherwise; ``VIDEO_GN_PROGRESS``) and the end-of-fit summary.
 
     Args:
         root: ``trainer.default_root_dir``.
@@ -280,11 +392,11 @@ def default_callbacks(
     Returns:
         The callbacks to add to the trainer's.
     """
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 
-    from video_gn.callbacks import ClassNamesWriter, VideoCheckpoint
+    from video_gn.callbacks import ClassNamesWriter, FitSummary, VideoCheckpoint, progress_bar_callback
 
-    out: list = [ClassNamesWriter()]
+    out: list = [ClassNamesWriter(), FitSummary()]
     if logger:
         out.insert(0, LearningRateMonitor(logging_interval="step"))
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in have):
@@ -300,14 +412,12 @@ def default_callbacks(
                 last_every_n_steps=last_every_n_steps,
             )
         )
-    if progress and _stdout_is_terminal():
-        out.append(RichProgressBar())
+    if not any(isinstance(c, ProgressBar) for c in have):  # a config's own bar and ours: Lightning refuses
+        # Rich on a terminal; plain timed lines with totals and ETAs when the output is a file (SLURM, nohup).
+        bar = progress_bar_callback(progress)
+        if bar is not None:
+            out.append(bar)
     return out
-
-
-def _stdout_is_terminal() -> bool:
-    # Rich's live display garbles logs redirected to files; Lightning's tqdm bar degrades gracefully.
-    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 if __name__ == "__main__":  # pragma: no cover
