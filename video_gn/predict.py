@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CONFIG.yaml",
         help="`video-gn fit` config(s) whose data.* view settings to use (includes composed, repeatable); "
-        "without it the checkpoint's",
+        "without it the settings saved in the checkpoint are used",
     )
     p.add_argument("--top_k", type=int, default=5, help="number of classes to show per video (default 5)")
     views = p.add_argument_group("view settings (default: -c CONFIG, else as trained)")
@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     views.add_argument("--num_crops", type=int, choices=(1, 3), help="spatial views per clip")
     views.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean")
     views.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda[:N] (default: cuda when available)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -162,7 +166,11 @@ def load_classifier(ckpt_path: str, device: str):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # not a torch file, truncated, or pickled objects beyond tensors
-        raise ValueError(f"--ckpt_path {path} could not be read ({type(err).__name__}: {err}).") from err
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ValueError(
+            f"--ckpt_path {path} could not be read as a torch checkpoint ({type(err).__name__}: {first}); "
+            "point it at a .ckpt written by `video-gn fit`."
+        ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise ValueError(f"{path} is not a video-gn training checkpoint (no state_dict / hyper_parameters).")
     accepted = inspect.signature(VideoClassifier.__init__).parameters
@@ -233,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be >= 1, got {args.top_k}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here; use --device cpu")
     try:
         videos = find_videos(args.paths)
         config = config_view_settings(args.config) if args.config else None

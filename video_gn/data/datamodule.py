@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from video_gn.data.dataset import VideoClipDataset, collate_clips
@@ -292,7 +292,14 @@ class KineticsDataModule(L.LightningDataModule):
             f"Generating the synthetic motion dataset ({n} videos, {spec.num_classes} classes) into {self.root}"
         )
         start = time.perf_counter()
-        synthetic.generate(self.root, spec)
+        try:
+            synthetic.generate(self.root, spec)
+        except ValueError as err:  # root holds something else: own videos, or another synthetic spec
+            raise ValueError(
+                f"{str(err).rstrip('.')}. data.synthetic is set, so video_gn generates its synthetic dataset at data.root "
+                f"({self.root}) unless that already holds the same one; to train on the videos there, pass "
+                "--data.synthetic null (or drop `synthetic:` from the config)."
+            ) from err
         rank_zero_info(f"Synthetic dataset written in {time.perf_counter() - start:.0f} s")
 
     def setup(self, stage: str | None = None) -> None:
@@ -323,7 +330,10 @@ class KineticsDataModule(L.LightningDataModule):
             source = split
             if split == "test" and not split_exists(root, "test"):
                 source = "val"  # documented fallback: test on the validation split
-                log.info("no test split under %s: testing on val", root)
+                rank_zero_warn(
+                    f"no test split under {root}: testing on the val split (its figures are val figures, "
+                    "logged as test/*)"
+                )
             if split == "val" and stage == "fit" and not split_exists(root, "val"):
                 log.warning("no val split under %s: training without validation", root)
                 continue

@@ -87,11 +87,14 @@ def resolve_num_groups(
         if num_channels < DEFAULT_NUM_GROUPS:
             return num_channels
         if num_channels % DEFAULT_NUM_GROUPS:
+            example = max(d for d in _divisors(num_channels) if d <= DEFAULT_NUM_GROUPS)
             raise ValueError(
                 f"GroupNorm: the default {DEFAULT_NUM_GROUPS} groups do not divide num_channels={num_channels}; "
-                f"valid group counts for {num_channels} channels: {_divisors(num_channels)}. Pass num_groups "
-                f"(e.g. norm_kwargs={{'num_groups': 16}} / --model.gn_groups 16), channels_per_group, or "
-                f"num_groups='auto' (largest valid count <= {DEFAULT_NUM_GROUPS})"
+                f"valid group counts for {num_channels} channels: {_divisors(num_channels)}. Pass a num_groups "
+                f"that divides every layer's channels (for this layer e.g. {example}: norm_kwargs="
+                f"{{'num_groups': {example}}} / --model.gn_groups {example}), channels_per_group, or "
+                f"num_groups='auto' (--model.gn_groups auto: per layer the largest valid count <= "
+                f"{DEFAULT_NUM_GROUPS})"
             )
         return DEFAULT_NUM_GROUPS
     if not isinstance(num_groups, int) or num_groups < 1 or num_channels % num_groups:

@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", default="gn", choices=NORM_KINDS, help="normalisation (default gn)")
     p.add_argument("--ws", action=argparse.BooleanOptionalAction, default=True, help="weight standardization")
     p.add_argument("--width", type=int, default=64, help="base width (64 = published)")
+    p.add_argument(
+        "--gn_groups",
+        "--gn-groups",
+        type=lambda v: v if v == "auto" else int(v),
+        default=None,
+        help="GroupNorm groups, an int or 'auto' (default: 32, one per channel below 32 channels; as "
+        "--model.gn_groups)",
+    )
     p.add_argument("--frames", default="8,16,32,64", help="clip lengths T (default 8,16,32,64)")
     p.add_argument("--batch", default="1,2,4,8", help="per-device batch sizes B (default 1,2,4,8)")
     p.add_argument("--crop", type=int, default=224, help="spatial crop (default 224)")
@@ -81,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.model, norm=args.norm, ws=args.ws, width=args.width, frames=frames, batches=batches,
             crop=args.crop, num_classes=args.num_classes, budget_bytes=budget, precision=args.precision,
             optimizer=args.optimizer, device=args.device, measure=args.measure, steps=steps, log=not args.quiet,
+            gn_groups=args.gn_groups,
         )  # fmt: skip
     except (ValueError, TypeError, ImportError) as err:
         print(f"video-gn plan: error: {err}", file=sys.stderr)

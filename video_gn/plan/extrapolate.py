@@ -233,6 +233,7 @@ def build_plan(
     steps: int = 2,
     seed: int = 0,
     log: bool = False,
+    gn_groups: int | str | None = None,
 ) -> Plan:
     """Measure a few (T, B) points of a real training step and predict every cell of the grid.
 
@@ -254,6 +255,7 @@ def build_plan(
         steps: timed steps per measured point (0: no step time).
         seed: seed for the model initialisation.
         log: print progress to stderr.
+        gn_groups: GroupNorm group count (None: the library default, as ``--model.gn_groups``).
 
     Returns:
         The :class:`Plan`.
@@ -278,7 +280,10 @@ def build_plan(
     if norm == "syncbn":
         norm = "bn"  # one process: SyncBatchNorm is BatchNorm; its memory per device is the same
     torch.manual_seed(seed)
-    net = build(model, num_classes=num_classes, norm=norm, ws=ws, width=width).to(device).train()
+    norm_kwargs = {"norm_kwargs": {"num_groups": gn_groups}} if gn_groups is not None and norm == "gn" else {}
+    net = (
+        build(model, num_classes=num_classes, norm=norm, ws=ws, width=width, **norm_kwargs).to(device).train()
+    )
     opt = make_optimizer(net, optimizer)
     notes: list[str] = []
 
