@@ -3,8 +3,12 @@
 
 Presets: "quickstart" (the default here: exactly the dataset configs/quickstart.yaml generates, 6 classes,
 480 videos at 40x48 px), "default" (SyntheticSpec()'s defaults: 10 classes, 500 videos at 64x80 px),
-"tiny", "large" (14 classes, 128x160 px). Options below override single fields of the preset. A folder
-holds one spec: writing another spec into an existing dataset folder is an error.
+"tiny", "large" (14 classes, 128x160 px). Options below override single fields of the preset.
+
+A folder holds one spec. Rerunning with the same spec on a finished folder reuses it (nothing is generated,
+so a repeated command is harmless); a folder holding another spec (its synthetic.json says which) or
+anything that is not a synthetic dataset is refused: choose another folder. Exit status: 0 written or
+reused, 2 bad input (nothing written).
 
 Example:
     python data_scripts/make_synthetic.py data/synthetic_motion                    # the quick start's dataset
@@ -20,7 +24,8 @@ import dataclasses
 import sys
 import time
 
-from video_gn.data.synthetic import PRESETS, describe, generate
+from video_gn.data.prep import bounded_int
+from video_gn.data.synthetic import PRESETS, check_root, describe, generate
 
 DEFAULT_PRESET = "quickstart"
 
@@ -28,7 +33,12 @@ DEFAULT_PRESET = "quickstart"
 def main(argv: list[str] | None = None) -> int:
     base = PRESETS[DEFAULT_PRESET]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root", nargs="?", help="output dataset folder (must not exist, or be empty)")
+    p.add_argument(
+        "root",
+        nargs="?",
+        help="output dataset folder: created if missing (or filled if empty); reused as it is if it holds "
+        "this same spec; refused if it holds another spec or anything else",
+    )
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -44,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-frames", type=int, help=f"video length in frames ({q}: {base.num_frames})")
     p.add_argument("--seed", type=int, help=f"({q}: {base.seed})")
     p.add_argument("--crf", type=int, help=f"x264 quality ({q}: {base.crf})")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    p.add_argument("--workers", type=bounded_int(0), default=None, help="processes (default: all CPUs)")
     p.add_argument("--list-classes", action="store_true", help="describe the classes and exit")
     args = p.parse_args(argv)
     if args.list_classes:
@@ -71,10 +81,27 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     n = spec.num_classes * (spec.train_per_class + spec.val_per_class)
-    print(f"{spec}\n{n} videos -> {args.root}", file=sys.stderr)
-    t0 = time.perf_counter()
-    root = generate(args.root, spec, workers=args.workers)
-    print(f"done in {time.perf_counter() - t0:.1f}s: {root}", file=sys.stderr)
+    counts = (
+        f"{n} videos: {spec.num_classes} classes x ({spec.train_per_class} train + "
+        f"{spec.val_per_class} val), {spec.size[0]}x{spec.size[1]} px, {spec.num_frames} frames at "
+        f"{spec.fps} fps"
+    )
+    try:
+        if check_root(args.root, spec):
+            print(
+                f"{args.root} already holds this dataset ({counts}): reused, nothing generated",
+                file=sys.stderr,
+            )
+            return 0
+        print(f"{spec}\n{counts} -> {args.root}", file=sys.stderr)
+        t0 = time.perf_counter()
+        root = generate(args.root, spec, workers=args.workers)
+    except (OSError, ValueError) as e:  # an occupied root or an unwritable path: one line, not a traceback
+        p.exit(2, f"{p.prog}: error: {e}\n")
+    print(
+        f"done in {time.perf_counter() - t0:.1f}s: {root} ({n} videos, classes.txt, synthetic.json)",
+        file=sys.stderr,
+    )
     return 0
 
 

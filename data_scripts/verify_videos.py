@@ -7,22 +7,47 @@ lost its tail, e.g. an interrupted download, is caught even though it opens). Ab
 per file.
 
 Give a folder (every video file under it is checked) or a `path label` list (paths relative to the list's
-folder, or --root). Prints a summary, writes the bad files with their error to --bad (CSV), and with
---clean-csv writes the list without the bad rows.
+folder, or --root). Prints a summary, writes the bad files with their error to the --bad CSV (always, so a
+clean run leaves an empty list; its path is printed at the end), and with --clean-csv writes the list
+without the bad rows. The default --bad is written beside the target, never inside a dataset folder:
+`data/k400` -> `data/k400_bad_videos.csv`, `data/k400/train.csv` -> `data/k400/train_bad_videos.csv`.
+Exit status: 0 all good, 1 some bad files, 2 bad input (nothing checked).
 
 Example:
-    python data_scripts/verify_videos.py data/k400 --bad data/k400/bad.csv
+    python data_scripts/verify_videos.py data/k400                    # bad files -> data/k400_bad_videos.csv
     python data_scripts/verify_videos.py data/k400/train.csv --clean-csv data/k400/train_clean.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 
-from video_gn.data.prep import find_videos, read_list, verify_videos, write_clean_csv, write_rows_csv
+from video_gn.data.prep import (
+    VIDEO_EXTENSIONS,
+    bounded_int,
+    find_videos,
+    output_path_problem,
+    read_list,
+    verify_videos,
+    write_clean_csv,
+    write_rows_csv,
+)
+
+
+def default_bad_csv(target: Path) -> Path:
+    """Where the bad-file CSV goes by default: beside the target, outside a dataset folder.
+
+    A folder ``<parent>/<name>`` gives ``<parent>/<name>_bad_videos.csv``; a list ``<dir>/<stem>.csv``
+    gives ``<dir>/<stem>_bad_videos.csv``; a folder without a name (``/``) gives ``./bad_videos.csv``.
+    """
+    if target.is_dir():
+        full = target.resolve()
+        return full.parent / f"{full.name}_bad_videos.csv" if full.name else Path("bad_videos.csv")
+    return target.parent / f"{target.stem}_bad_videos.csv"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,33 +56,70 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--root", default=None, help="base folder of relative paths in a list (default: its folder)"
     )
-    p.add_argument("--frames", type=int, default=4, help="frames to decode at the start (default: 4)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
-    p.add_argument("--bad", default=None, help="CSV of bad files (default: bad_videos.csv beside the target)")
+    p.add_argument(
+        "--frames", type=bounded_int(1), default=4, help="frames to decode at the start (default: 4)"
+    )
+    p.add_argument("--workers", type=bounded_int(0), default=None, help="processes (default: all CPUs)")
+    p.add_argument(
+        "--bad",
+        default=None,
+        help="CSV of bad files (path,error), always written (default: beside the target, not inside a "
+        "folder target: <folder>_bad_videos.csv next to the folder, <list stem>_bad_videos.csv next to "
+        "a list)",
+    )
     p.add_argument("--clean-csv", default=None, help="with a list target: write it without the bad rows here")
     args = p.parse_args(argv)
     target = Path(args.target)
-    if target.is_dir():
-        paths = find_videos(target)
-        base = target
-    elif target.is_file():
-        base = Path(args.root) if args.root else target.parent
-        paths = [base / path for path, _ in read_list(target)]
-    else:
+    if not target.exists():
         p.error(f"{target} does not exist")
     if args.clean_csv and not target.is_file():
         p.error("--clean-csv needs a list file as target")
+    if args.root and not target.is_file():
+        p.error("--root is for a list file target (a folder target is its own root)")
+    bad_csv = Path(args.bad) if args.bad else default_bad_csv(target)
+    for flag, path in (("--bad", bad_csv), ("--clean-csv", args.clean_csv)):
+        if path and (problem := output_path_problem(path)):
+            p.error(f"{flag}: {problem}")
+    if target.is_dir():
+        base = target
+        paths = find_videos(target)
+        if not paths:
+            p.error(f"no video files under {target} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+        print(f"{len(paths)} video files found under {target}", file=sys.stderr)
+    else:
+        base = Path(args.root) if args.root else target.parent
+        if not base.is_dir():
+            p.error(f"--root {base} {'is not a directory' if base.exists() else 'does not exist'}")
+        try:
+            rows = read_list(target)
+        except (OSError, ValueError) as e:  # e.g. a comma-separated or binary file: one line, not a traceback
+            message = str(e) if str(target) in str(e) else f"{target}: not a `path label` list ({e})"
+            p.exit(2, f"{p.prog}: error: {message}\n")
+        if not rows:
+            p.error(f"{target} lists no files (expected one `path label` per line)")
+        paths = [base / path for path, _ in rows]
+        missing = [q for q in paths if not os.path.isfile(q)]
+        if len(missing) == len(paths):
+            against = f"--root {base}" if args.root else f"the list's folder {base}, unless --root is given"
+            p.error(
+                f"none of the {len(paths)} files listed in {target} exists (first: {missing[0]}); relative "
+                f"paths are resolved against {against}"
+            )
+        print(f"{len(paths)} files listed in {target} (relative to {base})", file=sys.stderr)
     checks = verify_videos(paths, num_frames=args.frames, workers=args.workers)
     bad = [c for c in checks if not c.ok]
     print(f"{len(checks)} files checked: {len(checks) - len(bad)} ok, {len(bad)} bad", file=sys.stderr)
     for reason, n in Counter(c.error.split(":")[0] for c in bad).most_common(10):
         print(f"  {n:6d}  {reason}", file=sys.stderr)
-    bad_csv = Path(args.bad) if args.bad else (base if target.is_dir() else target.parent) / "bad_videos.csv"
+    for c in bad[:2]:
+        print(f"  e.g. {c.path}: {c.error}", file=sys.stderr)
     write_rows_csv(bad_csv, ("path", "error"), [(c.path, c.error) for c in bad])
-    print(f"bad files listed in {bad_csv}", file=sys.stderr)
+    print(f"{len(bad)} bad files listed in {bad_csv}", file=sys.stderr)
     if args.clean_csv:
         removed = write_clean_csv(target, args.clean_csv, [c.path for c in bad], root=str(base))
         print(f"wrote {args.clean_csv} ({removed} rows removed)", file=sys.stderr)
+    elif bad and target.is_file():
+        print("(--clean-csv writes the list without them)", file=sys.stderr)
     return 0 if not bad else 1
 
 

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from video_fixtures import remux_faststart, write_video
 
-from video_gn.data.kinetics_download import clip_path, download_kinetics, read_annotations, sanitize_name
+from video_gn.data.kinetics_download import (
+    DownloaderNotFound,
+    VideoGone,
+    clip_path,
+    download_kinetics,
+    read_annotations,
+    sanitize_name,
+)
 from video_gn.data.prep import (
     find_videos,
     make_filelists,
@@ -142,7 +149,7 @@ def test_read_annotations_formats(tmp_path: Path) -> None:
     (ann,) = read_annotations(test)[0]
     assert (ann.folder, ann.split) == ("unlabeled", "test")
     bad = write_csv(tmp_path / "bad.csv", ["label", "id"], [["x", GOOD_ID]])
-    with pytest.raises(ValueError, match="lacks columns"):
+    with pytest.raises(ValueError, match="missing columns youtube_id,time_start,time_end .*found label,id"):
         read_annotations(bad)
 
 
@@ -460,3 +467,352 @@ def test_progress_bar_writes_plain_lines_when_stderr_is_not_a_terminal(capsys, m
     monkeypatch.setenv("VIDEO_GN_PROGRESS_INTERVAL", "soon")
     with pytest.raises(ValueError, match="VIDEO_GN_PROGRESS_INTERVAL"):
         parallel_map(abs, [-1], workers=1, description="job")
+
+
+# --------------------------------------------------------------------------- script errors and summaries
+
+K_HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
+
+
+def no_yt_dlp(monkeypatch) -> None:
+    """Make yt-dlp look uninstalled: no executable on PATH and no importable module."""
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "yt-dlp" else real_which(name))
+    monkeypatch.setitem(sys.modules, "yt_dlp", None)  # `import yt_dlp` raises ImportError
+
+
+@pytest.fixture
+def fake_yt_dlp(tmp_path: Path, source_video: Path, monkeypatch) -> Path:
+    """A `yt-dlp` executable on PATH: ids starting with "gone" are removed videos, "flaky" ones fail with a
+    transient error, others "download" the local source video. Returns the log of requested ids."""
+    import os
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "yt_dlp_calls.log"
+    bin_dir.mkdir()
+    exe = bin_dir / "yt-dlp"
+    exe.write_text(
+        f"""#!{sys.executable}
+import shutil, sys
+args = sys.argv[1:]
+out, vid = args[args.index("-o") + 1], args[-1].split("=")[-1]
+with open({str(log)!r}, "a") as f:
+    f.write(vid + "\\n")
+if vid.startswith("gone"):
+    print(f"ERROR: [youtube] {{vid}}: Video unavailable. This video has been removed", file=sys.stderr)
+    sys.exit(1)
+if vid.startswith("flaky"):
+    print(f"ERROR: [youtube] {{vid}}: HTTP Error 429: Too Many Requests", file=sys.stderr)
+    sys.exit(1)
+shutil.copy({str(source_video)!r}, out.replace("%(ext)s", "mp4"))
+"""
+    )
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return log
+
+
+def test_download_without_yt_dlp_stops_before_doing_anything(tmp_path: Path, monkeypatch) -> None:
+    no_yt_dlp(monkeypatch)
+    k = write_csv(tmp_path / "k.csv", K_HEADER, [["a", GOOD_ID, 0, 2, "train"], ["b", OTHER_ID, 0, 2, "val"]])
+    code, _, err = run_script("download_kinetics.py", str(k), "--out", str(tmp_path / "out"))
+    assert code == 2, err
+    assert err.strip() == (
+        "download_kinetics.py: error: yt-dlp is not installed: pip install -e '.[download]' or "
+        "pip install yt-dlp"
+    )
+    assert not (tmp_path / "out").exists()  # nothing done: no retries, no output folder, no failures CSV
+    with pytest.raises(DownloaderNotFound):
+        download_kinetics(k, tmp_path / "out", progress=False)
+    # an injected download function does not need yt-dlp
+    summary = download_kinetics(
+        k, tmp_path / "out", download_fn=FakeDownloader(tmp_path, always_fail={GOOD_ID, OTHER_ID}),
+        workers=1, retries=0, progress=False,
+    )  # fmt: skip
+    assert len(summary.failed) == 2
+
+
+def test_download_script_summary_names_the_failures_csv(
+    tmp_path: Path, fake_yt_dlp: Path, source_video: Path
+) -> None:
+    gone, flaky = "gone_000001", "flaky_00001"
+    k = write_csv(
+        tmp_path / "k.csv",
+        K_HEADER,
+        [
+            ["a", GOOD_ID, 1, 3, "train"],
+            ["b", gone, 0, 2, "val"],
+            ["b", flaky, 0, 2, "val"],
+            ["c", "x", 0, 1, "val"],
+        ],
+    )
+    out = tmp_path / "out"
+    code, _, err = run_script(
+        "download_kinetics.py",
+        str(k),
+        "--out",
+        str(out),
+        "--retries",
+        "2",
+        "--retry-wait",
+        "0",
+        "--workers",
+        "1",
+    )
+    assert code == 1, err
+    assert (out / "train" / "a" / f"{GOOD_ID}_000001_000003.mp4").is_file()  # through the real yt-dlp path
+    assert "1 downloaded, 0 already present, 2 failed, 1 rejected rows" in err
+    assert f"2 failed clips and 1 rejected rows listed with the reason in {out / 'failures.csv'}" in err
+    assert "pass it back as input to retry" in err
+    examples = [line for line in err.splitlines() if line.startswith("  e.g. ")]
+    assert len(examples) == 2 and "Video unavailable" in examples[0] and "HTTP Error 429" in examples[1]
+    # a removed video is tried once, a transient error 1 + retries times
+    calls = fake_yt_dlp.read_text().split()
+    assert calls.count(gone) == 1 and calls.count(flaky) == 3
+    with open(out / "failures.csv", newline="") as f:
+        errors = {r["youtube_id"]: r["error"] for r in csv.DictReader(f)}
+    assert errors[gone].startswith("not retried, the video is gone") and "3 attempts" in errors[flaky]
+    # rerun with the failures CSV as input: the clip already there is not fetched again, exit 1 again
+    code, _, err = run_script(
+        "download_kinetics.py",
+        str(out / "failures.csv"),
+        "--out",
+        str(out),
+        "--retries",
+        "0",
+        "--workers",
+        "1",
+    )
+    assert code == 1 and "0 downloaded" in err and str(out / "failures.csv") in err
+
+
+def test_video_gone_is_not_retried(tmp_path: Path, source_video: Path) -> None:
+    class Gone(FakeDownloader):
+        def __call__(self, youtube_id: str, dest: Path) -> Path:
+            self.calls[youtube_id] = self.calls.get(youtube_id, 0) + 1
+            raise VideoGone("Private video")
+
+    fake = Gone(source_video)
+    k = write_csv(tmp_path / "k.csv", K_HEADER, [["a", GOOD_ID, 0, 2, "train"]])
+    s = download_kinetics(k, tmp_path / "o", download_fn=fake, retries=3, retry_wait=0, progress=False)
+    assert fake.calls == {GOOD_ID: 1} and "Private video" in s.failed[0][1]
+    assert s.failures_csv == (tmp_path / "o" / "failures.csv").absolute()
+    assert f"listed with the reason in {s.failures_csv}" in s.report()
+
+
+def test_download_upscaled_clips_are_reported(tmp_path: Path, source_video: Path) -> None:
+    k = write_csv(tmp_path / "k.csv", K_HEADER, [["a", GOOD_ID, 0, 1, "train"]])
+    s = download_kinetics(
+        k, tmp_path / "o", download_fn=FakeDownloader(source_video), short_side=96, workers=1, progress=False
+    )
+    assert (
+        len(s.upscaled) == 1
+        and "1 clips were smaller than the target short side and were upscaled" in s.report()
+    )
+
+
+def _bad_download_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    good = write_csv(tmp_path / "good.csv", K_HEADER, [["a", GOOD_ID, 0, 2, "train"]])
+    bad = write_csv(tmp_path / "bad.csv", ["label", "id"], [["x", GOOD_ID]])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    json_file = tmp_path / "kinetics_train.json"
+    json_file.write_text('{"abcDEF123_-": {"annotations": {"label": "a", "segment": [0.0, 2.0]}}}')
+    clash = write_csv(
+        tmp_path / "clash.csv", K_HEADER, [["a b", GOOD_ID, 0, 1, "train"], ["a/b", OTHER_ID, 0, 1, "train"]]
+    )
+    out = ["--out", str(tmp_path / "out")]
+    return {
+        "missing": ([str(tmp_path / "nope.csv"), *out], f"annotation CSV {tmp_path / 'nope.csv'} not found"),
+        "header": (
+            [str(bad), *out],
+            f"{bad}: missing columns youtube_id,time_start,time_end (expected the official Kinetics header "
+            "label,youtube_id,time_start,time_end,split; found label,id)",
+        ),
+        "empty": ([str(empty), *out], "the file is empty"),
+        "directory": ([str(tmp_path / "a_dir"), *out], "is a directory, not a CSV file"),
+        "json": ([str(json_file), *out], "JSON annotations are not read; pass the CSV files"),
+        "clash": ([str(clash), *out], "same folder name"),
+        "out_is_file": ([str(good), "--out", str(tmp_path / "a_file")], "--out: "),
+        "failures_is_dir": ([str(good), *out, "--failures", str(tmp_path / "a_dir")], "--failures: "),
+        "bad_retries": ([str(good), *out, "--retries", "-1"], "argument --retries: must be >= 0"),
+        "no_rows_of_split": ([str(good), *out, "--split", "validate"], "no clips of split 'val' in"),
+        "header_only": ([str(write_csv(tmp_path / "h.csv", K_HEADER, [])), *out], "list no clips"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "header",
+        "empty",
+        "directory",
+        "json",
+        "clash",
+        "out_is_file",
+        "failures_is_dir",
+        "bad_retries",
+        "no_rows_of_split",
+        "header_only",
+    ],  # fmt: skip
+)
+def test_download_script_bad_input_is_one_line(tmp_path: Path, fake_yt_dlp: Path, case: str) -> None:
+    args, expected = _bad_download_inputs(tmp_path)[case]
+    code, _, err = run_script("download_kinetics.py", *args)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("download_kinetics.py: error: ") and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_filelists_script_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "ds" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "ds" / "train" / "a" / "v.mp4").write_bytes(b"x")
+    (tmp_path / "ds" / "train" / "b").mkdir()
+    (tmp_path / "ds" / "train" / "b" / "v.mp4").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "dup.txt").write_text("a\nb\na\n")
+    ds = str(tmp_path / "ds")
+    cases = [
+        ([str(tmp_path / "nope")], f"dataset root {tmp_path / 'nope'} does not exist"),
+        ([str(tmp_path / "a_file")], "is not a directory"),
+        ([str(tmp_path / "empty")], "no split folders"),
+        ([ds, "--splits", "train", "vall"], "split folder"),
+        ([ds, "--splits", "train", "vall"], "(folders in"),
+        ([ds, "--classes", str(tmp_path / "nope.txt")], "--classes: "),
+        ([ds, "--classes", str(tmp_path / "dup.txt")], f"{tmp_path / 'dup.txt'} lists classes twice: ['a']"),
+        ([ds, "--out-dir", str(tmp_path / "a_file")], "--out-dir: "),
+    ]
+    for args, expected in cases:
+        code, _, err = run_script("make_filelists.py", *args)
+        assert code == 2 and "Traceback" not in err and expected in err, (args, err)
+    assert not list((tmp_path / "ds").glob("*.csv")) and not (tmp_path / "ds" / "classes.txt").exists()
+    code, _, err = run_script("make_filelists.py", ds)
+    assert code == 0 and f"classes: 2 (sorted class folder names) -> {tmp_path / 'ds' / 'classes.txt'}" in err
+
+
+def test_make_synthetic_script_reuses_and_refuses(tmp_path: Path) -> None:
+    code, out, _ = run_script("make_synthetic.py", "--help")
+    assert "reused" in out and "must not exist" not in out
+    args = ["--preset", "tiny", "--num-classes", "1", "--train-per-class", "1", "--val-per-class", "0",
+            "--num-frames", "4", "--workers", "1"]  # fmt: skip
+    root = tmp_path / "syn"
+    code, _, err = run_script("make_synthetic.py", str(root), *args)
+    assert code == 0 and "done in" in err, err
+    code, _, err = run_script("make_synthetic.py", str(root), *args)
+    assert code == 0 and "already holds this dataset" in err and "reused, nothing generated" in err, err
+    code, _, err = run_script("make_synthetic.py", str(root), *args, "--seed", "5")
+    assert code == 2 and "Traceback" not in err, err
+    assert "seed: 0 there, 5 asked" in err
+    assert "choose another root (or delete it if it is an old synthetic set you no longer need)" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("user data")
+    (tmp_path / "a_file").write_text("x")
+    for target, expected in (
+        ("mine", "not an empty directory (and holds no synthetic dataset)"),
+        ("a_file", "exists and is not a directory"),
+        ("a_file/sub", "is a file, not a directory"),
+    ):
+        code, _, err = run_script("make_synthetic.py", str(tmp_path / target), *args)
+        assert code == 2 and expected in err and "Traceback" not in err, err
+        assert "SyntheticSpec(" not in err  # refused before announcing any work
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "user data"
+
+
+def test_verify_script_default_bad_csv_is_beside_the_target(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    make_video(ds / "train" / "a" / "good.mp4", seconds=1.0)
+    (ds / "train" / "a" / "broken.mp4").write_text("not a video")
+    code, out, _ = run_script("verify_videos.py", "--help")
+    assert "<folder>_bad_videos.csv next to the folder" in " ".join(out.split())
+    code, _, err = run_script("verify_videos.py", str(ds), "--workers", "1")
+    assert code == 1, err
+    bad_csv = tmp_path / "ds_bad_videos.csv"
+    assert f"1 bad files listed in {bad_csv}" in err and "e.g. " in err
+    assert sorted(p.name for p in ds.iterdir()) == ["train"]  # nothing written into the dataset
+    with open(bad_csv, newline="") as f:
+        assert [Path(r["path"]).name for r in csv.DictReader(f)] == ["broken.mp4"]
+    # a list: <stem>_bad_videos.csv beside it (so train and val lists do not overwrite each other)
+    (ds / "train.csv").write_text("train/a/good.mp4 0\ntrain/a/broken.mp4 0\n")
+    code, _, err = run_script("verify_videos.py", str(ds / "train.csv"), "--workers", "1")
+    assert code == 1 and f"listed in {ds / 'train_bad_videos.csv'}" in err and "--clean-csv" in err
+
+
+def test_verify_script_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    kinetics = write_csv(tmp_path / "train.csv", K_HEADER, [["a", GOOD_ID, 0, 1, "train"]])
+    (tmp_path / "lst.csv").write_text("train/a/x.mp4 0\n")
+    cases = [
+        ([str(tmp_path / "nope")], "does not exist"),
+        ([str(tmp_path / "empty")], "no video files under"),
+        ([str(kinetics)], "header of an official Kinetics annotation CSV"),
+        ([str(tmp_path / "lst.csv")], "none of the 1 files listed"),
+        ([str(tmp_path / "lst.csv"), "--root", str(tmp_path / "nope")], "--root"),
+        ([str(tmp_path / "empty"), "--bad", str(tmp_path / "empty")], "--bad: "),
+        ([str(tmp_path / "empty"), "--clean-csv", "x.csv"], "--clean-csv needs a list file"),
+        ([str(tmp_path / "lst.csv"), "--frames", "0"], "argument --frames: must be >= 1"),
+    ]
+    for args, expected in cases:
+        code, _, err = run_script("verify_videos.py", *args)
+        assert code == 2 and "Traceback" not in err and expected in err, (args, err)
+    assert not list(tmp_path.glob("*bad_videos.csv"))
+
+
+def test_resize_script_reports_upscaling_and_refuses_bad_folders(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_video(src / "train" / "a" / "small.mp4", seconds=0.5, size=(48, 40))
+    make_video(src / "train" / "a" / "big.mp4", seconds=0.5, size=(96, 128))
+    code, _, err = run_script(
+        "resize_videos.py", str(src), str(tmp_path / "dst"), "--short-side", "64", "--workers", "1"
+    )
+    assert code == 0, err
+    assert "2 resized, 0 already done, 0 failed" in err
+    assert "1 videos were smaller than the target (64 px short side) and were upscaled" in err
+    assert "small.mp4 (40x48 -> 64x76)" in err
+    assert probe(tmp_path / "dst" / "train" / "a" / "small.mp4")[1:3] == (76, 64)
+    # --no-upscale keeps the small one at its size
+    code, _, err = run_script(
+        "resize_videos.py",
+        str(src),
+        str(tmp_path / "keep"),
+        "--short-side",
+        "64",
+        "--no-upscale",
+        "--workers",
+        "1",
+    )
+    assert code == 0 and "were kept at their size (--no-upscale)" in err, err
+    assert probe(tmp_path / "keep" / "train" / "a" / "small.mp4")[1:3] == (48, 40)
+    assert probe(tmp_path / "keep" / "train" / "a" / "big.mp4")[1:3] == (64, 86)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    cases = [
+        ([str(tmp_path / "nope"), str(tmp_path / "o")], "source folder"),
+        ([str(tmp_path / "a_file"), str(tmp_path / "o")], "is not a directory"),
+        ([str(tmp_path / "empty"), str(tmp_path / "o")], "no video files under"),
+        ([str(src), str(src)], "must differ from the source folder"),
+        ([str(src), str(src / "out")], "lies inside the source folder"),
+        ([str(src), str(tmp_path / "a_file")], "exists and is not a directory"),
+        ([str(src), str(tmp_path / "dst"), "--short-side", "32"], "resized with {'short_side': 64"),
+        ([str(src), str(tmp_path / "o"), "--short-side", "0"], "argument --short-side: must be >= 2"),
+        ([str(src), str(tmp_path / "o"), "--preset", "speedy"], "invalid choice"),
+    ]
+    for args, expected in cases:
+        code, _, err = run_script("resize_videos.py", *args)
+        assert code == 2 and "Traceback" not in err and expected in err, (args, err)
+    assert not (tmp_path / "o").exists() and not (src / "out").exists()
+
+
+def test_resize_tree_reports_an_output_name_clash(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_video(src / "a" / "v.mp4", seconds=0.5)
+    (src / "a" / "v.webm").write_bytes((src / "a" / "v.mp4").read_bytes())  # same output a/v.mp4
+    r = resize_tree(src, tmp_path / "dst", short_side=32, workers=1, progress=False)
+    assert [Path(p).name for p in r["done"]] == ["v.mp4"]
+    assert (
+        len(r["failed"]) == 1 and "same output" in r["failed"][0][1] and r["failed"][0][0].endswith("v.webm")
+    )

@@ -56,8 +56,15 @@ def test_regenerate_is_noop_and_spec_mismatch_errors(tiny_root: Path) -> None:
     mtime = (tiny_root / ".complete").stat().st_mtime_ns
     assert generate(tiny_root, TINY, workers=1, progress=False) == tiny_root
     assert (tiny_root / ".complete").stat().st_mtime_ns == mtime
-    with pytest.raises(ValueError, match="different spec"):
+    with pytest.raises(ValueError, match="different spec") as exc:
         generate(tiny_root, dataclasses.replace(TINY, seed=1), workers=1, progress=False)
+    # the message names what differs, and offers another root first, deleting only for an old synthetic set
+    assert "seed: 0 there, 1 asked" in str(exc.value)
+    assert str(exc.value).endswith(
+        "choose another root (or delete it if it is an old synthetic set you no longer need)"
+    )
+    assert syn.check_root(tiny_root, TINY) is True  # reused
+    assert syn.check_root(tiny_root.parent / "new", TINY) is False and not (tiny_root.parent / "new").exists()
 
 
 def test_non_empty_root_rejected(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ Library code behind ``data_scripts/download_kinetics.py``. Reads the official an
     <out>/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4
 
 Resumable (an existing output is complete: it is written under a temporary name and renamed), parallel
-(threads: the work is mostly network and subprocess), with bounded retries; rows that fail or are rejected
-are written to a failures CSV in the input format plus an ``error`` column, so it can be fed back in.
+(threads: the work is mostly network and subprocess), with bounded retries (none for a video yt-dlp reports
+removed or private); rows that fail or are rejected are written to a failures CSV in the input format plus
+an ``error`` column, so it can be fed back in. yt-dlp is checked to be installed before anything is done.
 Labels, splits and ids from the CSV are sanitised before they become path components.
 
 Split names: the validation split goes to ``<out>/val/``, the folder :class:`~video_gn.data.KineticsDataModule`
@@ -41,11 +42,14 @@ __all__ = [
     "Annotation",
     "DownloadFn",
     "DownloadSummary",
+    "DownloaderNotFound",
+    "VideoGone",
     "clip_path",
     "download_kinetics",
     "normalize_split",
     "read_annotations",
     "sanitize_name",
+    "yt_dlp_command",
     "yt_dlp_download",
 ]
 
@@ -55,6 +59,27 @@ DownloadFn = Callable[[str, Path], Path]
 _YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 FAILURE_HEADER = ("label", "youtube_id", "time_start", "time_end", "split", "error")
+OFFICIAL_HEADER = "label,youtube_id,time_start,time_end,split"
+YT_DLP_MISSING = "yt-dlp is not installed: pip install -e '.[download]' or pip install yt-dlp"
+
+
+class DownloaderNotFound(RuntimeError):
+    """The default downloader, yt-dlp, is not installed (checked before any clip is tried)."""
+
+
+class VideoGone(RuntimeError):
+    """The video cannot be downloaded by anyone (removed, private, account closed): not retried.
+
+    A ``download_fn`` may raise it to skip the retries of :func:`download_kinetics`.
+    """
+
+
+#: yt-dlp messages of videos that are gone for good (retrying cannot help): a sizeable share of Kinetics.
+_GONE = re.compile(
+    r"video unavailable|private video|has been removed|account associated with this video has been "
+    r"terminated|no longer available|video is not available",
+    re.IGNORECASE,
+)
 
 
 def sanitize_name(name: str) -> str:
@@ -125,47 +150,61 @@ def read_annotations(
         youtube id (must match ``[A-Za-z0-9_-]{11}``), an unusable label/split, or bad times.
     """
     csv_path = Path(csv_path)
+    if csv_path.is_dir():
+        raise IsADirectoryError(f"annotation CSV {csv_path} is a directory, not a CSV file")
     if not csv_path.is_file():
         raise FileNotFoundError(f"annotation CSV {csv_path} not found")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        needed = ("youtube_id", "time_start", "time_end")
-        missing = [c for c in needed if c not in header]
-        if missing:
-            raise ValueError(
-                f"{csv_path}: header {header} lacks columns {missing}; expected the official Kinetics "
-                "format 'label,youtube_id,time_start,time_end,split'"
-            )
-        col = {name: header.index(name) for name in header}
-        anns, rejected = [], []
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
+    if csv_path.suffix.lower() == ".json":
+        raise ValueError(
+            f"{csv_path}: JSON annotations are not read; pass the CSV files of the same release "
+            f"(header {OFFICIAL_HEADER})"
+        )
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: tolerate a byte-order mark
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(
+            f"{csv_path}: not a readable UTF-8 CSV ({e}); expected the official Kinetics header "
+            f"{OFFICIAL_HEADER}"
+        ) from None
+    header = [h.strip().lower() for h in (rows[0] if rows else [])]
+    needed = ("youtube_id", "time_start", "time_end")
+    missing = [c for c in needed if c not in header]
+    if missing:
+        found = f"found {','.join(header)}" if any(header) else "the file is empty"
+        raise ValueError(
+            f"{csv_path}: missing columns {','.join(missing)} (expected the official Kinetics header "
+            f"{OFFICIAL_HEADER}; {found})"
+        )
+    col = {name: header.index(name) for name in header}
+    anns, rejected = [], []
+    for row in rows[1:]:
+        if not row or all(not c.strip() for c in row):
+            continue
 
-            def get(name: str, default: str = "", row: list = row) -> str:
-                i = col.get(name)
-                return row[i].strip() if i is not None and i < len(row) else default
+        def get(name: str, default: str = "", row: list = row) -> str:
+            i = col.get(name)
+            return row[i].strip() if i is not None and i < len(row) else default
 
-            label = get("label", "unlabeled") or "unlabeled"
-            row_split = normalize_split(get("split") or split or csv_path.stem)
-            if split is not None and "split" in col and row_split != normalize_split(split):
-                continue
-            out_row = [label, get("youtube_id"), get("time_start"), get("time_end"), row_split]
-            vid = get("youtube_id")
-            if not _YOUTUBE_ID.fullmatch(vid):
-                rejected.append((out_row, f"invalid youtube id {vid!r} (expected 11 of [A-Za-z0-9_-])"))
-                continue
-            try:
-                start, end = _seconds(get("time_start")), _seconds(get("time_end"))
-                if end <= start:
-                    raise ValueError(f"time_end {end} <= time_start {start}")
-                folder = sanitize_name(label)
-                safe_split = sanitize_name(row_split)
-            except ValueError as e:
-                rejected.append((out_row, str(e)))
-                continue
-            anns.append(Annotation(label, vid, start, end, safe_split, folder))
+        label = get("label", "unlabeled") or "unlabeled"
+        row_split = normalize_split(get("split") or split or csv_path.stem)
+        if split is not None and "split" in col and row_split != normalize_split(split):
+            continue
+        out_row = [label, get("youtube_id"), get("time_start"), get("time_end"), row_split]
+        vid = get("youtube_id")
+        if not _YOUTUBE_ID.fullmatch(vid):
+            rejected.append((out_row, f"invalid youtube id {vid!r} (expected 11 of [A-Za-z0-9_-])"))
+            continue
+        try:
+            start, end = _seconds(get("time_start")), _seconds(get("time_end"))
+            if end <= start:
+                raise ValueError(f"time_end {end} <= time_start {start}")
+            folder = sanitize_name(label)
+            safe_split = sanitize_name(row_split)
+        except ValueError as e:
+            rejected.append((out_row, str(e)))
+            continue
+        anns.append(Annotation(label, vid, start, end, safe_split, folder))
     return anns, rejected
 
 
@@ -181,6 +220,22 @@ def clip_path(out_root: str | os.PathLike, ann: Annotation) -> Path:
     return p
 
 
+def yt_dlp_command() -> list[str]:
+    """The command that runs yt-dlp: the ``yt-dlp`` executable on PATH, else ``python -m yt_dlp``.
+
+    Raises:
+        DownloaderNotFound: neither is installed (message: how to install it).
+    """
+    exe = shutil.which("yt-dlp")
+    if exe:
+        return [exe]
+    try:
+        import yt_dlp  # noqa: F401
+    except ImportError:
+        raise DownloaderNotFound(YT_DLP_MISSING) from None
+    return [sys.executable, "-m", "yt_dlp"]
+
+
 def yt_dlp_download(
     youtube_id: str,
     dest_dir: Path,
@@ -192,20 +247,14 @@ def yt_dlp_download(
 
     Runs ``yt-dlp`` (or ``python -m yt_dlp``) with an argument list (no shell). ``fmt`` selects a single
     progressive format so no FFmpeg merge is needed.
+
+    Raises:
+        VideoGone: yt-dlp says the video is unavailable, private or removed (not worth retrying).
+        RuntimeError: any other failure.
     """
     if not _YOUTUBE_ID.fullmatch(youtube_id):
         raise ValueError(f"invalid youtube id {youtube_id!r}")
-    exe = shutil.which("yt-dlp")
-    if exe:
-        cmd = [exe]
-    else:
-        try:
-            import yt_dlp  # noqa: F401
-        except ImportError as e:
-            raise RuntimeError(
-                'yt-dlp is not installed; install it with: pip install "video_gn[download]"'
-            ) from e
-        cmd = [sys.executable, "-m", "yt_dlp"]
+    cmd = yt_dlp_command()
     cmd += [
         "--quiet", "--no-warnings", "--no-playlist", "--no-progress",
         "-f", fmt,
@@ -215,7 +264,8 @@ def yt_dlp_download(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"yt-dlp failed for {youtube_id} (exit {proc.returncode}): {tail[0]}")
+        error = VideoGone if _GONE.search(tail[0]) else RuntimeError
+        raise error(f"yt-dlp failed for {youtube_id} (exit {proc.returncode}): {tail[0]}")
     files = [p for p in Path(dest_dir).glob(f"{youtube_id}.*") if not p.name.endswith(".part")]
     if not files:
         raise RuntimeError(f"yt-dlp reported success for {youtube_id} but wrote no file in {dest_dir}")
@@ -224,18 +274,45 @@ def yt_dlp_download(
 
 @dataclass
 class DownloadSummary:
-    """Outcome of :func:`download_kinetics` (lists of output paths / ``(row, error)`` pairs)."""
+    """Outcome of :func:`download_kinetics` (lists of output paths / ``(row, error)`` pairs).
+
+    ``upscaled`` lists the clips written in this run whose source was smaller than ``short_side`` (they
+    were scaled up); ``failures_csv`` is where the failed and rejected rows were written.
+    """
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[list, str]] = field(default_factory=list)
     rejected: list[tuple[list, str]] = field(default_factory=list)
+    upscaled: list[Path] = field(default_factory=list)
+    failures_csv: Path | None = None
 
     def __str__(self) -> str:
         return (
             f"{len(self.done)} downloaded, {len(self.skipped)} already present, "
             f"{len(self.failed)} failed, {len(self.rejected)} rejected rows"
         )
+
+    def report(self, examples: int = 2) -> str:
+        """The end-of-run summary: counts, and where the failures are, with the first ``examples`` reasons."""
+        lines = [str(self)]
+        if self.upscaled:
+            lines.append(
+                f"{len(self.upscaled)} clips were smaller than the target short side and were upscaled "
+                f"(first: {self.upscaled[0]})"
+            )
+        bad = self.failed + self.rejected
+        if bad:
+            where = self.failures_csv if self.failures_csv is not None else "the failures CSV"
+            what = [f"{len(self.failed)} failed clips"] if self.failed else []
+            what += [f"{len(self.rejected)} rejected rows"] if self.rejected else []
+            lines.append(
+                f"{' and '.join(what)} listed with the reason in {where} (the annotation format plus an "
+                "error column: pass it back as input to retry)"
+            )
+            for row, err in bad[:examples]:
+                lines.append(f"  e.g. {row[1] or '(no id)'} ({row[0]}): {err}")
+        return "\n".join(lines)
 
 
 def _fetch_one(
@@ -258,8 +335,10 @@ def _fetch_one(
         work = Path(tempfile.mkdtemp(prefix=f"{ann.youtube_id}-", dir=out_root / ".downloads"))
         try:
             raw = Path(download_fn(ann.youtube_id, work))
-            transcode(raw, target, start=ann.start, end=ann.end, short_side=short_side, crf=crf)
-            return "done", target, ""
+            info = transcode(raw, target, start=ann.start, end=ann.end, short_side=short_side, crf=crf)
+            return "done", target, "upscaled" if info.get("upscaled") else ""
+        except VideoGone as e:
+            return "failed", ann.row(), f"not retried, the video is gone: {e}".replace("\n", " ")
         except Exception as e:  # noqa: BLE001 - recorded in the failures CSV after the last retry
             error = f"{type(e).__name__}: {e}".replace("\n", " ")
         finally:
@@ -288,9 +367,11 @@ def download_kinetics(
         csv_paths: one or more official annotation CSVs.
         out_root: output root.
         split: keep only this split (or name the split of CSVs without a ``split`` column).
-        download_fn: ``(youtube_id, dest_dir) -> path``; default :func:`yt_dlp_download`.
+        download_fn: ``(youtube_id, dest_dir) -> path``; default :func:`yt_dlp_download`, checked to be
+            installed before anything else is done (:class:`DownloaderNotFound` otherwise).
         workers: parallel downloads (threads; default ``2 * CPUs``).
-        retries: extra attempts per clip after a failure (bounded).
+        retries: extra attempts per clip after a failure (bounded); a :class:`VideoGone` error (removed,
+            private) is not retried.
         retry_wait: seconds before the first retry (grows linearly).
         short_side: also resize the cut clip to this short side (e.g. 256 or 320).
         crf: x264 quality of the re-encoded clip.
@@ -301,18 +382,37 @@ def download_kinetics(
 
     Returns:
         A :class:`DownloadSummary`.
+
+    Raises:
+        DownloaderNotFound: ``download_fn`` is None and yt-dlp is not installed.
+        FileNotFoundError, IsADirectoryError: an annotation CSV does not exist, or is a folder.
+        ValueError: an annotation CSV is not in the official format, the CSVs list no clips (of ``split``),
+            two labels map to the same folder name, ``out_root`` is a file, or ``retries < 0``.
     """
+    if download_fn is None:
+        yt_dlp_command()  # fail now, not after retrying every clip
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     if isinstance(csv_paths, (str, os.PathLike)):
         csv_paths = [csv_paths]
     out_root = Path(out_root).absolute()
+    if out_root.exists() and not out_root.is_dir():
+        raise ValueError(f"output root {out_root} exists and is not a directory")
     summary = DownloadSummary()
     anns: list[Annotation] = []
     for p in csv_paths:
         a, rej = read_annotations(p, split=split)
         anns += a
         summary.rejected += rej
+    if not anns and not summary.rejected:
+        names = ", ".join(str(p) for p in csv_paths)
+        if split is None:
+            raise ValueError(f"the annotation CSVs ({names}) list no clips")
+        present = sorted({a.split for p in csv_paths for a in read_annotations(p)[0]})
+        raise ValueError(
+            f"no clips of split {normalize_split(split)!r} in {names} "
+            f"(splits there: {', '.join(present) or 'none'})"
+        )
     labels_of: dict[tuple[str, str], set[str]] = {}
     for a in anns:
         labels_of.setdefault((a.split, a.folder), set()).add(a.label)
@@ -337,13 +437,16 @@ def download_kinetics(
         )  # fmt: skip
 
     for status, item, err in parallel_map(
-        job, anns, workers=workers, description="kinetics", progress=progress, threads=True
+        job, anns, workers=workers, description="download+cut", progress=progress, threads=True
     ):
         if status == "failed":
             summary.failed.append((item, err))
         else:
             getattr(summary, status).append(item)
-    _write_failures(failures_csv or out_root / "failures.csv", summary.failed + summary.rejected)
+            if err == "upscaled":
+                summary.upscaled.append(item)
+    summary.failures_csv = Path(failures_csv or out_root / "failures.csv")
+    _write_failures(summary.failures_csv, summary.failed + summary.rejected)
     _write_label_map(out_root, anns)
     try:
         (out_root / ".downloads").rmdir()

@@ -39,6 +39,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "SPLITS",
     "SPLIT_ALIASES",
+    "check_not_comma_separated",
     "find_classes",
     "split_exists",
     "list_split",
@@ -91,13 +92,13 @@ def _read_csv(csv: Path) -> list[tuple[str, str | None, int]]:
         if not line or line.startswith("#"):
             continue
         if not rows:  # the first data line decides whether this is a `path label` list at all
-            _check_not_comma_separated(csv, line, lineno)
+            check_not_comma_separated(csv, line, lineno)
         path, label = prep.split_list_line(line)
         rows.append((path, label, lineno))
     return rows
 
 
-def _check_not_comma_separated(csv: Path, line: str, lineno: int) -> None:
+def check_not_comma_separated(csv: Path, line: str, lineno: int) -> None:
     """Refuse a comma-separated file with an error that says what is expected and how to convert."""
     if "," not in line:
         return

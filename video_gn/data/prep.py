@@ -9,8 +9,10 @@ renamed on success, so an existing output file is always complete (this is what 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,8 +23,10 @@ from video_gn.data.progress import parallel_map, progress_bar
 __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoCheck",
+    "bounded_int",
     "find_videos",
     "make_filelists",
+    "output_path_problem",
     "read_list",
     "resize_tree",
     "resize_video",
@@ -81,6 +85,7 @@ def transcode(
     short_side: int | None = None,
     crf: int = 23,
     preset: str = "veryfast",
+    upscale: bool = True,
 ) -> dict:
     """Re-encode the video stream of ``src`` as H.264 MP4 ``dst``, optionally trimmed and resized.
 
@@ -95,9 +100,12 @@ def transcode(
         short_side: if set, scale so the short side is this many pixels (aspect kept, even dims).
         crf: x264 constant rate factor.
         preset: x264 preset.
+        upscale: if False, a video whose short side is already below ``short_side`` keeps its size
+            (it is only re-encoded) instead of being scaled up.
 
     Returns:
-        ``{"frames", "fps", "width", "height"}`` of the written video.
+        ``{"frames", "fps", "width", "height"}`` of the written video, plus ``"source_width"``,
+        ``"source_height"`` and ``"upscaled"`` (True if the frames were scaled up).
     """
     import av
 
@@ -114,8 +122,8 @@ def transcode(
             vin = inp.streams.video[0]
             vin.thread_type = "AUTO"
             fps = _frame_rate(vin)
-            h, w = vin.codec_context.height, vin.codec_context.width
-            if short_side is not None:
+            src_h, src_w = h, w = vin.codec_context.height, vin.codec_context.width
+            if short_side is not None and (upscale or min(h, w) > short_side):
                 h, w = scaled_size(h, w, short_side)
             else:
                 h, w = h - h % 2, w - w % 2  # yuv420p needs even sizes
@@ -145,7 +153,10 @@ def transcode(
     finally:
         if part.exists():
             part.unlink()
-    return {"frames": written, "fps": float(fps), "width": w, "height": h}
+    return {
+        "frames": written, "fps": float(fps), "width": w, "height": h,
+        "source_width": src_w, "source_height": src_h, "upscaled": h * w > src_h * src_w,
+    }  # fmt: skip
 
 
 def resize_video(
@@ -155,13 +166,16 @@ def resize_video(
     short_side: int = 256,
     crf: int = 23,
     preset: str = "veryfast",
+    upscale: bool = True,
 ) -> dict:
     """Rescale ``src`` so its short side is ``short_side`` (aspect and fps kept) into H.264 MP4 ``dst``.
+
+    With ``upscale=False`` a video whose short side is already smaller keeps its size.
 
     Returns:
         Same as :func:`transcode`.
     """
-    return transcode(src, dst, short_side=short_side, crf=crf, preset=preset)
+    return transcode(src, dst, short_side=short_side, crf=crf, preset=preset, upscale=upscale)
 
 
 def find_videos(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> list[Path]:
@@ -179,13 +193,19 @@ def find_videos(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTEN
     return sorted(out)
 
 
-def _resize_job(job: tuple[str, str, int, int, str]) -> tuple[str, str, str]:
-    src, dst, short_side, crf, preset = job
+def _resize_job(job: tuple[str, str, int, int, str, bool]) -> tuple[str, str, str]:
+    src, dst, short_side, crf, preset, upscale = job
     try:
-        resize_video(src, dst, short_side=short_side, crf=crf, preset=preset)
-        return src, "done", ""
+        info = resize_video(src, dst, short_side=short_side, crf=crf, preset=preset, upscale=upscale)
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch; it is reported
         return src, "failed", f"{type(e).__name__}: {e}"
+    small = min(info["source_height"], info["source_width"]) < short_side
+    size = f"{info['source_width']}x{info['source_height']} -> {info['width']}x{info['height']}"
+    return src, "done", size if small else ""
+
+
+#: Settings of a resized tree, recorded in ``<dst>/.resize.json`` so a rerun with other settings is refused.
+RESIZE_SETTINGS = ".resize.json"
 
 
 def resize_tree(
@@ -195,34 +215,99 @@ def resize_tree(
     short_side: int = 256,
     crf: int = 23,
     preset: str = "veryfast",
+    upscale: bool = True,
     workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, list]:
     """Resize every video under ``src_root`` into the same relative path (``.mp4``) under ``dst_root``.
 
     Resumable: an output that exists and is not older than its source is skipped (outputs are written to
-    a temporary name and renamed, so an existing output is complete).
+    a temporary name and renamed, so an existing output is complete). The settings are recorded in
+    ``<dst_root>/.resize.json``; a rerun into the same ``dst_root`` with another ``short_side`` or
+    ``upscale`` is refused (it would skip the outputs of the other size as "already done"). Two sources
+    that differ only in their extension (``a.webm``, ``a.mkv``) would write the same ``a.mp4``: the first
+    (sorted) is resized, the others fail with that reason.
+
+    Args:
+        src_root: input root (every video file under it).
+        dst_root: output root; must not be ``src_root`` or inside it.
+        short_side: target short side in pixels.
+        crf: x264 constant rate factor.
+        preset: x264 preset.
+        upscale: also scale up videos whose short side is below ``short_side`` (the usual Kinetics
+            preprocessing: every video gets the same short side); if False they keep their size.
+        workers: processes (default: CPUs available).
+        progress: show a progress bar with totals.
 
     Returns:
-        ``{"done": [src, ...], "skipped": [src, ...], "failed": [(src, error), ...]}``.
+        ``{"done": [src, ...], "skipped": [src, ...], "failed": [(src, error), ...],
+        "smaller": [(src, "WxH -> W'xH'"), ...]}``; ``smaller`` lists the sources resized in this run
+        whose short side was below ``short_side`` (scaled up, or kept at their size with ``upscale=False``).
+
+    Raises:
+        FileNotFoundError: ``src_root`` is not a directory.
+        ValueError: ``dst_root`` is ``src_root``, lies inside it, is a file, or was resized with other
+            settings; or ``src_root`` holds no video files.
     """
     src_root, dst_root = Path(src_root), Path(dst_root)
+    if not src_root.is_dir():
+        what = "is not a directory" if src_root.exists() else "does not exist"
+        raise FileNotFoundError(f"source folder {src_root} {what}")
     if src_root.resolve() == dst_root.resolve():
         raise ValueError(
-            f"dst_root must differ from src_root ({src_root}); resizing in place is not supported"
+            f"the output folder must differ from the source folder ({src_root}); resizing in place is not "
+            "supported"
         )
-    result: dict[str, list] = {"done": [], "skipped": [], "failed": []}
+    if src_root.resolve() in dst_root.resolve().parents:
+        raise ValueError(
+            f"the output folder {dst_root} lies inside the source folder {src_root}: a rerun would take the "
+            "resized videos for sources; choose an output folder outside it"
+        )
+    if dst_root.exists() and not dst_root.is_dir():
+        raise ValueError(f"the output folder {dst_root} exists and is not a directory")
+    settings = {"short_side": short_side, "upscale": upscale}
+    marker = dst_root / RESIZE_SETTINGS
+    if marker.is_file():
+        try:
+            old = json.loads(marker.read_text())
+        except ValueError:
+            old = {}
+        old = {k: old.get(k) for k in settings}
+        if old != settings:
+            raise ValueError(
+                f"{dst_root} holds videos resized with {old} ({marker}), not {settings}: existing outputs "
+                "would be kept as they are; choose another output folder (or delete that one)"
+            )
+    sources = find_videos(src_root)
+    if not sources:
+        raise ValueError(f"no video files under {src_root} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+    result: dict[str, list] = {"done": [], "skipped": [], "failed": [], "smaller": []}
     jobs = []
-    for src in find_videos(src_root):
+    first_of: dict[Path, Path] = {}
+    for src in sources:
         dst = (dst_root / src.relative_to(src_root)).with_suffix(".mp4")
+        if dst in first_of:
+            result["failed"].append(
+                (str(src), f"same output {dst} as {first_of[dst]} (only the extension differs); not resized")
+            )
+            continue
+        first_of[dst] = src
         if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
             result["skipped"].append(str(src))
         else:
-            jobs.append((str(src), str(dst), short_side, crf, preset))
-    for src, status, err in parallel_map(
+            jobs.append((str(src), str(dst), short_side, crf, preset, upscale))
+    if jobs:
+        dst_root.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(settings) + "\n")
+    for src, status, info in parallel_map(
         _resize_job, jobs, workers=workers, description=f"resize -> {short_side}px", progress=progress
     ):
-        result[status].append(src if status == "done" else (src, err))
+        if status == "done":
+            result["done"].append(src)
+            if info:
+                result["smaller"].append((src, info))
+        else:
+            result["failed"].append((src, info))
     return result
 
 
@@ -401,11 +486,20 @@ def split_list_line(line: str) -> tuple[str, str | None]:
 
 
 def read_list(csv_path: Path) -> list[tuple[str, str]]:
-    """Read a ``path label`` list into ``[(path, label)]`` (label ``""`` if none; see :func:`split_list_line`)."""
+    """Read a ``path label`` list into ``[(path, label)]`` (label ``""`` if none; :func:`split_list_line`).
+
+    Raises:
+        ValueError: the file is comma-separated (e.g. an official Kinetics annotation CSV), with the
+            reason and how to convert it (:func:`video_gn.data.layout.check_not_comma_separated`).
+    """
+    from video_gn.data.layout import check_not_comma_separated  # layout imports this module
+
     rows = []
-    for line in Path(csv_path).read_text().splitlines():
+    for lineno, line in enumerate(Path(csv_path).read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        if not rows:
+            check_not_comma_separated(Path(csv_path), line.strip(), lineno)
         path, label = split_list_line(line)
         rows.append((path, label or ""))
     return rows
@@ -444,6 +538,7 @@ def make_filelists(
     splits: Sequence[str] | None = None,
     out_dir: str | os.PathLike | None = None,
     classes: Sequence[str] | None = None,
+    classes_from: str = "the classes argument",
     progress: bool = True,
 ) -> dict[str, Path]:
     """Turn the folder layout ``<root>/<split>/<class>/<video>`` into ``<split>.csv`` lists and classes.txt.
@@ -459,6 +554,7 @@ def make_filelists(
         splits: split folder names (default: every sub-folder of root that contains class folders).
         out_dir: where to write the lists and classes.txt (default: root).
         classes: explicit class order.
+        classes_from: where ``classes`` came from, for error messages (e.g. the file it was read from).
         progress: show progress (class folders listed / all class folders).
 
     Returns:
@@ -466,7 +562,8 @@ def make_filelists(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {root} does not exist or is not a directory")
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"dataset root {root} {what}")
     out_dir = Path(out_dir) if out_dir is not None else root
     if splits is None:
         splits = sorted(
@@ -480,7 +577,10 @@ def make_filelists(
     for split in splits:
         sdir = root / split
         if not sdir.is_dir():
-            raise FileNotFoundError(f"split folder {sdir} does not exist")
+            found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+            raise FileNotFoundError(
+                f"split folder {sdir} does not exist (folders in {root}: {', '.join(found) or 'none'})"
+            )
         class_dirs[split] = [c for c in sorted(sdir.iterdir()) if c.is_dir() and not c.name.startswith(".")]
     per_split: dict[str, dict[str, list[Path]]] = {split: {} for split in splits}
     total = sum(len(dirs) for dirs in class_dirs.values())
@@ -490,14 +590,26 @@ def make_filelists(
                 per_split[split][c.name] = find_videos(c)
                 advance()
     folder_classes = sorted({c for s in per_split.values() for c in s})
+    source = classes_from
     if classes is None and (root / "classes.txt").is_file():
         classes = [ln.strip() for ln in (root / "classes.txt").read_text().splitlines() if ln.strip()]
+        source = str(root / "classes.txt")
     if classes is None:
         classes = folder_classes
+    if not classes:
+        raise ValueError(
+            f"no class folders in the splits {list(splits)} of {root} (and the class list is empty)"
+        )
+    twice = sorted(c for c, n in Counter(classes).items() if n > 1)
+    if twice:
+        raise ValueError(f"{source} lists classes twice: {twice[:10]}")
     index = {c: i for i, c in enumerate(classes)}
     unknown = [c for c in folder_classes if c not in index]
     if unknown:
-        raise ValueError(f"class folders {unknown[:10]} are not in the class list ({len(classes)} classes)")
+        raise ValueError(
+            f"class folders {unknown[:10]} are not in the class list ({len(classes)} classes, from "
+            f"{'the folders' if classes is folder_classes else source})"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     written = {}
@@ -520,3 +632,45 @@ def write_rows_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterabl
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers for the data scripts' command lines
+# ----------------------------------------------------------------------------------------------------
+
+
+def bounded_int(minimum: int, maximum: int | None = None):
+    """An argparse ``type``: integers ``>= minimum`` (and ``<= maximum``); a usage error otherwise."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid integer value" messages
+    return parse
+
+
+def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> str | None:
+    """Why ``path`` cannot be written as an output file (``directory=False``) or folder, or None if it can.
+
+    Checks what can be known before any work is done: the path is a folder where a file is wanted (or the
+    reverse), or one of its parents exists as a file.
+    """
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            return f"{path} exists and is not a directory"
+        if not directory and path.is_dir():
+            return f"{path} is a directory, expected a file name"
+        return None
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"cannot create {path}: {parent} is a file, not a directory"
+    return None

@@ -43,6 +43,7 @@ __all__ = [
     "FLIP_SENSITIVE",
     "PRESETS",
     "SyntheticSpec",
+    "check_root",
     "class_names",
     "describe",
     "generate",
@@ -430,6 +431,39 @@ def is_complete(root: str | os.PathLike, spec: SyntheticSpec | None = None) -> b
     return saved == spec.to_dict()
 
 
+def check_root(root: str | os.PathLike, spec: SyntheticSpec) -> bool:
+    """Whether :func:`generate` can use ``root`` for ``spec``: True if it already holds that dataset (reused),
+    False if it can be written (new, or an empty folder).
+
+    Raises:
+        ValueError: ``root`` holds a dataset of another spec (the message names the differing fields), is
+            a file or a non-empty folder, or cannot be created (a parent is a file).
+    """
+    root = Path(root).expanduser().absolute()
+    if is_complete(root, spec):
+        return True
+    if root.exists():
+        if is_complete(root):
+            raise ValueError(
+                f"{root} already holds a synthetic dataset made from a different spec "
+                f"({_spec_diff(root, spec)}; see {root / 'synthetic.json'}); choose another root (or delete "
+                "it if it is an old synthetic set you no longer need)"
+            )
+        if not root.is_dir():
+            raise ValueError(f"{root} exists and is not a directory; choose a new or empty root")
+        if any(root.iterdir()):
+            raise ValueError(
+                f"{root} exists and is not an empty directory (and holds no synthetic dataset); choose a new "
+                "or empty root"
+            )
+    for parent in root.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot create {root}: {parent} is a file, not a directory")
+            break
+    return False
+
+
 def generate(
     root: str | os.PathLike,
     spec: SyntheticSpec | None = None,
@@ -439,14 +473,15 @@ def generate(
 ) -> Path:
     """Generate the synthetic dataset of ``spec`` into ``root`` (atomically) and return ``root``.
 
-    If ``root`` already holds a complete dataset of the same spec, nothing is done. The tree is written
-    into a temporary directory beside ``root`` and renamed into place once ``.complete`` is written, so
-    a reader never sees a half-written dataset (several processes may call this concurrently). The
-    root gets the mode a plain ``mkdir`` would give it (0777 minus the umask), not the temporary
-    directory's private 0700.
+    If ``root`` already holds a complete dataset of the same spec, it is reused: nothing is done. A root
+    holding a dataset of another spec, or anything else (a file, a non-empty folder), is refused with a
+    ``ValueError`` saying why (:func:`check_root`); an empty folder is filled. The tree is written into a
+    temporary directory beside ``root`` and renamed into place once ``.complete`` is written, so a reader
+    never sees a half-written dataset (several processes may call this concurrently). The root gets the
+    mode a plain ``mkdir`` would give it (0777 minus the umask), not the temporary directory's private 0700.
 
     Args:
-        root: dataset directory; must not exist, be empty, or hold a complete dataset of ``spec``.
+        root: dataset directory: new, empty, or holding a complete dataset of ``spec`` (reused).
         spec: what to generate (default: ``SyntheticSpec()``).
         workers: processes to use (default: ``os.cpu_count()``); ``0`` or ``1`` runs in this process.
         progress: show a progress bar with totals.
@@ -458,16 +493,8 @@ def generate(
     if not isinstance(spec, SyntheticSpec):
         raise TypeError(f"spec must be a SyntheticSpec, got {type(spec).__name__}")
     root = Path(root).expanduser().absolute()
-    if is_complete(root, spec):
+    if check_root(root, spec):
         return root
-    if root.exists():
-        if is_complete(root):
-            raise ValueError(
-                f"{root} already holds a synthetic dataset made from a different spec "
-                f"({root / 'synthetic.json'}); delete it or choose another root"
-            )
-        if not root.is_dir() or any(root.iterdir()):
-            raise ValueError(f"{root} exists and is not an empty directory; choose an empty or new root")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
@@ -499,6 +526,18 @@ def generate(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _spec_diff(root: Path, spec: SyntheticSpec) -> str:
+    """Where ``root``'s saved spec differs from ``spec``: ``field: <saved> there, <new> asked; ...``."""
+    try:
+        saved = json.loads((root / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return "its synthetic.json is missing or unreadable"
+    wanted = spec.to_dict()
+    diff = [f"{k}: {saved.get(k)!r} there, {v!r} asked" for k, v in wanted.items() if saved.get(k) != v]
+    diff += [f"{k}: {saved[k]!r} there, absent asked" for k in saved if k not in wanted]
+    return "; ".join(diff) or "the saved spec differs"
 
 
 def _umask() -> int:
