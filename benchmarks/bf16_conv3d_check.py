@@ -11,6 +11,7 @@ Errors around 1e-2 are bf16 rounding; errors of order 1 (or nan/inf) are the one
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 import torch
@@ -33,12 +34,14 @@ def weight_grad_error(conv: nn.Conv3d, x: torch.Tensor) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     torch.manual_seed(0)
     print(
         f"torch {torch.__version__}, {platform.machine()}, mkldnn enabled: {torch.backends.mkldnn.enabled}\n"
     )
     print("| T | k_T | torch nn.Conv3d | video_gn SafeConv3d |")
     print("| --: | --: | --: | --: |")
+    wrong = 0
     for t in (1, 2, 3, 4, 6, 8):
         for k in (1, 3, 5):
             x = torch.randn(4, 16, t, 4, 4)
@@ -47,7 +50,16 @@ def main() -> None:
             safe.load_state_dict(plain.state_dict())
             e_plain, e_safe = weight_grad_error(plain, x), weight_grad_error(safe, x)
             flag = "  **wrong**" if not e_plain < 0.05 else ""
+            wrong += bool(flag)
             print(f"| {t} | {k} | {e_plain:.2e}{flag} | {e_safe:.2e} |")
+    print(
+        f"\nverdict: torch's bf16 Conv3d weight gradient is wrong in {wrong} of 18 cases on this CPU"
+        + (
+            "; SafeConv3d (used by every video_gn model) computes those in fp32."
+            if wrong
+            else ": the guard is not needed here."
+        )
+    )
 
 
 if __name__ == "__main__":

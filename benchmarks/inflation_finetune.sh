@@ -6,6 +6,7 @@
 #   bash benchmarks/inflation_finetune.sh [OUT=runs/inflation]
 #   python benchmarks/curves.py OUT/ft_scratch_s0 OUT/ft_inflated_s0 OUT/ft_scratch_s1 OUT/ft_inflated_s1
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 cd "$(dirname "$0")/.."
 out=${1:-runs/inflation}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -10,6 +10,7 @@ eps values. Needs timm (``pip install "video_gn[timm]"``).
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import torch
@@ -48,6 +49,7 @@ def _replicate_time_padding(model: nn.Module) -> None:
 
 @torch.no_grad()
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     torch.set_num_threads(1)
     m2 = _bit_2d()
     x = torch.randn(2, 3, 64, 64)

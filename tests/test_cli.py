@@ -646,6 +646,19 @@ def test_config_include_cycle_and_missing_base_fail_clearly(tmp_path):
     (tmp_path / "c.yaml").write_text("config: nowhere.yaml\n")
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
         expand_config_includes(["fit", "--config", str(tmp_path / "c.yaml")])
+    (tmp_path / "d.yaml").write_text("model:\n  width: [8\n")
+    with pytest.raises(ValueError, match=r"(?s)d\.yaml is not valid YAML.*line 2"):
+        expand_config_includes(["fit", "-c", str(tmp_path / "d.yaml")])
+
+
+def test_config_file_mistakes_are_one_line_errors_naming_the_file(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("config: nowhere.yaml\n")
+    assert main(["fit", "-c", str(tmp_path / "c.yaml")]) == 2
+    assert "nowhere.yaml" in capsys.readouterr().err
+    (tmp_path / "d.yaml").write_text("model:\n  width: [8\n")
+    assert main(["fit", "-c", str(tmp_path / "d.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "d.yaml is not valid YAML" in err and "Traceback" not in err
 
 
 def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(tiny_root, tmp_path, capsys):

@@ -683,3 +683,17 @@ def test_video_classifier_pretrained_option(tmp_path) -> None:
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert _rel(module(_constant_clip(x, 2)), m2(x)) <= TOL
+
+
+def test_missing_quickstart_inflated_checkpoint_names_the_command_that_makes_it(
+    tmp_path, monkeypatch
+) -> None:
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(open(f"{ROOT}/configs/quickstart_inflated.yaml"))["model"]
+    model = build(config["name"], num_classes=6, width=config["width"], norm_kwargs={"num_groups": 4})
+    with pytest.raises(
+        FileNotFoundError, match=r"python benchmarks/inflation\.py --pretrain-only --out runs/inflation"
+    ):
+        load_pretrained(model, config["pretrained"])

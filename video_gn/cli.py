@@ -231,6 +231,15 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             if cfg.get("sync_batchnorm"):
                 from video_gn.nn.syncbn import SyncBatchNormPlugin
 
+                model_cfg = self._get(self.config, "model", default=None)
+                norm = model_cfg.get("norm") if model_cfg is not None else None
+                if norm not in ("bn", "syncbn"):
+                    warnings.warn(
+                        f"trainer.sync_batchnorm is on but model.norm is {norm!r}: it converts BatchNorm layers "
+                        "only, so it does nothing here (use it with model.norm bn).",
+                        stacklevel=1,
+                    )
+
                 plugins = cfg.get("plugins") or []
                 plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
                 kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]  # torch's SyncBN refuses CPU tensors
@@ -305,6 +314,7 @@ def expand_config_includes(args: list[str]) -> list[str]:
 
     Raises:
         FileNotFoundError: an included file does not exist (names the including file).
+        ValueError: a config file is not valid YAML (names the file and the line), or includes form a cycle.
     """
     import yaml
 
@@ -313,8 +323,8 @@ def expand_config_includes(args: list[str]) -> list[str]:
             raise ValueError(f"config include cycle: {' -> '.join(map(str, (*seen, path)))}")
         try:
             data = yaml.safe_load(path.read_text()) if path.is_file() else None
-        except yaml.YAMLError:
-            return [str(path)]  # let the CLI report the syntax error with its own message
+        except yaml.YAMLError as err:  # jsonargparse would say only "<unicode string>", not which file
+            raise ValueError(f"{path} is not valid YAML: {err}") from err
         inc = data.get("config") if isinstance(data, dict) else None
         out: list[str] = []
         for base in [inc] if isinstance(inc, str) else list(inc or []):

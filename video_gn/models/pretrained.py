@@ -278,6 +278,13 @@ def _download_hint(path: Path, model3d: nn.Module) -> str:
         pass
     if path.suffix.lower() in (".safetensors", ".bin") and (found := _timm_download(path.stem)):
         return f"On a machine with internet download {found[1]} and {where}."
+    if name == "bit2d_shapes.pth":  # the 2D checkpoint of configs/quickstart_inflated.yaml, made locally
+        return (
+            "It is made on this machine (a 2D network trained on a synthetic shape task, ~4 min on CPU): python "
+            "benchmarks/inflation.py --pretrain-only --out runs/inflation --size 32 --pretrain-epochs 20"
+            + ("" if path.parent.name == "inflation" else f", then {where}")
+            + "."
+        )
     sources = _model_sources(model3d)
     if not sources:
         return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 from pathlib import Path
 
 from video_gn.sweep.results import backfill_train_top1, read_rows
@@ -212,6 +213,10 @@ def write_reports(csv_path: str | os.PathLike, out: str | os.PathLike, *, plots:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text)
-    if plots and groups:
-        plot_groups(groups, out)
+    if plots and groups and not plot_groups(groups, out):
+        print(
+            "sweep: no plots written: accuracy vs batch needs two batch sizes at one clip length, and accuracy "
+            "vs frames two clip lengths at one B×T; this grid has neither.",
+            file=sys.stderr,
+        )
     return text
