@@ -1,6 +1,7 @@
 """Print per-epoch metric curves of several `video-gn fit` runs side by side, as a markdown table.
 
-Reads each run's CSV log (``<run>/logs/version_*/metrics.csv``, the newest version) and prints one row per
+Reads each run's CSV log (``<run>/logs/version_*/metrics.csv``, the newest version that trained, so a later
+``video-gn validate`` into the same folder does not hide the curve) and prints one row per
 epoch with the chosen metrics of every run, then the mean of the last ``--last`` epochs and the best epoch.
 Used for the inflation result in docs/results.md::
 
@@ -23,7 +24,7 @@ def metrics_csv(run: Path) -> Path:
     if run.is_file():
         return run
     try:
-        return newest_metrics_csv(run)
+        return newest_metrics_csv(run, training=True)
     except FileNotFoundError:
         found = sorted(run.rglob("metrics.csv"))  # e.g. a logs/ folder itself
     if not found:

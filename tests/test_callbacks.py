@@ -279,7 +279,9 @@ def test_progress_bar_selection(monkeypatch, env, terminal, term, expected):
 
 
 def test_unknown_progress_env_warns_once_and_chooses_by_terminal(monkeypatch):
-    monkeypatch.setattr(callbacks, "_warned_progress_env", set())
+    import video_gn.data.progress as data_progress
+
+    monkeypatch.setattr(data_progress, "_warned_values", set())
     monkeypatch.setenv("VIDEO_GN_PROGRESS", "verbose")
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     with warnings.catch_warnings(record=True) as caught:

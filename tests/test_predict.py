@@ -101,6 +101,18 @@ def test_predict_table_shows_top_k_up_to_the_number_of_classes(tiny_root, tiny_c
     assert [c.strip() for c in header.strip("┃│ ").split("┃")][1:] == ["top-1", "top-2", "top-3", "top-4"]
 
 
+def test_predict_on_class_folders_reports_top1_against_the_folder_names(tiny_root, tiny_ckpt, capsys):
+    val = tiny_root / "val"
+    assert main(["predict", str(val), "--ckpt_path", str(tiny_ckpt), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["predictions"]
+    hits = sum(r["top"][0][0] == Path(r["path"]).parent.name for r in results)
+    assert main(["predict", str(val), "--ckpt_path", str(tiny_ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert f"top-1 against the folder names: {hits}/{len(results)} " in out
+    # A path per row even when the output is not a terminal (no folding over several lines).
+    assert sum(str(val) in line for line in out.splitlines()) == len(results)
+
+
 def test_predict_averages_the_softmax_over_every_clip_and_crop(tiny_root, tiny_ckpt, tmp_path, capsys):
     # The expectation is computed here from the model and the views themselves: softmax per view, then the
     # mean over the 2 clips x 3 crops (not predict's own averaging code).

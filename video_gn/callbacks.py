@@ -14,10 +14,9 @@ from typing import Any, TextIO
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 # Light (stdlib only): the interval rule and time format the data scripts' progress lines use.
-from video_gn.data.progress import _hms, _log_interval
+from video_gn.data.progress import _hms, _log_interval, forced_progress_mode
 
 
 class ClassNamesWriter(L.Callback):
@@ -109,15 +108,8 @@ class VideoCheckpoint(ModelCheckpoint):
 # ----------------------------------------------------------------------------------------------------------
 # Progress and summaries that read well in log files (SLURM, nohup, `> fit.out`)
 
+
 #: ``VIDEO_GN_PROGRESS`` values, read as :mod:`video_gn.data.progress` reads them.
-_PROGRESS_ENV = {
-    **dict.fromkeys(("0", "off", "false", "no"), "off"),
-    **dict.fromkeys(("1", "rich", "bar"), "rich"),
-    **dict.fromkeys(("text", "plain", "log"), "text"),
-}
-_warned_progress_env: set[str] = set()
-
-
 def stdout_is_terminal() -> bool:
     """Whether stdout is an interactive terminal that can show a live bar (a tty, and ``TERM`` is not dumb)."""
     return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
@@ -130,17 +122,7 @@ def progress_mode() -> str:
     otherwise: Rich's live display garbles a redirected log, Lightning's tqdm bar fills it with carriage
     returns that show as one line.
     """
-    raw = os.environ.get("VIDEO_GN_PROGRESS", "")
-    env = raw.strip().lower()
-    if env in _PROGRESS_ENV:
-        return _PROGRESS_ENV[env]
-    if env and env not in _warned_progress_env:
-        _warned_progress_env.add(env)
-        rank_zero_warn(
-            f"VIDEO_GN_PROGRESS={raw!r} is not a known value; use rich (or 1, bar), text (or plain, log) or 0 "
-            "(or off, false, no). Choosing by the terminal instead (rich on a terminal, text otherwise)."
-        )
-    return "rich" if stdout_is_terminal() else "text"
+    return forced_progress_mode() or ("rich" if stdout_is_terminal() else "text")
 
 
 def progress_bar_callback(enabled: bool = True) -> ProgressBar | None:

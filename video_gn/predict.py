@@ -271,7 +271,17 @@ def main(argv: list[str] | None = None) -> int:
             table.add_column(f"top-{k}")
         for r in results:
             table.add_row(r["path"], *[f"{n} {p:.2f}" for n, p in r["top"]])
-        Console().print(table)
+        # Redirected output has no terminal width (rich assumes 80): size the table to its content instead of
+        # folding every path over several lines.
+        width = None
+        if not sys.stdout.isatty():
+            longest = max((len(r["path"]) for r in results), default=10)
+            width = max(80, longest + 8 + 24 * min(args.top_k, len(names)))
+        Console(width=width).print(table)
+        labelled = [r for r in results if Path(r["path"]).parent.name in names]
+        if results and len(labelled) == len(results):  # class-named folders (e.g. a val split): say how right
+            hits = sum(r["top"][0][0] == Path(r["path"]).parent.name for r in results)
+            print(f"top-1 against the folder names: {hits}/{len(results)} ({100 * hits / len(results):.1f} %)")
         if failures:
             print(
                 f"{len(failures)} of {len(videos)} videos could not be decoded and were skipped:",

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -106,16 +107,36 @@ class TextProgress:
             self._write(self.clock())
 
 
+PROGRESS_MODES = {
+    **dict.fromkeys(("0", "off", "false", "no"), "off"),
+    **dict.fromkeys(("1", "rich", "bar"), "rich"),
+    **dict.fromkeys(("text", "plain", "log"), "text"),
+}
+_warned_values: set[str] = set()
+
+
+def forced_progress_mode() -> str | None:
+    """The mode ``VIDEO_GN_PROGRESS`` forces ("rich", "text" or "off"), or None (unset: choose by terminal).
+
+    An unknown value warns once (naming the valid ones) and counts as unset.
+    """
+    raw = os.environ.get("VIDEO_GN_PROGRESS", "")
+    env = raw.strip().lower()
+    if env in PROGRESS_MODES:
+        return PROGRESS_MODES[env]
+    if env and env not in _warned_values:
+        _warned_values.add(env)
+        warnings.warn(
+            f"VIDEO_GN_PROGRESS={raw!r} is not a known value; use rich (or 1, bar), text (or plain, log) or 0 "
+            "(or off, false, no). Choosing by the terminal instead (rich on a terminal, text otherwise).",
+            stacklevel=2,
+        )
+    return None
+
+
 def _progress_mode() -> str:
     """The mode: "rich", "text" or "off", from VIDEO_GN_PROGRESS and whether stderr is a terminal."""
-    env = os.environ.get("VIDEO_GN_PROGRESS", "").strip().lower()
-    if env in ("0", "off", "false", "no"):
-        return "off"
-    if env in ("1", "rich", "bar"):
-        return "rich"
-    if env in ("text", "plain", "log"):
-        return "text"
-    return "rich" if sys.stderr.isatty() else "text"
+    return forced_progress_mode() or ("rich" if sys.stderr.isatty() else "text")
 
 
 def _log_interval(interval: float | None) -> float:

@@ -20,16 +20,23 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
-def newest_metrics_csv(run_dir: str | os.PathLike) -> Path:
-    """The CSV logger's file of a run's newest version: ``<run_dir>/logs/version_<highest>/metrics.csv``."""
+def newest_metrics_csv(run_dir: str | os.PathLike, *, training: bool = False) -> Path:
+    """The CSV logger's file of a run's newest version: ``<run_dir>/logs/version_<highest>/metrics.csv``.
+
+    With ``training``, the newest version that logged training (a ``train/loss`` column): ``video-gn validate``
+    and ``test`` add versions of their own to the run's ``logs/``.
+    """
 
     def order(path: Path) -> tuple[int, float]:  # version number (non-numeric names first), then age
         number = path.parent.name.rpartition("_")[2]
         return (int(number) if number.isdigit() else -1, path.stat().st_mtime)
 
     found = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=order)
+    if training:
+        found = [f for f in found if "train/loss" in f.open().readline().strip().split(",")]
     if not found:
-        raise FileNotFoundError(f"No CSV logs under {run_dir}/logs/version_*/metrics.csv; did the run log?")
+        what = "training logs" if training else "CSV logs"
+        raise FileNotFoundError(f"No {what} under {run_dir}/logs/version_*/metrics.csv; did the run log?")
     return found[-1]
 
 
