@@ -281,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         labelled = [r for r in results if Path(r["path"]).parent.name in names]
         if results and len(labelled) == len(results):  # class-named folders (e.g. a val split): say how right
             hits = sum(r["top"][0][0] == Path(r["path"]).parent.name for r in results)
-            print(f"top-1 against the folder names: {hits}/{len(results)} ({100 * hits / len(results):.1f} %)")
+            print(
+                f"top-1 against the folder names: {hits}/{len(results)} ({100 * hits / len(results):.1f} %)"
+            )
         if failures:
             print(
                 f"{len(failures)} of {len(videos)} videos could not be decoded and were skipped:",

@@ -142,9 +142,9 @@ def run_sweep(
         The rows written by this call.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "runs.csv"
-    if not dry_run:
+    if not dry_run:  # a dry run only prints: it creates nothing
+        out.mkdir(parents=True, exist_ok=True)
         check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
     done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
     # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
