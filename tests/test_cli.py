@@ -573,6 +573,18 @@ def test_abbreviated_or_misspelt_option_is_refused(option, capsys):
     assert option.split("=")[0] in capsys.readouterr().err
 
 
+def test_misspelt_key_in_a_config_file_is_short_and_suggests_the_option(tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"config: {REPO / 'configs' / 'quickstart.yaml'}\ndata:\n  batchsize: 4\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(typo)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "does not accept option 'data.batchsize'" in err
+    assert "did you mean data.batch_size" in err and str(typo) in err
+    assert "usage:" not in err and len(err.splitlines()) < 10  # not the ~90-line usage dump
+
+
 def test_fit_without_config_points_at_the_quickstart_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit"])

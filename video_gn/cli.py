@@ -8,6 +8,8 @@ compose with a top-level ``config: base.yaml`` key, and the resolved config is s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import warnings
@@ -100,6 +102,48 @@ _STARTUP_ERRORS: tuple[type[BaseException], ...] = (
 _STATE = {"started": False}
 
 
+def _option_names(parser) -> list[str]:
+    """Every ``--option`` of ``parser`` and of its sub-command parsers (``data.batch_size`` spelled without dashes)."""
+    names: set[str] = set()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in getattr(p, "_actions", []):
+            names.update(o.lstrip("-") for o in action.option_strings if o.startswith("--"))
+            choices = getattr(action, "choices", None)
+            if isinstance(choices, dict):
+                stack.extend(c for c in choices.values() if hasattr(c, "_actions"))
+    return sorted(names)
+
+
+def _condense_parse_error(text: str, parser, args) -> str:
+    """The parser's error lines (no usage block), with did-you-mean suggestions and the config files given."""
+    import difflib
+    import re
+
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    if start is None:
+        return text
+    error = "\n".join(lines[start:])
+    wrong = re.findall(r"does not accept option '([\w.]+)'", error)
+    wrong += [w.lstrip("-").split("=")[0] for w in re.findall(r"(--[\w.]+(?:=\S*)?)", error.split("\n")[0])]
+    known = _option_names(parser)
+    hints = []
+    for name in dict.fromkeys(wrong):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+        if close and name not in known:
+            hints.append(f"  {name}: did you mean {' or '.join(close)}?")
+    configs = [args[i + 1] for i, a in enumerate(args or []) if a in _CONFIG_FLAGS and i + 1 < len(args)]
+    out = [error]
+    out += hints
+    if configs and "unrecognized arguments" not in error:
+        out.append(f"  config files read (an option can come from any of them): {', '.join(configs)}")
+    sub = next((a for a in (args or []) if a in _LIGHTNING_SUBCOMMANDS), "fit")
+    out.append(f"  all options: video-gn {sub} --help")
+    return "\n".join(out) + "\n"
+
+
 def _started_marker():
     """A callback that records when the data is set up and the loop starts: exceptions after that are not
     start-up mistakes and keep their traceback."""
@@ -145,6 +189,21 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
         def _set_seed(self) -> None:
             if instantiate:  # parse_config neither seeds the global RNGs nor logs it
                 super()._set_seed()
+
+        def parse_arguments(self, parser, args) -> None:
+            # The parser's own report of a wrong option is ~90 lines of usage before the one line that matters:
+            # keep that line, add the closest valid option names and the config files involved.
+            buf = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(buf):
+                    super().parse_arguments(parser, args)
+            except SystemExit as err:
+                text = buf.getvalue()
+                sys.stderr.write(
+                    _condense_parse_error(text, parser, args) if err.code not in (0, None) else text
+                )
+                raise
+            sys.stderr.write(buf.getvalue())
 
         def instantiate_classes(self) -> None:
             if not instantiate:
