@@ -673,7 +673,9 @@ def test_config_file_mistakes_are_one_line_errors_naming_the_file(tmp_path, caps
     assert "d.yaml is not valid YAML" in err and "Traceback" not in err
 
 
-def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(tiny_root, tmp_path, capsys):
+def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(
+    tiny_root, tmp_path, capsys, monkeypatch
+):
     run = tmp_path / "run"
     quick = _quick(tiny_root, run, "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1")
     assert main(["fit", *quick]) == 0
@@ -695,7 +697,20 @@ def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(t
     )
     capsys.readouterr()
     assert main(["fit", *fresh, "--ckpt_path=last"]) == 0
-    assert "no last.ckpt" in capsys.readouterr().err
+    assert "no last checkpoint" in capsys.readouterr().err
+    # Only best-*.ckpt there (last.ckpt deleted): `--ckpt_path last` would start a new run among them: refused.
+    (tmp_path / "fresh" / "checkpoints" / "last.ckpt").unlink()
+    assert main(["fit", *fresh, "--ckpt_path=last"]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    # A SLURM requeue (same command, no --ckpt_path) finds Lightning's hpc_ckpt_*.ckpt and is let through.
+    import shutil
+
+    shutil.copy(run / "checkpoints" / "last.ckpt", run / "hpc_ckpt_1.ckpt")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")  # not "bash"/"interactive": a batch job Lightning manages
+    assert main(["fit", *quick, "--trainer.max_epochs=3"]) == 0
+    names = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in names and not any("-v1" in n for n in names)  # resumed, not a second run
 
 
 def test_start_up_errors_are_one_line_with_exit_status_2(tiny_root, tmp_path, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             # Before training starts, an exception is a config or input mistake: its message is what the user
             # needs, not the traceback into Lightning's internals.
             print(
-                f"video-gn {cmd}: error: {err}\n(raised before training started: a config or input problem; "
-                "VIDEO_GN_TRACEBACK=1 shows the traceback)",
+                f"video-gn {cmd}: error: {err}\n({type(err).__name__} raised before training started, at "
+                f"{_where(err)}: a config or input problem, or else a bug; VIDEO_GN_TRACEBACK=1 shows the "
+                "traceback)",
                 file=sys.stderr,
             )
             return 2
@@ -85,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         return sweep_main(rest)
     print(f"video-gn: unknown sub-command {cmd!r}.\n\n{_usage()}", file=sys.stderr)
     return 2
+
+
+def _where(err: BaseException) -> str:
+    """``file:line`` of the innermost frame that raised ``err``."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 class StartupError(Exception):
@@ -162,10 +172,14 @@ def _started_marker():
     return _StartedMarker()
 
 
-def _checkpoint_files(dirpath: str | None) -> list[str]:
+# What Lightning's ``ckpt_path="last"`` picks up: last.ckpt and its versioned copies (last-v1.ckpt ...).
+_LAST_CKPT = re.compile(r"last(-v\d+)?\.ckpt")
+
+
+def _checkpoint_files(dirpath: str | None, prefix: str = "") -> list[str]:
     if not dirpath or not os.path.isdir(dirpath):
         return []
-    return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt"))
+    return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt") and f.startswith(prefix))
 
 
 def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = True):
@@ -194,16 +208,16 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             # The parser's own report of a wrong option is ~90 lines of usage before the one line that matters:
             # keep that line, add the closest valid option names and the config files involved.
             buf = io.StringIO()
+            failed = False
             try:
                 with contextlib.redirect_stderr(buf):
                     super().parse_arguments(parser, args)
             except SystemExit as err:
-                text = buf.getvalue()
-                sys.stderr.write(
-                    _condense_parse_error(text, parser, args) if err.code not in (0, None) else text
-                )
+                failed = err.code not in (0, None)
                 raise
-            sys.stderr.write(buf.getvalue())
+            finally:  # whatever the parser wrote is shown, condensed only when it refused the options
+                text = buf.getvalue()
+                sys.stderr.write(_condense_parse_error(text, parser, args) if failed else text)
 
         def instantiate_classes(self) -> None:
             if not instantiate:
@@ -224,23 +238,30 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
         def before_fit(self) -> None:
             ckpt_path = self._get(self.config, "ckpt_path", default=None)
             cb = self.trainer.checkpoint_callback
-            dirpath = getattr(cb, "dirpath", None)
+            dirpath = getattr(cb, "dirpath", None)  # None for a config's own callback until Lightning sets it
             found = _checkpoint_files(dirpath)
-            if ckpt_path is None and found:
+            last = [f for f in found if _LAST_CKPT.fullmatch(f)]
+            # A SLURM requeue reruns the same command and Lightning resumes from its hpc_ckpt_*.ckpt by itself.
+            from lightning.fabric.plugins.environments import SLURMEnvironment
+
+            requeued = SLURMEnvironment.detect() and bool(
+                _checkpoint_files(self.trainer.default_root_dir, prefix="hpc_ckpt_")
+            )
+            if found and not requeued and (ckpt_path is None or (ckpt_path == "last" and not last)):
                 shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
                 raise StartupError(
-                    f"{dirpath} already holds checkpoints of an earlier run ({shown}). A new run there would "
-                    "mix its checkpoints with those (last.ckpt would become last-v1.ckpt). Resume that run with "
-                    "--ckpt_path last, or start a new one with --trainer.default_root_dir runs/<new name> (or "
-                    "delete the folder)."
+                    f"{dirpath} already holds checkpoints of an earlier run ({shown}) and no resume from them "
+                    "was asked. A new run there would mix its checkpoints with those (last.ckpt would become "
+                    "last-v1.ckpt). Resume that run with --ckpt_path last (or the path of one of them), or start a "
+                    "new one with --trainer.default_root_dir runs/<new name> (or delete the folder)."
                 )
             if (
                 ckpt_path is not None
             ):  # resuming into its own folder: Lightning's "not empty" notice is expected
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-            if ckpt_path == "last" and cb is not None and "last.ckpt" not in found:
+            if ckpt_path == "last" and dirpath is not None and not last and not requeued:
                 print(
-                    f"video-gn fit: --ckpt_path last: no last.ckpt in {dirpath} yet, starting from scratch.",
+                    f"video-gn fit: --ckpt_path last: no last checkpoint in {dirpath} yet, starting from scratch.",
                     file=sys.stderr,
                 )
                 # Lightning's own notice then suggests save_last=True, which is already on: not this case.
@@ -250,7 +271,8 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
 
         def _check_eval_ckpt(self) -> None:
             ckpt_path = self._get(self.config, "ckpt_path", default=None)
-            if ckpt_path not in (None, "last", "best", "hpc") and not os.path.isfile(ckpt_path):
+            local = ckpt_path not in (None, "last", "best", "hpc") and "://" not in str(ckpt_path)
+            if local and not os.path.isfile(ckpt_path):  # remote (s3://, https://) paths: Lightning's to load
                 raise StartupError(
                     f"--ckpt_path {ckpt_path}: no such file. Checkpoints of a run are in "
                     "<trainer.default_root_dir>/checkpoints (last.ckpt, best-*.ckpt)."
