@@ -374,3 +374,43 @@ def test_fit_summary_never_raises(tmp_path, monkeypatch, capsys):
     trainer.fit(TinyModule(), _loader(4))
     assert trainer.state.finished
     assert "fit summary: could not be written (KeyError" in capsys.readouterr().err
+
+
+def test_text_bar_epoch_total_with_accumulation_and_max_steps(tmp_path):
+    # max_epochs -1 with max_steps: Lightning's total_train_batches counts the remaining *steps*; with 2
+    # batches per step the bar must count batches. 6 batches = 3 steps per epoch; max_steps 4 leaves 1 step =
+    # 2 batches for epoch 2 (Lightning's count: 1, i.e. "batch 2/1 (200%)").
+    out = io.StringIO()
+    trainer = _trainer(
+        tmp_path,
+        [TextProgressBar(interval=0, stream=out)],
+        max_epochs=-1,
+        max_steps=4,
+        accumulate_grad_batches=2,
+        limit_val_batches=0,
+    )
+    trainer.fit(TinyModule(), _loader(24))
+    lines = [ln.split(" | ")[0] for ln in out.getvalue().splitlines() if ln.startswith("epoch")]
+    assert [ln.split(" ", 2)[2] for ln in lines] == [
+        *(f"batch {i}/6 ({100 * i / 6:.1f}%)" for i in range(1, 7)),
+        "batch 1/2 (50.0%)",
+        "batch 2/2 (100.0%)",
+    ], lines
+
+
+def test_fit_summary_counts_the_steps_of_this_run_after_a_resume(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    first = _trainer(tmp_path, [ckpt], max_epochs=1, enable_checkpointing=True, limit_val_batches=0)
+    first.fit(TinyModule(), _loader(20))
+    out = io.StringIO()
+    second = _trainer(
+        tmp_path,
+        [FitSummary(stream=out), ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)],
+        max_epochs=2,
+        enable_checkpointing=True,
+        limit_val_batches=0,
+    )
+    second.fit(TinyModule(), _loader(20), ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
+    assert "10 optimizer steps (5 in this run)" in out.getvalue(), out.getvalue()

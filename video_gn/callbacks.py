@@ -329,7 +329,7 @@ class TextProgressBar(ProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_t0 = self.clock()
         self._epoch_eval_time = 0.0
-        self._epoch_total = self.total_train_batches
+        self._epoch_total = _epoch_batches(trainer)
         self._epoch_n0 = None
         self._epoch_done = 0
         self._epoch_written = -1
@@ -472,6 +472,17 @@ class TextProgressBar(ProgressBar):
         self._eval_end(trainer, "predict")
 
 
+def _epoch_batches(trainer: L.Trainer) -> float:
+    """Batches this epoch will run: the loader's (after ``limit_train_batches``), cut by what ``max_steps``
+    leaves in batches (optimizer steps × ``accumulate_grad_batches``). Lightning's ``total_train_batches``
+    counts the remaining *steps* instead when ``max_epochs`` is -1, which is wrong with accumulation."""
+    total = trainer.num_training_batches
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        left = (trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches
+        total = min(total, max(left, 0))
+    return total
+
+
 class FitSummary(L.Callback):
     """At the end of ``fit`` (global rank zero), a few lines on what it did and where its results are::
 
@@ -495,7 +506,10 @@ class FitSummary(L.Callback):
         self._step0 = 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0, self._step0 = self.clock(), trainer.global_step
+        self._t0 = self.clock()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._step0 = trainer.global_step  # after a resume restored it (on_fit_start is too early)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer, None)
