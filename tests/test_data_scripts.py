@@ -503,7 +503,9 @@ if vid.startswith("gone"):
     print(f"ERROR: [youtube] {{vid}}: Video unavailable. This video has been removed", file=sys.stderr)
     sys.exit(1)
 if vid.startswith("flaky"):
-    print(f"ERROR: [youtube] {{vid}}: HTTP Error 429: Too Many Requests", file=sys.stderr)
+    # YouTube's rate limiting also says "Video unavailable": it must be retried, not taken for a gone video.
+    print(f"ERROR: [youtube] {{vid}}: Video unavailable. This content isn't available, try again later. "
+          "(HTTP Error 429)", file=sys.stderr)
     sys.exit(1)
 shutil.copy({str(source_video)!r}, out.replace("%(ext)s", "mp4"))
 """

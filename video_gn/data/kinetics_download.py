@@ -80,6 +80,9 @@ _GONE = re.compile(
     r"terminated|no longer available|video is not available",
     re.IGNORECASE,
 )
+#: ...unless YouTube says it is rate-limiting this client ("Video unavailable. This content isn't available,
+#: try again later"): then the video is fine and a later attempt can succeed.
+_TRANSIENT = re.compile(r"try again later|rate.?limit|too many requests|HTTP Error 429", re.IGNORECASE)
 
 
 def sanitize_name(name: str) -> str:
@@ -264,7 +267,8 @@ def yt_dlp_download(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        error = VideoGone if _GONE.search(tail[0]) else RuntimeError
+        gone = _GONE.search(tail[0]) and not _TRANSIENT.search(tail[0])
+        error = VideoGone if gone else RuntimeError
         raise error(f"yt-dlp failed for {youtube_id} (exit {proc.returncode}): {tail[0]}")
     files = [p for p in Path(dest_dir).glob(f"{youtube_id}.*") if not p.name.endswith(".part")]
     if not files:
