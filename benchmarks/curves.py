@@ -26,12 +26,15 @@ def metrics_csv(run: Path) -> Path:
     try:
         return newest_metrics_csv(run, training=True)
     except FileNotFoundError:
-        found = sorted(run.rglob("metrics.csv"))  # e.g. a logs/ folder itself
-    if not found:
-        raise SystemExit(
-            f"No metrics.csv under {run}: pass a `video-gn fit` run folder (trainer.default_root_dir)."
-        )
-    return found[-1]
+        pass
+    if run.name == "logs":  # the logs/ folder itself
+        try:
+            return newest_metrics_csv(run.parent, training=True)
+        except FileNotFoundError:
+            pass
+    raise SystemExit(
+        f"No training metrics.csv under {run}: pass a `video-gn fit` run folder (trainer.default_root_dir)."
+    )
 
 
 def per_epoch(path: Path, metric: str) -> dict[int, float]:

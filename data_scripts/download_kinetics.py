@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             failures_csv=args.failures,
             limit=args.limit,
         )
-    except (DownloaderNotFound, OSError, ValueError) as e:  # bad input: one line, not a traceback
-        p.exit(2, f"{p.prog}: error: {e}\n")
+    except (DownloaderNotFound, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")  # bad input: one line, not a traceback
+    except OSError as e:  # e.g. the disk filled up during the run: finished clips stay, rerun to resume
+        p.exit(1, f"{p.prog}: error: {e} (finished clips are kept; rerun the same command to resume)\n")
     print(summary.report(), file=sys.stderr)
     return 0 if not summary.failed else 1
 

@@ -23,7 +23,7 @@ CSV_FIELDS = [
 def newest_metrics_csv(run_dir: str | os.PathLike, *, training: bool = False) -> Path:
     """The CSV logger's file of a run's newest version: ``<run_dir>/logs/version_<highest>/metrics.csv``.
 
-    With ``training``, the newest version that logged training (a ``train/loss`` column): ``video-gn validate``
+    With ``training``, the newest version that logged training (a ``train/*`` column): ``video-gn validate``
     and ``test`` add versions of their own to the run's ``logs/``.
     """
 
@@ -33,7 +33,9 @@ def newest_metrics_csv(run_dir: str | os.PathLike, *, training: bool = False) ->
 
     found = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=order)
     if training:
-        found = [f for f in found if "train/loss" in f.open().readline().strip().split(",")]
+        found = [
+            f for f in found if any(c.startswith("train/") for c in f.open().readline().strip().split(","))
+        ]
     if not found:
         what = "training logs" if training else "CSV logs"
         raise FileNotFoundError(f"No {what} under {run_dir}/logs/version_*/metrics.csv; did the run log?")
