@@ -264,6 +264,13 @@ def test_resize_tree(tmp_path: Path) -> None:
     assert (n, h, w, fps) == (12, 56, 32, 12.0)  # 64 * 32 / 36 = 56.9 -> even 56
     again = resize_tree(src, tmp_path / "dst", short_side=32, workers=1, progress=False)
     assert len(again["skipped"]) == 2 and not again["done"]
+    # Outputs of a run without the settings record (older video_gn): their size is checked, not assumed.
+    (tmp_path / "dst" / ".resize.json").unlink()
+    with pytest.raises(ValueError, match="without a settings record.*32px short side, not 24"):
+        resize_tree(src, tmp_path / "dst", short_side=24, workers=1, progress=False)
+    (tmp_path / "dst" / ".resize.json").unlink(missing_ok=True)
+    again = resize_tree(src, tmp_path / "dst", short_side=32, workers=1, progress=False)
+    assert len(again["skipped"]) == 2 and (tmp_path / "dst" / ".resize.json").is_file()
 
 
 def _audio_only(path: Path) -> Path:

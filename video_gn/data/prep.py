@@ -208,6 +208,32 @@ def _resize_job(job: tuple[str, str, int, int, str, bool]) -> tuple[str, str, st
 RESIZE_SETTINGS = ".resize.json"
 
 
+def _short_side(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return min(stream.codec_context.width, stream.codec_context.height)
+
+
+def _check_unrecorded_output(
+    src: Path, src_root: Path, dst_root: Path, short_side: int, upscale: bool
+) -> None:
+    """Refuse to keep outputs of an unrecorded earlier run whose size does not match this one's settings."""
+    dst = (dst_root / src.relative_to(src_root)).with_suffix(".mp4")
+    try:
+        have, source = _short_side(dst), _short_side(src)
+    except Exception:  # noqa: BLE001 - an unreadable output is redone by its own job later, not judged here
+        return
+    want = short_side if upscale or source >= short_side else source
+    if have != want:
+        raise ValueError(
+            f"{dst_root} already holds resized videos without a settings record ({RESIZE_SETTINGS}), and "
+            f"{dst} has a {have}px short side, not {want}: they would be kept as they are; choose another "
+            "output folder (or delete that one)"
+        )
+
+
 def resize_tree(
     src_root: str | os.PathLike,
     dst_root: str | os.PathLike,
@@ -296,7 +322,9 @@ def resize_tree(
             result["skipped"].append(str(src))
         else:
             jobs.append((str(src), str(dst), short_side, crf, preset, upscale))
-    if jobs:
+    if result["skipped"] and not marker.is_file():  # outputs of a run that predates the settings record
+        _check_unrecorded_output(Path(result["skipped"][0]), src_root, dst_root, short_side, upscale)
+    if jobs or result["skipped"]:
         dst_root.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings) + "\n")
     for src, status, info in parallel_map(
