@@ -159,3 +159,12 @@ def test_predict_averages_the_softmax_over_every_clip_and_crop(tiny_root, tiny_c
     assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
     for i, name in enumerate(names):
         assert got[name] == pytest.approx(float(expected[i]), abs=1e-5), (name, got, expected)
+
+
+def test_predict_reads_the_config_a_run_saved(tiny_root, tiny_ckpt, capsys):
+    # The config.yaml LightningCLI saves beside the logs holds fit's own keys (ckpt_path, weights_only) too.
+    saved = next((tiny_ckpt.parent.parent / "logs").glob("version_*/config.yaml"))
+    assert "ckpt_path" in saved.read_text()
+    video = str(next((tiny_root / "val").rglob("*.mp4")))
+    assert main(["predict", video, "--ckpt_path", str(tiny_ckpt), "-c", str(saved), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["path"] == video

@@ -285,6 +285,18 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             self._check_eval_ckpt()
 
         def add_arguments_to_parser(self, parser) -> None:
+            if not run:
+                # Parsing without a sub-command (parse_config, predict -c) must still read the config.yaml a
+                # run saved, which holds fit's own keys: accepted here and ignored.
+                known = {a.dest for a in parser._actions}
+                if "ckpt_path" not in known:
+                    parser.add_argument(
+                        "--ckpt_path", type=str | None, default=None, help="(fit's; ignored here)"
+                    )
+                if "weights_only" not in known:
+                    parser.add_argument(
+                        "--weights_only", type=bool | None, default=None, help="(fit's; ignored here)"
+                    )
             # One source of truth: the data decides the classes, the model follows.
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
             parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
