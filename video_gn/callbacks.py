@@ -417,59 +417,26 @@ class TextProgressBar(ProgressBar):
         metrics = _metrics_text(trainer.callback_metrics, prefix) if prefix else ""
         self.write(f"{line} | {metrics}" if metrics else line)
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._eval_start(trainer, "validation")
+    # Validation (outside the sanity check), test and predict: one line at the start, timed lines per batch,
+    # and the result at the end; the same three hooks per stage.
+    def _eval_hook(stage: str, what: str):
+        def hook(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+            if not trainer.sanity_checking:
+                getattr(self, f"_eval_{what}")(trainer, stage)
 
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not trainer.sanity_checking:
-            self._eval_batch(trainer, "validation")
+        hook.__name__ = f"on_{stage}_{what}" if what != "batch" else f"on_{stage}_batch_end"
+        return hook
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._eval_end(trainer, "validation")
-
-    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._eval_start(trainer, "test")
-
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._eval_batch(trainer, "test")
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._eval_end(trainer, "test")
-
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._eval_start(trainer, "predict")
-
-    def on_predict_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._eval_batch(trainer, "predict")
-
-    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._eval_end(trainer, "predict")
+    on_validation_start = _eval_hook("validation", "start")
+    on_validation_batch_end = _eval_hook("validation", "batch")
+    on_validation_end = _eval_hook("validation", "end")
+    on_test_start = _eval_hook("test", "start")
+    on_test_batch_end = _eval_hook("test", "batch")
+    on_test_end = _eval_hook("test", "end")
+    on_predict_start = _eval_hook("predict", "start")
+    on_predict_batch_end = _eval_hook("predict", "batch")
+    on_predict_end = _eval_hook("predict", "end")
+    del _eval_hook
 
 
 def _epoch_batches(trainer: L.Trainer) -> float:
