@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -182,6 +183,13 @@ def _checkpoint_files(dirpath: str | None, prefix: str = "") -> list[str]:
     return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt") and f.startswith(prefix))
 
 
+class _NoLitLoggerTip(logging.Filter):
+    """Drops Lightning's advertisement for its cloud logger, printed at every start ("💡 Tip: ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud logging")
+
+
 def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = True):
     """Build (and by default run) the LightningCLI for ``args`` such as ``["fit", "-c", "cfg.yaml"]``.
 
@@ -190,6 +198,11 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
     well it holds only the parsed ``config`` (see :func:`parse_config`).
     """
     from_console = run and args == sys.argv[1:]
+    import lightning.pytorch  # noqa: F401 - routes lightning_utilities' rank-zero logger to Lightning's own
+    from lightning_utilities.core import rank_zero
+
+    if not any(isinstance(f, _NoLitLoggerTip) for f in rank_zero.log.filters):
+        rank_zero.log.addFilter(_NoLitLoggerTip())
     args = expand_config_includes(args)
     if not run and args and args[0] in _LIGHTNING_SUBCOMMANDS:
         args = args[1:]
