@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from video_gn.data.prep import make_filelists, output_path_problem
+from video_gn.data.prep import folder_problem, make_filelists, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", default=None, help="file with one class name per line fixing the order")
     args = p.parse_args(argv)
     root = Path(args.root)
-    if not root.is_dir():
-        p.error(f"dataset root {root} {'is not a directory' if root.exists() else 'does not exist'}")
+    if why := folder_problem(root):
+        p.error(f"dataset root {root} {why}")
     if args.out_dir and (problem := output_path_problem(args.out_dir, directory=True)):
         p.error(f"--out-dir: {problem}")
     classes = None
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         order = "sorted class folder names"
     try:
         written = make_filelists(
-            root, splits=args.splits, out_dir=args.out_dir, classes=classes, classes_from=str(args.classes)
+            root, splits=args.splits, out_dir=args.out_dir, classes=classes, classes_from=args.classes
         )
     except (OSError, ValueError) as e:  # bad layout: one line, not a traceback
         p.exit(2, f"{p.prog}: error: {e}\n")

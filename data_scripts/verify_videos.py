@@ -30,6 +30,7 @@ from video_gn.data.prep import (
     VIDEO_EXTENSIONS,
     bounded_int,
     find_videos,
+    folder_problem,
     output_path_problem,
     read_list,
     verify_videos,
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(paths)} video files found under {target}", file=sys.stderr)
     else:
         base = Path(args.root) if args.root else target.parent
-        if not base.is_dir():
-            p.error(f"--root {base} {'is not a directory' if base.exists() else 'does not exist'}")
+        if why := folder_problem(base):
+            p.error(f"--root {base} {why}")
         try:
             rows = read_list(target)
         except (OSError, ValueError) as e:  # e.g. a comma-separated or binary file: one line, not a traceback

@@ -26,6 +26,7 @@ __all__ = [
     "bounded_int",
     "find_videos",
     "make_filelists",
+    "folder_problem",
     "output_path_problem",
     "read_list",
     "resize_tree",
@@ -208,21 +209,15 @@ def _resize_job(job: tuple[str, str, int, int, str, bool]) -> tuple[str, str, st
 RESIZE_SETTINGS = ".resize.json"
 
 
-def _short_side(path: Path) -> int:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return min(stream.codec_context.width, stream.codec_context.height)
-
-
 def _check_unrecorded_output(
     src: Path, src_root: Path, dst_root: Path, short_side: int, upscale: bool
 ) -> None:
     """Refuse to keep outputs of an unrecorded earlier run whose size does not match this one's settings."""
+    from video_gn.data.decode import probe_video  # lazy: decode imports torch, the scripts need not
+
     dst = (dst_root / src.relative_to(src_root)).with_suffix(".mp4")
     try:
-        have, source = _short_side(dst), _short_side(src)
+        have, source = (min(i.height, i.width) for i in (probe_video(dst), probe_video(src)))
     except Exception:  # noqa: BLE001 - an unreadable output is redone by its own job later, not judged here
         return
     want = short_side if upscale or source >= short_side else source
@@ -276,9 +271,8 @@ def resize_tree(
             settings; or ``src_root`` holds no video files.
     """
     src_root, dst_root = Path(src_root), Path(dst_root)
-    if not src_root.is_dir():
-        what = "is not a directory" if src_root.exists() else "does not exist"
-        raise FileNotFoundError(f"source folder {src_root} {what}")
+    if why := folder_problem(src_root):
+        raise FileNotFoundError(f"source folder {src_root} {why}")
     if src_root.resolve() == dst_root.resolve():
         raise ValueError(
             f"the output folder must differ from the source folder ({src_root}); resizing in place is not "
@@ -566,7 +560,7 @@ def make_filelists(
     splits: Sequence[str] | None = None,
     out_dir: str | os.PathLike | None = None,
     classes: Sequence[str] | None = None,
-    classes_from: str = "the classes argument",
+    classes_from: str | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Turn the folder layout ``<root>/<split>/<class>/<video>`` into ``<split>.csv`` lists and classes.txt.
@@ -582,16 +576,16 @@ def make_filelists(
         splits: split folder names (default: every sub-folder of root that contains class folders).
         out_dir: where to write the lists and classes.txt (default: root).
         classes: explicit class order.
-        classes_from: where ``classes`` came from, for error messages (e.g. the file it was read from).
+        classes_from: where ``classes`` came from, for error messages (e.g. the file it was read from;
+            default: "the classes argument").
         progress: show progress (class folders listed / all class folders).
 
     Returns:
         ``{split: csv_path}``.
     """
     root = Path(root)
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise FileNotFoundError(f"dataset root {root} {what}")
+    if why := folder_problem(root):
+        raise FileNotFoundError(f"dataset root {root} {why}")
     out_dir = Path(out_dir) if out_dir is not None else root
     if splits is None:
         splits = sorted(
@@ -618,7 +612,7 @@ def make_filelists(
                 per_split[split][c.name] = find_videos(c)
                 advance()
     folder_classes = sorted({c for s in per_split.values() for c in s})
-    source = classes_from
+    source = classes_from or "the classes argument"
     if classes is None and (root / "classes.txt").is_file():
         classes = [ln.strip() for ln in (root / "classes.txt").read_text().splitlines() if ln.strip()]
         source = str(root / "classes.txt")
@@ -683,6 +677,14 @@ def bounded_int(minimum: int, maximum: int | None = None):
 
     parse.__name__ = "integer"  # argparse names the type in "invalid integer value" messages
     return parse
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not an existing input folder (``"does not exist"``, ``"is not a directory"``), or None."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    return "is not a directory" if path.exists() else "does not exist"
 
 
 def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> str | None:

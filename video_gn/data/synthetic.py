@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_gn.data.prep import output_path_problem
+
 __all__ = [
     "CLASSES",
     "DESCRIPTIONS",
@@ -442,25 +444,19 @@ def check_root(root: str | os.PathLike, spec: SyntheticSpec) -> bool:
     root = Path(root).expanduser().absolute()
     if is_complete(root, spec):
         return True
-    if root.exists():
-        if is_complete(root):
-            raise ValueError(
-                f"{root} already holds a synthetic dataset made from a different spec "
-                f"({_spec_diff(root, spec)}; see {root / 'synthetic.json'}); choose another root (or delete "
-                "it if it is an old synthetic set you no longer need)"
-            )
-        if not root.is_dir():
-            raise ValueError(f"{root} exists and is not a directory; choose a new or empty root")
-        if any(root.iterdir()):
-            raise ValueError(
-                f"{root} exists and is not an empty directory (and holds no synthetic dataset); choose a new "
-                "or empty root"
-            )
-    for parent in root.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"cannot create {root}: {parent} is a file, not a directory")
-            break
+    if is_complete(root):
+        raise ValueError(
+            f"{root} already holds a synthetic dataset made from a different spec "
+            f"({_spec_diff(root, spec)}; see {root / 'synthetic.json'}); choose another root (or delete "
+            "it if it is an old synthetic set you no longer need)"
+        )
+    if problem := output_path_problem(root, directory=True):  # a file, or under one
+        raise ValueError(f"{problem}; choose a new or empty root")
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(
+            f"{root} exists and is not an empty directory (and holds no synthetic dataset); choose a new "
+            "or empty root"
+        )
     return False
 
 
