@@ -15,8 +15,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
-# Light (stdlib only): the interval rule and time format the data scripts' progress lines use.
-from video_gn.data.progress import _hms, _log_interval, forced_progress_mode
+# Light (stdlib only): the mode, interval rule and time format of the data scripts' progress lines.
+from video_gn.data.progress import forced_progress_mode, format_hms, log_interval
 
 
 class ClassNamesWriter(L.Callback):
@@ -109,7 +109,6 @@ class VideoCheckpoint(ModelCheckpoint):
 # Progress and summaries that read well in log files (SLURM, nohup, `> fit.out`)
 
 
-#: ``VIDEO_GN_PROGRESS`` values, read as :mod:`video_gn.data.progress` reads them.
 def stdout_is_terminal() -> bool:
     """Whether stdout is an interactive terminal that can show a live bar (a tty, and ``TERM`` is not dumb)."""
     return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
@@ -176,7 +175,7 @@ def _eta(remaining: float, rate: float | None) -> str:
         return "0:00:00"
     if not rate or not math.isfinite(remaining):
         return "?"
-    return _hms(remaining / rate)
+    return format_hms(remaining / rate)
 
 
 def _rate(rate: float | None) -> str:
@@ -260,7 +259,7 @@ class TextProgressBar(ProgressBar):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.interval = _log_interval(interval)
+        self.interval = log_interval(interval)
         if self.interval < 0:
             raise ValueError(f"interval must be >= 0 seconds, got {self.interval}")
         self.stream, self.clock = stream, clock
@@ -369,7 +368,7 @@ class TextProgressBar(ProgressBar):
             _rate(rate),
             f"epoch ETA {_eta(total - n, rate)}",
             f"step {step}/{_count(steps)}{_pct(step, steps)}",
-            f"elapsed {_hms(run_time)}",
+            f"elapsed {format_hms(run_time)}",
             f"run ETA {_eta(steps - step, run_rate)}",
         ]
         metrics = _metrics_text(self.get_metrics(trainer, pl_module))
@@ -412,7 +411,7 @@ class TextProgressBar(ProgressBar):
         if trainer.state.fn == "fit":
             self._epoch_eval_time += elapsed
         self.reset_dataloader_idx_tracker()
-        line = f"{self._label(trainer, stage)} done: {self._eval_done} batches in {_hms(elapsed)}"
+        line = f"{self._label(trainer, stage)} done: {self._eval_done} batches in {format_hms(elapsed)}"
         prefix = {"validation": "val", "test": "test"}.get(stage)
         metrics = _metrics_text(trainer.callback_metrics, prefix) if prefix else ""
         self.write(f"{line} | {metrics}" if metrics else line)
@@ -508,7 +507,7 @@ class FitSummary(L.Callback):
             self._t0 = None
 
     def _elapsed(self) -> str:
-        return _hms(self.clock() - (self._t0 if self._t0 is not None else self.clock()))
+        return format_hms(self.clock() - (self._t0 if self._t0 is not None else self.clock()))
 
     def exception_line(self, trainer: L.Trainer, exception: BaseException) -> str:
         """One line: how long fit ran, where it stopped, and the newest ``last.ckpt`` to resume from."""

@@ -130,7 +130,6 @@ def _option_names(parser) -> list[str]:
 def _condense_parse_error(text: str, parser, args) -> str:
     """The parser's error lines (no usage block), with did-you-mean suggestions and the config files given."""
     import difflib
-    import re
 
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
@@ -268,9 +267,8 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                     "last-v1.ckpt). Resume that run with --ckpt_path last (or the path of one of them), or start a "
                     "new one with --trainer.default_root_dir runs/<new name> (or delete the folder)."
                 )
-            if (
-                ckpt_path is not None
-            ):  # resuming into its own folder: Lightning's "not empty" notice is expected
+            # Resuming into its own folder: Lightning's "not empty" notice is expected.
+            if ckpt_path is not None:
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             if ckpt_path == "last" and dirpath is not None and not last and not requeued:
                 print(
@@ -387,9 +385,11 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
 def _parser_kwargs() -> dict:
     """Parser settings: no abbreviated option names (argparse would take ``--model.lr_scalin`` for
     ``--model.lr_scaling``, so a misspelt override in a sweep grid or script would pass silently)."""
+    from lightning.pytorch.cli import LightningCLI
+
     strict = {"allow_abbrev": False}
     main = {"parser_mode": "omegaconf", **strict} if _has_omegaconf() else dict(strict)
-    return {**main, **{name: dict(strict) for name in ("fit", "validate", "test", "predict")}}
+    return {**main, **{name: dict(strict) for name in LightningCLI.subcommands()}}
 
 
 def parse_config(args: list[str]):

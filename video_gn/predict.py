@@ -278,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             longest = max((len(r["path"]) for r in results), default=10)
             width = max(80, longest + 8 + 24 * min(args.top_k, len(names)))
         Console(width=width).print(table)
-        labelled = [r for r in results if Path(r["path"]).parent.name in names]
-        if results and len(labelled) == len(results):  # class-named folders (e.g. a val split): say how right
-            hits = sum(r["top"][0][0] == Path(r["path"]).parent.name for r in results)
+        folders = [Path(r["path"]).parent.name for r in results]
+        if results and all(f in names for f in folders):  # class-named folders (e.g. a val split): how right
+            hits = sum(r["top"][0][0] == f for r, f in zip(results, folders))
             print(
                 f"top-1 against the folder names: {hits}/{len(results)} ({100 * hits / len(results):.1f} %)"
             )

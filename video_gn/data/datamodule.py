@@ -296,9 +296,9 @@ class KineticsDataModule(L.LightningDataModule):
             synthetic.generate(self.root, spec)
         except ValueError as err:  # root holds something else: own videos, or another synthetic spec
             raise ValueError(
-                f"{str(err).rstrip('.')}. data.synthetic is set, so video_gn generates its synthetic dataset at data.root "
-                f"({self.root}) unless that already holds the same one; to train on the videos there, pass "
-                "--data.synthetic null (or drop `synthetic:` from the config)."
+                f"{str(err).rstrip('.')}. data.synthetic is set, so video_gn generates its synthetic dataset "
+                f"at data.root ({self.root}) unless that already holds the same one; to train on the videos "
+                "there, pass --data.synthetic null (or drop `synthetic:` from the config)."
             ) from err
         rank_zero_info(f"Synthetic dataset written in {time.perf_counter() - start:.0f} s")
 

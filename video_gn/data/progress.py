@@ -17,6 +17,9 @@ __all__ = [
     "DEFAULT_LOG_INTERVAL",
     "TextProgress",
     "default_workers",
+    "forced_progress_mode",
+    "format_hms",
+    "log_interval",
     "parallel_map",
     "process_pool",
     "progress_bar",
@@ -39,7 +42,8 @@ def default_workers(workers: int | None) -> int:
 DEFAULT_LOG_INTERVAL = 30.0
 
 
-def _hms(seconds: float) -> str:
+def format_hms(seconds: float) -> str:
+    """``H:MM:SS`` of a duration in seconds (rounded, negatives as 0)."""
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -84,10 +88,10 @@ class TextProgress:
         if self.done >= self.total:
             eta = "0:00:00"
         elif self.done > 0:
-            eta = _hms(elapsed / self.done * (self.total - self.done))
+            eta = format_hms(elapsed / self.done * (self.total - self.done))
         else:
             eta = "?"
-        return f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) elapsed {_hms(elapsed)} eta {eta}"
+        return f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) elapsed {format_hms(elapsed)} eta {eta}"
 
     def _write(self, now: float) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
@@ -139,7 +143,9 @@ def _progress_mode() -> str:
     return forced_progress_mode() or ("rich" if sys.stderr.isatty() else "text")
 
 
-def _log_interval(interval: float | None) -> float:
+def log_interval(interval: float | None) -> float:
+    """Seconds between plain progress lines: ``interval`` if given, else ``VIDEO_GN_PROGRESS_INTERVAL``, else
+    the default."""
     if interval is not None:
         return interval
     env = os.environ.get("VIDEO_GN_PROGRESS_INTERVAL")
@@ -174,7 +180,7 @@ def progress_bar(
         yield lambda n=1: None
         return
     if mode == "text":
-        text = TextProgress(total, description, interval=_log_interval(interval))
+        text = TextProgress(total, description, interval=log_interval(interval))
         try:
             yield text.advance
         finally:

@@ -20,6 +20,11 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
+def _csv_header(path: Path) -> list[str]:
+    with path.open() as f:
+        return f.readline().strip().split(",")
+
+
 def newest_metrics_csv(run_dir: str | os.PathLike, *, training: bool = False) -> Path:
     """The CSV logger's file of a run's newest version: ``<run_dir>/logs/version_<highest>/metrics.csv``.
 
@@ -33,9 +38,7 @@ def newest_metrics_csv(run_dir: str | os.PathLike, *, training: bool = False) ->
 
     found = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=order)
     if training:
-        found = [
-            f for f in found if any(c.startswith("train/") for c in f.open().readline().strip().split(","))
-        ]
+        found = [f for f in found if any(c.startswith("train/") for c in _csv_header(f))]
     if not found:
         what = "training logs" if training else "CSV logs"
         raise FileNotFoundError(f"No {what} under {run_dir}/logs/version_*/metrics.csv; did the run log?")
