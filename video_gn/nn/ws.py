@@ -52,9 +52,10 @@ DEFAULT_WS_EPS = 1e-6
 
 
 # Standardized-weight path, cost per step: forward, the mean is a BLAS ``mv``, then one write (w − μ into the ŵ
-# buffer), one read (its norm), one in-place scale; backward, one write (ŵ again), one read (per-filter g·ŵ)
-# and two in-place passes over the conv's own ∂L/∂ŵ. The variance is taken after centring (two-pass), so it
-# stays accurate when a filter's mean is large next to its spread (E[w²] − μ² loses ~1e-7·μ²/σ² in float32).
+# buffer), one read (its norm), one in-place scale; backward, one write (ŵ again for the conv backward), then
+# ATen's fused BatchNorm backward maps the conv's ∂L/∂ŵ to ∂L/∂w (two reads of g and w, one write). The
+# variance is taken after centring (two-pass), so it stays accurate when a filter's mean is large next to its
+# spread (E[w²] − μ² loses ~1e-7·μ²/σ² in float32).
 
 
 def _standardize(weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -74,20 +75,23 @@ def _restandardize(weight: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
     return torch.addcmul((-mean * rstd)[:, None], flat, rstd[:, None])
 
 
-def _standardize_backward(grad_w_hat: Tensor, w_hat: Tensor, rstd: Tensor, *, inplace: bool) -> Tensor:
-    """Map ∂L/∂ŵ to ∂L/∂w for ŵ = (w − μ)·(1/σ).
+def _standardize_backward(grad_w_hat: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """Map ∂L/∂ŵ to ∂L/∂w for ŵ = (w − μ)·(1/σ), returned with ``grad_w_hat``'s shape (a fresh tensor).
 
-    ∂L/∂w = (1/σ)·(g − mean(g) − ŵ·mean(g·ŵ)), means per filter. ``w_hat`` is (C_out, K); the result has
-    ``grad_w_hat``'s shape. With ``inplace`` the result overwrites ``grad_w_hat`` (when contiguous): only for a
-    buffer we own, never for a gradient handed to us by autograd.
+    ∂L/∂w = (1/σ)·(g − mean(g) − ŵ·mean(g·ŵ)), means per filter: exactly BatchNorm's training backward with
+    the filters as channels, so ATen's fused kernel does it, reading g and w twice and writing once with no
+    temporaries (a per-filter ``vecdot`` allocates a weight-sized product, and on CPU a fresh buffer of that
+    size costs page faults worth several passes). ``mean`` and ``rstd`` are the forward's (C_out,) stats.
     """
-    shape = grad_w_hat.shape
-    g = grad_w_hat.reshape(w_hat.shape)  # a view when contiguous
-    k = g.shape[1]
-    g_mean = torch.mv(g, g.new_full((k,), 1.0 / k))
-    gw_mean = torch.linalg.vecdot(g, w_hat) / k
-    out = torch.addcmul((-rstd * g_mean)[:, None], g, rstd[:, None], out=g if inplace else None)
-    return out.addcmul_(w_hat, (-rstd * gw_mean)[:, None]).view(shape)
+    c_out = weight.shape[0]
+    g = grad_w_hat.reshape(1, c_out, -1)
+    w = weight.reshape(1, c_out, -1)
+    if g.dtype != w.dtype:
+        g = g.to(w.dtype)
+    grad_w = torch.ops.aten.native_batch_norm_backward(
+        g, w, None, None, None, mean, rstd, True, 0.0, [True, False, False]
+    )[0]
+    return grad_w.view(grad_w_hat.shape)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -109,8 +113,7 @@ class _StandardizeWeight(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_w_hat: Tensor) -> tuple[Tensor, None]:
         weight, mean, rstd = ctx.saved_tensors
-        w_hat = _restandardize(weight, mean, rstd)
-        return _standardize_backward(grad_w_hat, w_hat, rstd, inplace=False), None
+        return _standardize_backward(grad_w_hat, weight, mean, rstd), None
 
 
 # Path selection for the fused conv (see _WSConvFunction). Tests set this to "weight" / "standardized".
@@ -140,7 +143,7 @@ class _WSConvFunction(torch.autograd.Function):
     Two exact evaluation orders, chosen per call:
 
     * standardized-weight path: build ŵ, convolve; in backward rebuild ŵ for the conv backward, then map
-      ∂L/∂ŵ to ∂L/∂w in place. One weight-sized temporary in forward and one in backward. Used on accelerators
+      ∂L/∂ŵ to ∂L/∂w with the fused kernel. One weight-sized temporary in forward and two in backward. Used on accelerators
       (their caching allocators make the temporaries free), for grouped convs, under autocast, for
       ill-conditioned filters (μ² > 100·σ²) and whenever the weights are not much larger than the input.
     * weight-domain path (CPU, groups = 1, weights > 4× the input): since ŵ[o] = r_o·(w[o] − μ_o),
@@ -279,10 +282,9 @@ class _WSConvFunction(torch.autograd.Function):
                 groups,
                 [need_x, need_w, need_b],
             )
-            if need_w:
-                # grad_w_hat is a fresh buffer from the conv backward: reuse it for ∂L/∂w.
-                grad_w = _standardize_backward(grad_w_hat.to(w_hat.dtype), w_hat, rstd, inplace=True)
             del w_hat
+            if need_w:
+                grad_w = _standardize_backward(grad_w_hat, weight, mean, rstd)
         if grad_w is not None:
             grad_w = grad_w.to(weight.dtype)
         if grad_x is not None:
