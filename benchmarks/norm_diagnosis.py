@@ -74,7 +74,7 @@ def make(variant: str, hparams: dict) -> VideoClassifier:
     model = VideoClassifier(**{**hparams, "norm": norm, "ws": variant == "gn+ws"})
     stem = model.model.blocks[0]
     if variant == "bn, gn stem":
-        stem.norm = make_norm("gn", stem.norm.num_features)
+        stem.norm = make_norm("gn", stem.norm.num_features, num_groups="min32")  # as build() does
     elif variant == "gn, bn stem":
         stem.norm = make_norm("bn", stem.norm.num_channels)
     return model

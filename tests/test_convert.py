@@ -67,7 +67,7 @@ def test_convert_bn_model_to_gn_then_gn_ws(source: str, clip: torch.Tensor, capl
         for name, (w, b, _, _) in before.items():
             gn = modules[name]
             assert type(gn) is vnn.GroupNorm and gn.num_channels == w.numel()
-            assert gn.num_groups == vnn.resolve_num_groups(w.numel())
+            assert gn.num_groups == min(32, w.numel())
             torch.testing.assert_close(gn.weight.detach(), w)  # γ/β kept
             torch.testing.assert_close(gn.bias.detach(), b)
         assert final_flags == {n for n, m in modules.items() if getattr(m, "block_final_bn", False)}
@@ -80,7 +80,7 @@ def test_convert_bn_model_to_gn_then_gn_ws(source: str, clip: torch.Tensor, capl
             torch.testing.assert_close(lin.weight, linear_weights[name])
 
     with caplog.at_level(logging.INFO, logger="video_gn.nn.convert"):
-        assert vnn.convert_norm(model, "gn") is model
+        assert vnn.convert_norm(model, "gn", num_groups="min32") is model
         assert f"replaced {len(before)} modules" in caplog.text
         check(ws=False)
         assert vnn.use_weight_standardization(model) is model
@@ -129,7 +129,7 @@ def test_convert_every_kind_on_mixed_dims(kind: str) -> None:
     )
     randomize_norms(model)
     before = bn_params(model)
-    vnn.convert_norm(model, kind)
+    vnn.convert_norm(model, kind, **({"num_groups": "min32"} if kind == "gn" else {}))
     x = torch.randn(2, 3, 8, 8)
     if kind == "none":
         assert type(model[1]) is nn.Identity and type(model[3]) is nn.Identity
@@ -169,7 +169,9 @@ def test_convert_norm_options_dtype_requires_grad_and_root() -> None:
     assert (type(bn), bn.eps, bn.momentum) == (nn.BatchNorm3d, 1e-3, 0.05)
     # the root itself can be a BN layer: a new object is returned
     root = nn.BatchNorm3d(8)
-    new_root = vnn.convert_norm(root, "gn", eps=1e-4)
+    with pytest.raises(ValueError, match="num_channels=8.*min32"):  # 8 channels: no silent InstanceNorm
+        vnn.convert_norm(root, "gn")
+    new_root = vnn.convert_norm(root, "gn", eps=1e-4, num_groups="min32")
     assert type(new_root) is vnn.GroupNorm and new_root.eps == 1e-4
 
 
@@ -210,7 +212,9 @@ def test_use_weight_standardization_options(caplog) -> None:
 
 def test_fold_weight_standardization_is_equivalent_and_removes_ws(clip: torch.Tensor) -> None:
     torch.manual_seed(0)
-    model = vnn.use_weight_standardization(vnn.convert_norm(small_ptv_resnet(), "gn"), eps=1e-5)
+    model = vnn.use_weight_standardization(
+        vnn.convert_norm(small_ptv_resnet(), "gn", num_groups="min32"), eps=1e-5
+    )
     extra = vnn.WSConv2d(3, 4, 3, bias=True)
     model.eval()
     with torch.no_grad():

@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 import video_gn.nn.ws as ws_module
@@ -274,10 +275,37 @@ def test_group_norm_constructed_torch_way_and_batchnorm_way() -> None:
     assert vnn.GroupNorm(num_features=64, num_groups=8).num_groups == 8
 
 
-@pytest.mark.parametrize(("channels", "groups"), [(16, 16), (32, 32), (64, 32), (2048, 32), (3, 3)])
-def test_default_group_policy(channels: int, groups: int) -> None:
-    assert vnn.GroupNorm(num_features=channels).num_groups == groups
-    assert vnn.resolve_num_groups(channels) == groups
+@pytest.mark.parametrize("channels", [32, 64, 2048])
+def test_default_group_policy(channels: int) -> None:
+    assert vnn.GroupNorm(num_features=channels).num_groups == 32
+    assert vnn.resolve_num_groups(channels) == 32
+    assert vnn.resolve_num_groups(channels, "min32") == 32
+
+
+@pytest.mark.parametrize(("channels", "valid"), [(16, "[1, 2, 4, 8, 16]"), (3, "[1, 3]")])
+def test_narrow_layer_fails_by_default_and_min32_gives_one_group_per_channel(
+    channels: int, valid: str
+) -> None:
+    # Fewer channels than the default 32 groups: an error, not a silent InstanceNorm...
+    with pytest.raises(ValueError) as err:
+        vnn.make_norm("gn", channels)
+    assert f"num_channels={channels}" in str(err.value) and valid in str(err.value)
+    assert "min32" in str(err.value)
+    # ... unless asked for by name, as the model registry does for its CPU-sized widths.
+    assert vnn.make_norm("gn", channels, num_groups="min32").num_groups == channels
+    with pytest.raises(ValueError, match="num_channels=48"):
+        vnn.resolve_num_groups(48, "min32")  # min32 still refuses a wide layer that 32 does not divide
+
+
+def test_batchnorm_positional_form_as_torchvision_calls_it() -> None:
+    gn = vnn.GroupNorm(64)  # torchvision's norm_layer(planes)
+    assert (gn.num_groups, gn.num_channels) == (32, 64)
+    gn = vnn.GroupNorm(64, 1e-4, 0.1)  # BatchNorm's (num_features, eps, momentum)
+    assert (gn.num_groups, gn.num_channels, gn.eps) == (32, 64, 1e-4)
+    assert vnn.GroupNorm(8, 64).num_groups == 8  # torch's (num_groups, num_channels) is unchanged
+    model = torchvision.models.resnet18(num_classes=5, norm_layer=vnn.GroupNorm)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
 
 
 def test_default_group_count_that_does_not_divide_fails_unless_auto() -> None:
@@ -292,8 +320,6 @@ def test_default_group_count_that_does_not_divide_fails_unless_auto() -> None:
     assert vnn.GroupNorm(num_features=48, num_groups="auto").num_groups == 24
     assert vnn.resolve_num_groups(230, "auto") == 23
     assert vnn.make_norm("gn", 100, num_groups="auto").num_groups == 25
-    with pytest.raises(ValueError, match="pass them by keyword"):
-        vnn.GroupNorm(256, 1e-5, 0.1)  # BatchNorm's positional form
 
 
 def test_group_count_error_names_channels_and_valid_counts() -> None:
@@ -309,7 +335,7 @@ def test_group_count_error_names_channels_and_valid_counts() -> None:
     with pytest.raises(ValueError, match="num_groups=32 does not divide num_channels=48"):
         vnn.make_norm("gn", 48, num_groups=32)
     with pytest.raises(TypeError, match="needs the channel count"):
-        vnn.GroupNorm(32)
+        vnn.GroupNorm(num_groups=32)
 
 
 # ----------------------------------------------------------------------------- factory
@@ -329,19 +355,19 @@ KIND_TYPES = {
 @pytest.mark.parametrize("kind", vnn.NORM_KINDS)
 def test_make_norm_every_kind(kind: str) -> None:
     assert set(KIND_TYPES) == set(vnn.NORM_KINDS)
-    norm = vnn.make_norm(kind, 16, eps=1e-3)
+    norm = vnn.make_norm(kind, 64, eps=1e-3)
     assert type(norm) is KIND_TYPES[kind]
     assert vnn.is_norm(norm) == (kind != "none")
     if kind != "none":
         assert norm.eps == 1e-3
-    x = torch.randn(2, 16, 2, 3, 3)
+    x = torch.randn(2, 64, 2, 3, 3)
     y = norm.train()(x)  # syncbn runs as a plain BN outside DDP
     assert y.shape == x.shape
     # pytorchvideo calls norm(num_features=, eps=, momentum=) by keyword, torchvision norm_layer(C) positionally
     factory = vnn.norm_layer(kind)
-    assert type(factory(num_features=16, eps=1e-5, momentum=0.1)) is KIND_TYPES[kind]
-    assert type(factory(16)) is KIND_TYPES[kind]
-    assert type(pickle.loads(pickle.dumps(factory))(16)) is KIND_TYPES[kind]
+    assert type(factory(num_features=64, eps=1e-5, momentum=0.1)) is KIND_TYPES[kind]
+    assert type(factory(64)) is KIND_TYPES[kind]
+    assert type(pickle.loads(pickle.dumps(factory))(64)) is KIND_TYPES[kind]
 
 
 def test_make_norm_dim_selects_bn_flavour() -> None:

@@ -49,8 +49,9 @@ class VideoClassifier(L.LightningModule):
         zero_init_residual: γ = 0 on the last norm of every residual block (GN paper).
         ws_eps: epsilon of weight standardization (None: the model's registered default, 1e-6; 1e-8 for the
             ``bit_*`` models, as BiT's checkpoints were trained with).
-        gn_groups: GroupNorm group count (None = the library default: 32, or one per channel below 32 channels;
-            ``"auto"``: per layer the largest count <= 32 that divides its channels, for widths such as 40).
+        gn_groups: GroupNorm group count (None = the registry's ``"min32"``: 32, or one per channel in layers
+            narrower than 32 channels; ``"auto"``: per layer the largest count <= 32 that divides its channels,
+            for widths such as 40).
         pretrained: optional local 2D/3D checkpoint to initialise from: a 2D ImageNet ResNet (torchvision/timm,
             BN or GN; timm BiT for ``bit_*`` models) is inflated, a 3D state dict copied (README, "Starting from
             2D ImageNet weights"). A missing file stops here, at start-up, with the URL to fetch it from. What
@@ -85,7 +86,7 @@ class VideoClassifier(L.LightningModule):
         dropout: float = 0.5,
         zero_init_residual: bool = True,
         ws_eps: float | None = None,
-        gn_groups: int | Literal["auto"] | None = None,
+        gn_groups: int | Literal["auto", "min32"] | None = None,
         pretrained: str | None = None,
         pretrained_method: Literal["mean", "center"] = "mean",
         pretrained_gn_groups: int | None = None,

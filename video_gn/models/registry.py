@@ -123,6 +123,14 @@ def default_ws_eps(name: str) -> float:
     return _WS_EPS[name]
 
 
+def _default_norm_kwargs(norm: str, norm_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The norm factory's keywords: ``norm_kwargs`` plus, for GroupNorm, the registry's group policy."""
+    kwargs = dict(norm_kwargs or {})
+    if norm == "gn" and kwargs.get("num_groups") is None and kwargs.get("channels_per_group") is None:
+        kwargs["num_groups"] = "min32"
+    return kwargs
+
+
 def build(
     name: str,
     num_classes: int = 400,
@@ -151,7 +159,11 @@ def build(
         ws_eps: epsilon inside the square root of the weight standardization; None takes the model's
             registered default (:func:`default_ws_eps`: 1e-8 for ``bit_*``, whose checkpoints were trained with
             it, 1e-6 otherwise).
-        norm_kwargs: extra keywords for the norm factory, e.g. ``{"num_groups": 16}`` for ``"gn"``.
+        norm_kwargs: extra keywords for the norm factory, e.g. ``{"num_groups": 16}`` for ``"gn"``. For
+            ``"gn"`` without ``num_groups`` / ``channels_per_group`` the models use ``num_groups="min32"``: 32
+            groups, one group per channel in layers narrower than 32 channels (widths below 32, e.g. the CPU
+            toy ``width=16``); a wider layer that 32 does not divide (e.g. ``width=48``) is an error naming the
+            valid counts (see :func:`video_gn.nn.resolve_num_groups`).
         **kw: builder-specific extras, e.g. ``in_channels=3``.
 
     Returns:
@@ -185,7 +197,7 @@ def build(
     model = builder(
         num_classes=num_classes,
         width=width,
-        norm=norm_layer(norm, **dict(norm_kwargs or {})),
+        norm=norm_layer(norm, **_default_norm_kwargs(norm, norm_kwargs)),
         conv=conv_layer(ws, ws_eps),
         dropout=dropout,
         zero_init_residual=zero_init_residual,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -45,17 +46,19 @@ def resolve_num_groups(
 ) -> int:
     """Apply the project's group-count policy.
 
-    * neither given: 32 groups (the GN paper's default); a layer with fewer than 32 channels gets one group
-      per channel (CPU-sized widths, e.g. 16 channels -> 16 groups). A channel count of 32 or more that 32
-      does not divide (e.g. 48) is an error naming the valid group counts: pick ``num_groups`` or
-      ``channels_per_group`` explicitly rather than get a silently different normalisation.
-    * ``num_groups`` given: it must divide ``num_channels``. ``num_groups="auto"`` takes the largest divisor of
-      C that is <= 32, for third-party models with odd channel counts (torchvision's R(2+1)D has 230).
+    * neither given: 32 groups (the GN paper's default). A channel count that 32 does not divide (e.g. 48, or
+      16) is an error naming the valid group counts: pick ``num_groups`` or ``channels_per_group`` explicitly
+      rather than get a silently different normalisation.
+    * ``num_groups`` given: it must divide ``num_channels``. Two named policies:
+      ``"min32"`` takes min(32, C) groups: 32, and one group per channel for layers narrower than 32 channels
+      (CPU-sized widths such as ``build(..., width=16)``; this is what :func:`video_gn.models.build` uses), and
+      still fails where 32 does not divide a wider layer; ``"auto"`` takes the largest divisor of C that is
+      <= 32, for third-party models with odd channel counts (torchvision's R(2+1)D has 230).
     * ``channels_per_group`` given: it must divide ``num_channels``; groups = C / channels_per_group.
 
     Args:
         num_channels: C, the number of channels normalised.
-        num_groups: explicit group count, ``"auto"``, or None for the default.
+        num_groups: explicit group count, ``"min32"``, ``"auto"``, or None for the default.
         channels_per_group: explicit group size, or None.
 
     Returns:
@@ -83,18 +86,27 @@ def resolve_num_groups(
         return num_channels // channels_per_group
     if num_groups == "auto":
         return max(d for d in _divisors(num_channels) if d <= DEFAULT_NUM_GROUPS)
-    if num_groups is None:
+    policy = "the default"
+    if num_groups == "min32":
         if num_channels < DEFAULT_NUM_GROUPS:
             return num_channels
+        num_groups, policy = None, "num_groups='min32': the"
+    if num_groups is None:
         if num_channels % DEFAULT_NUM_GROUPS:
             example = max(d for d in _divisors(num_channels) if d <= DEFAULT_NUM_GROUPS)
+            narrow = (
+                f"; num_groups='min32' gives a layer narrower than {DEFAULT_NUM_GROUPS} channels one group per "
+                "channel (what video_gn.models.build does)"
+                if num_channels < DEFAULT_NUM_GROUPS
+                else ""
+            )
             raise ValueError(
-                f"GroupNorm: the default {DEFAULT_NUM_GROUPS} groups do not divide num_channels={num_channels}; "
+                f"GroupNorm: {policy} {DEFAULT_NUM_GROUPS} groups do not divide num_channels={num_channels}; "
                 f"valid group counts for {num_channels} channels: {_divisors(num_channels)}. Pass a num_groups "
                 f"that divides every layer's channels (for this layer e.g. {example}: norm_kwargs="
                 f"{{'num_groups': {example}}} / --model.gn_groups {example}), channels_per_group, or "
                 f"num_groups='auto' (--model.gn_groups auto: per layer the largest valid count <= "
-                f"{DEFAULT_NUM_GROUPS})"
+                f"{DEFAULT_NUM_GROUPS}){narrow}"
             )
         return DEFAULT_NUM_GROUPS
     if not isinstance(num_groups, int) or num_groups < 1 or num_channels % num_groups:
@@ -113,12 +125,16 @@ class GroupNorm(nn.GroupNorm):
 
         GroupNorm(32, 256)                                   # torch: (num_groups, num_channels)
         GroupNorm(num_features=256, eps=1e-5, momentum=0.1)  # BatchNorm-style (momentum ignored), 32 groups
+        GroupNorm(256)  /  GroupNorm(256, 1e-5, 0.1)         # BatchNorm-style, positional (torchvision's
+                                                             # norm_layer(planes)): 32 groups
         GroupNorm(num_features=256, channels_per_group=16)   # 16 groups
 
-    With ``num_features`` and no group argument the default policy applies (see :func:`resolve_num_groups`).
+    With BatchNorm's form and no group argument the default policy applies (see :func:`resolve_num_groups`):
+    32 groups, or an error naming the valid counts. A lone int, or an int followed by a float, can only be
+    BatchNorm's form (torch's always has an int channel count second).
 
     Args:
-        num_groups: G; must divide the channel count (``"auto"``: see :func:`resolve_num_groups`).
+        num_groups: G; must divide the channel count (``"min32"``, ``"auto"``: see :func:`resolve_num_groups`).
         num_channels: C (torch's name).
         eps: added to the group variance.
         affine: learn per-channel γ (``weight``, init 1) and β (``bias``, init 0).
@@ -132,18 +148,56 @@ class GroupNorm(nn.GroupNorm):
 
     def __init__(
         self,
+        *args: Any,
         num_groups: int | str | None = None,
         num_channels: int | None = None,
         eps: float = 1e-5,
         affine: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         num_features: int | None = None,
         momentum: float | None = None,
         channels_per_group: int | None = None,
         track_running_stats: bool | None = None,
     ) -> None:
+        if args:
+            # Positional arguments: torch's (num_groups, num_channels, eps, affine, device, dtype), or
+            # BatchNorm's (num_features[, eps, momentum, affine, track_running_stats]) as torchvision's
+            # norm_layer(planes) calls it. A lone int, or an int then a float, can only be BatchNorm's form.
+            if len(args) == 1 or (len(args) >= 2 and isinstance(args[1], float)):
+                names = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+            else:
+                names = ("num_groups", "num_channels", "eps", "affine", "device", "dtype")
+            if len(args) > len(names):
+                raise TypeError(f"GroupNorm takes at most {len(names)} positional arguments ({names})")
+            given = dict(zip(names, args))
+            current = {
+                "num_groups": num_groups,
+                "num_channels": num_channels,
+                "num_features": num_features,
+                "momentum": momentum,
+                "track_running_stats": track_running_stats,
+                "eps": eps,
+                "affine": affine,
+                "device": device,
+                "dtype": dtype,
+            }
+            defaults = {"eps": 1e-5, "affine": True}
+            twice = sorted(k for k in given if current[k] != defaults.get(k))
+            if twice:
+                raise TypeError(f"GroupNorm: got {twice} both positionally and by keyword")
+            current.update(given)
+            num_groups, num_channels, num_features = (
+                current["num_groups"],
+                current["num_channels"],
+                current["num_features"],
+            )
+            eps, affine, device, dtype = (
+                current["eps"],
+                current["affine"],
+                current["device"],
+                current["dtype"],
+            )
         if num_channels is not None and num_features is not None and num_channels != num_features:
             raise ValueError(
                 f"GroupNorm: num_channels={num_channels} and num_features={num_features} disagree; pass one"

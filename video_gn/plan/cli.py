@@ -43,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gn_groups",
         "--gn-groups",
-        type=lambda v: v if v == "auto" else int(v),
+        type=lambda v: v if v in ("auto", "min32") else int(v),
         default=None,
-        help="GroupNorm groups, an int or 'auto' (default: 32, one per channel below 32 channels; as "
-        "--model.gn_groups)",
+        help="GroupNorm groups, an int, 'auto' or 'min32' (default: the registry's min32: 32, one per channel "
+        "below 32 channels; as --model.gn_groups)",
     )
     p.add_argument("--frames", default="8,16,32,64", help="clip lengths T (default 8,16,32,64)")
     p.add_argument("--batch", default="1,2,4,8", help="per-device batch sizes B (default 1,2,4,8)")
