@@ -443,7 +443,10 @@ def test_bad_files_are_skipped_warned_once_and_reported(root_with_bad, caplog):
     train = dm.train_dataloader()
     assert len(train) == 4  # 14 files listed, batch 4
     with pytest.warns(RuntimeWarning) as record:
-        batches = list(train)
+        # as Lightning does: take len(loader) batches and never ask for more, so the epoch's report must
+        # come before the last batch is handed out, not after the loop
+        it = iter(train)
+        batches = [next(it) for _ in range(len(train))]
     warned = [str(w.message) for w in record if "unreadable video" in str(w.message)]
     assert sorted(w.split("'")[1] for w in warned) == sorted(bad[:5])  # one warning per bad file
     # each warning says why, in one line, without repeating the path
@@ -462,8 +465,12 @@ def test_bad_files_are_skipped_warned_once_and_reported(root_with_bad, caplog):
         list(train)
     assert len(dm.tracker.epoch_failures["train"]) == 5
     # Validation: the bad video's views are dropped, every other video appears exactly once per view.
+    caplog.clear()
+    val = dm.val_dataloader()
     with pytest.warns(RuntimeWarning, match="bad_val.mp4"):
-        vb = list(dm.val_dataloader())
+        it = iter(val)
+        vb = [next(it) for _ in range(len(val))]
+    assert "val epoch: 1 of 7 videos failed" in caplog.text
     got = sorted(v for b in vb for v in b["video_index"].tolist())
     bad_index = dm.datasets["val"].paths.tolist().index(bad[5])
     assert got == sorted([v for v in range(7) if v != bad_index] * 2)

@@ -105,15 +105,23 @@ class ClipDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         num_videos = self._num_videos()
+        num_batches = len(self)
         self.tracker.start(self.split)
-        for batch in super().__iter__():
+        finished = False
+        for index, batch in enumerate(super().__iter__()):
             failed = batch.pop("failed", [])
             if failed:
                 self.tracker.record(self.split, failed, num_videos)
+            if index == num_batches - 1:
+                # Report before handing out the last batch: Lightning stops after len(loader) batches and
+                # never resumes this generator, so code after the loop would not run within the epoch.
+                self.tracker.finish(self.split, num_videos)
+                finished = True
             if batch["video"] is None:
                 continue
             yield batch
-        self.tracker.finish(self.split, num_videos)
+        if not finished:
+            self.tracker.finish(self.split, num_videos)
 
 
 class KineticsDataModule(L.LightningDataModule):
