@@ -21,6 +21,7 @@ from video_gn.data.kinetics_download import (
     read_annotations,
     sanitize_name,
 )
+from video_gn.data.layout import find_classes, list_split
 from video_gn.data.prep import (
     find_videos,
     make_filelists,
@@ -398,6 +399,22 @@ def test_make_filelists_matches_folders(tmp_path: Path) -> None:
         make_filelists(root)
     with pytest.raises(FileNotFoundError):
         make_filelists(tmp_path / "nope")
+
+
+def test_make_filelists_out_dir_lists_resolve_from_there(tmp_path: Path) -> None:
+    root = tmp_path / "videos"
+    for cls in ("a", "b"):
+        (root / "train" / cls).mkdir(parents=True)
+        (root / "train" / cls / "x.mp4").write_bytes(b"x")
+    out = tmp_path / "lists" / "k400"
+    written = make_filelists(root, out_dir=out, progress=False)
+    assert written == {"train": out / "train.csv"} and (out / "classes.txt").is_file()
+    assert not (root / "train.csv").exists()
+    # the loader reads the lists relative to their folder: every listed file must be found from there
+    paths = list_split(out, "train", find_classes(out), max_missing_fraction=0.0)
+    assert sorted(Path(p).resolve() for p, _ in paths) == sorted(
+        (root / "train" / c / "x.mp4").resolve() for c in ("a", "b")
+    )
 
 
 def test_make_filelists_script(tmp_path: Path) -> None:

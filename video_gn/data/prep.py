@@ -565,7 +565,7 @@ def make_filelists(
 ) -> dict[str, Path]:
     """Turn the folder layout ``<root>/<split>/<class>/<video>`` into ``<split>.csv`` lists and classes.txt.
 
-    Each list line is ``<path relative to root> <label index>`` (pytorchvideo's ``LabeledVideoPaths``
+    Each list line is ``<path relative to out_dir> <label index>`` (pytorchvideo's ``LabeledVideoPaths``
     convention); the label index is the class's position in ``classes.txt``. Class order: ``classes`` if
     given, else an existing ``<root>/classes.txt``, else the sorted union of class folders of all splits.
     Listing the class folders (the slow part on a network file system: Kinetics-400 has 1,200 of them
@@ -635,9 +635,14 @@ def make_filelists(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     written = {}
+    # Paths relative to the folder holding the lists, which is what the loader resolves them against
+    # (with out_dir elsewhere they start with ../ ).
+    base = out_dir.absolute()
     for split, by_class in per_split.items():
         lines = [
-            f"{p.relative_to(root).as_posix()} {index[c]}\n" for c in sorted(by_class) for p in by_class[c]
+            f"{Path(os.path.relpath(p.absolute(), base)).as_posix()} {index[c]}\n"
+            for c in sorted(by_class)
+            for p in by_class[c]
         ]
         if not lines:
             raise ValueError(f"split {split!r} in {root} holds no video files")
