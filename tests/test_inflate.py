@@ -231,6 +231,34 @@ def test_gn_ws_post_activation_inflation() -> None:
         run("center", source_ws_eps=1e-5)
 
 
+def test_bn_ws_inflation_carries_the_scale_into_running_statistics() -> None:
+    """BN + WS (2D) into BN + WS I3D: eval-mode BN is not scale invariant, so its statistics absorb c."""
+    eps = 1e-6
+    m2 = _torchvision_r50("bn", ws_eps=eps, depths=(2, 2, 2, 2))
+    for m in m2.modules():  # statistics a WS network really has (unit-variance filters grow activations)
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        m2.train()(torch.randn(8, 3, 32, 32))
+    m2.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2 = m2(x)
+    m3 = _video("i3d_r50", norm="bn", ws=True, ws_eps=eps, depths=(2, 2, 2, 2))
+    report = inflate(m3, m2.state_dict(), method="center", source_ws_eps=eps)
+    c = report.scaled["blocks.0.conv.weight"]
+    assert c == pytest.approx(math.sqrt(5)) and not report.notes
+    torch.testing.assert_close(m3.blocks[0].norm.running_var, m2.bn1.running_var * c * c)
+    with torch.no_grad():
+        assert _rel(m3(_constant_clip(x, 8)), y2) <= TOL
+        for name, _ in report.scaled.items():  # undo the rescaling: the statistics no longer fit
+            norm = m3.get_submodule(name.rpartition(".")[0].replace("conv", "norm"))
+            norm.running_mean.div_(report.scaled[name])
+            norm.running_var.div_(report.scaled[name] ** 2)
+        assert _rel(m3(_constant_clip(x, 8)), y2) > 1e-1
+
+
 def _gn_video(groups: int, *, ws: bool = False, ws_eps: float = 1e-6) -> nn.Module:
     """``c2d_r50`` with one block per stage and ``groups`` GroupNorm groups in every norm."""
     layout = dataclasses.replace(LAYOUTS["c2d_r50"], depths=(1, 1, 1, 1))
@@ -533,7 +561,11 @@ def _bit3d(name: str, *, ws_eps: float = 1e-8, ws: bool = True) -> PreActResNet3
     """The small 3D counterpart of ``_timm_bit(small=True)``: BiT layout ``name`` with one block per stage."""
     layout = dataclasses.replace(LAYOUTS[name], depths=(1, 1, 1, 1))
     return create_bit_resnet(
-        layout, num_classes=10, width=8, norm=norm_layer("gn"), conv=conv_layer(ws, ws_eps)
+        layout,
+        num_classes=10,
+        width=8,
+        norm=norm_layer("gn", num_groups="min32"),
+        conv=conv_layer(ws, ws_eps),
     ).eval()
 
 

@@ -35,7 +35,9 @@ inflated standardized kernel; no stored weight can remove c, because ŵ₃ has u
 construction. c is harmless where the conv output goes into a GroupNorm, which is scale invariant
 (GN(c·y; ε) = GN(y; ε/c²): only its eps moves), also through a max-pool or a ReLU (both commute with c > 0). It
 is not harmless where the conv output meets the residual sum unnormalised. In a post-activation ResNet every conv
-is followed by its norm, so nothing is left. In a pre-activation (BiT) ResNet ``conv3`` and the ``downsample``
+is followed by its norm, so nothing is left, provided the norm is scale invariant: a BatchNorm with running
+statistics (eval mode, frozen BN) is not, so ``inflate`` multiplies its running mean by c and its running variance
+by c² (then it too only sees its eps move to ε/c²). In a pre-activation (BiT) ResNet ``conv3`` and the ``downsample``
 projection feed the sum raw, but they are 1x1x1 in every registered layout (c = 1); the temporally inflated convs
 are the stem (pad, max-pool, then the first block's ``norm1``; its shortcut is the projection of the
 *normalised* input, so the raw stem output never reaches a sum) and ``conv1`` (followed by ``norm2``). So a BiT
@@ -64,7 +66,7 @@ import torch
 from torch import Tensor, nn
 
 from video_gn.models.bit import PreActResNet3d
-from video_gn.models.inflate_checks import _add_notes, _geometry_differences
+from video_gn.models.inflate_checks import _add_notes, _geometry_differences, _is_bn
 from video_gn.models.inflate_maps import (
     _BN_STATS,
     _depths_2d,
@@ -207,6 +209,37 @@ def _standardize(w: Tensor, eps: float) -> Tensor:
 
 
 @torch.no_grad()
+def _rescale_running_stats(model3d: nn.Module, conv_key: str, scale: float, report: InflationReport) -> None:
+    """Carry a WS conv's scale c into the running statistics of the BatchNorm it feeds.
+
+    A norm with running statistics (BN in eval mode, frozen BN) is not scale invariant: BN(c·y) with the 2D
+    statistics (μ, σ²) is not BN(y). With μ → c·μ and σ² → c²·σ² it is, up to its eps becoming ε/c² (as for GN).
+    The norm is found by the registry's naming (``conv`` → ``norm``, ``conv_b`` → ``norm_b``,
+    ``branch1_conv`` → ``branch1_norm``); where none is found, the report gets a note. Pre-activation
+    (BiT) models are GroupNorm throughout and their scaled convs feed GroupNorms (module docstring): nothing to do.
+    """
+    if isinstance(model3d, PreActResNet3d):
+        return
+    path, _, _ = conv_key.rpartition(".")
+    parent, _, leaf = path.rpartition(".")
+    head, sep, tail = leaf.rpartition("conv")
+    name = f"{parent + '.' if parent else ''}{head}norm{tail}" if sep else ""
+    try:
+        norm = model3d.get_submodule(name) if name else None
+    except AttributeError:
+        norm = None
+    if norm is None or not is_norm(norm):
+        report.notes.append(
+            f"WS conv {path} has a temporal kernel, so its output is {scale:g}× the 2D one's, and no norm named "
+            f"{name or '(none)'} follows it to cancel that: the 3D network may not reproduce the 2D one"
+        )
+        return
+    if _is_bn(norm):
+        with torch.no_grad():
+            norm.running_mean.mul_(scale)
+            norm.running_var.mul_(scale * scale)
+
+
 def inflate(
     model3d: nn.Module,
     state_dict_2d: Mapping[str, Tensor],
@@ -417,6 +450,7 @@ def inflate(
         report.inflated.append(tkey)
         if scale != 1.0:
             report.scaled[tkey] = scale
+            _rescale_running_stats(model3d, tkey, scale, report)
     if geometry:
         report.notes.append(
             "The spatial geometry differs from the 2D network's ("
