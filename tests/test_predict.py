@@ -64,15 +64,17 @@ def test_predict_view_settings_flags_over_config_over_checkpoint(
         f"config: {REPO / 'configs' / 'quickstart.yaml'}\ndata:\n  num_frames: 6\n  num_clips: 3\n  crop_size: 28\n"
     )
     calls = _spy_views(monkeypatch)
-    for extra in ([], ["-c", str(exp)], ["-c", str(exp), "--num_clips=1", "--mean", "0.5", "0.4", "0.3"]):
+    flags = ["--num_clips=1", "--mean", "0.5", "0.4", "0.3"]
+    data_flags = ["--data.num_clips", "1", "--data.mean", "0.5", "0.4", "0.3"]  # fit's spelling works too
+    for extra in ([], ["-c", str(exp)], ["-c", str(exp), *flags], ["-c", str(exp), *data_flags]):
         capsys.readouterr()
         assert main(["predict", video, "--ckpt_path", str(tiny_ckpt), "--json", *extra]) == 0
         assert len(json.loads(capsys.readouterr().out)["predictions"]) == 1
     pick = ("num_frames", "sampling_rate", "short_side", "crop_size", "num_clips", "num_crops", "mean")
-    as_trained, from_config, with_flags = [tuple(c[k] for k in pick) for c in calls]
+    as_trained, from_config, with_flags, with_data_flags = [tuple(c[k] for k in pick) for c in calls]
     assert as_trained == (4, 2, 40, 32, 2, 1, (0.45, 0.45, 0.45))  # the checkpoint's (_tiny_overrides)
     assert from_config == (6, 2, 32, 28, 3, 1, (0.45, 0.45, 0.45))  # exp.yaml, side 32 from its include
-    assert with_flags == (6, 2, 32, 28, 1, 1, (0.5, 0.4, 0.3))
+    assert with_flags == with_data_flags == (6, 2, 32, 28, 1, 1, (0.5, 0.4, 0.3))
 
 
 @pytest.mark.parametrize("what", ["video", "ckpt", "config"])

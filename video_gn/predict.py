@@ -62,15 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
         "without it the settings saved in the checkpoint are used",
     )
     p.add_argument("--top_k", type=int, default=5, help="number of classes to show per video (default 5)")
-    views = p.add_argument_group("view settings (default: -c CONFIG, else as trained)")
-    views.add_argument("--num_frames", type=int, help="frames per clip (T)")
-    views.add_argument("--sampling_rate", type=int, help="take every s-th frame")
-    views.add_argument("--test_short_side", type=int, help="resize the short side to this many pixels")
-    views.add_argument("--crop_size", type=int, help="square crop size")
-    views.add_argument("--num_clips", type=int, help="temporal views per video")
-    views.add_argument("--num_crops", type=int, choices=(1, 3), help="spatial views per clip")
-    views.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean")
-    views.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std")
+    views = p.add_argument_group(
+        "view settings (default: -c CONFIG, else as trained; each also as --data.<name>, as in fit/validate)"
+    )
+
+    def view(name: str, **kw: Any) -> None:
+        views.add_argument(f"--{name}", f"--data.{name}", dest=name, **kw)
+
+    view("num_frames", type=int, help="frames per clip (T)")
+    view("sampling_rate", type=int, help="take every s-th frame")
+    view("test_short_side", type=int, help="resize the short side to this many pixels")
+    view("crop_size", type=int, help="square crop size")
+    view("num_clips", type=int, help="temporal views per video")
+    view("num_crops", type=int, choices=(1, 3), help="spatial views per clip")
+    view("mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean")
+    view("std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std")
     p.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
