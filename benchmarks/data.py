@@ -11,7 +11,9 @@ windows (T x s = 8x8, 32x2, 64x1; random starts from a fixed seed):
 3. the full training loader (``KineticsDataModule.train_dataloader()``: decode + random short-side scale
    256-320 + random crop 224 + flip + normalise), ``num_workers`` 0 and 2.
 
-Prints markdown tables: clips/s, decoded (kept) frames/s, peak RSS (this process plus its workers).
+Prints markdown tables: clips/s, decoded (kept) frames/s, peak memory as the summed PSS of this process and its
+workers (not RSS, which counts pages the forked workers share with the parent once per process). The "RSS flat
+over 2,000 clips" check of issue 3 is a test (tests/test_data.py), on one process's RSS.
 
     python benchmarks/data.py                       # full run (~5-10 min on 2 cores)
     python benchmarks/data.py --videos 2 --clips 12  # quick look

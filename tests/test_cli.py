@@ -295,6 +295,9 @@ def test_fit_validate_predict_end_to_end(tiny_root, tmp_path, capsys):
     assert (ckpts / "last.ckpt").is_file()
     assert any(p.name.startswith("best-") for p in ckpts.iterdir())
     assert (ckpts / "classes.txt").read_text().split() == (tiny_root / "classes.txt").read_text().split()
+    assert json.loads((ckpts / "classes.json").read_text()) == {
+        "classes": (ckpts / "classes.txt").read_text().split()
+    }
     # The resolved config is saved beside the logs.
     assert list(run.rglob("config.yaml"))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,22 @@ def test_decoded_frames_are_the_requested_ones(long_videos, name):
             assert frames.dtype == torch.uint8 and frames.shape == (num_frames, 64, 96, 3)
             assert got_info == info
             assert _decoded_indices(frames) == want.tolist(), (name, start, num_frames, rate)
+
+
+@pytest.mark.parametrize(
+    ("fps", "suffix"), [(Fraction(30000, 1001), ".mp4"), (25, ".mp4"), (25, ".webm"), (24, ".mkv")]
+)
+def test_frame_exact_at_other_frame_rates(tmp_path, fps, suffix):
+    # Seeking goes through timestamps: NTSC's 29.97 and the 25 / 24 fps of film and PAL must land exactly too.
+    codec = "libvpx-vp9" if suffix == ".webm" else "libx264"
+    path = write_video(tmp_path / f"v{suffix}", num_frames=120, fps=fps, gop=12, codec=codec)
+    info = probe_video(path)
+    assert info.num_frames == 120 and abs(info.fps - float(fps)) < 1e-3
+    for start in (0, 11, 12, 13, 50, 97, 119):
+        for num_frames, rate in ((8, 2), (4, 5), (1, 1)):
+            want = clip_indices(start, num_frames, rate, info.num_frames)
+            frames, _ = decode_frames(path, want)
+            assert _decoded_indices(frames) == want.tolist(), (fps, suffix, start, num_frames, rate)
 
 
 def test_unsorted_and_repeated_indices(long_videos):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -16,11 +15,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 # Light (stdlib only): the mode, interval rule and time format of the data scripts' progress lines.
+from video_gn.data.layout import write_classes
 from video_gn.data.progress import forced_progress_mode, format_hms, log_interval
 
 
 class ClassNamesWriter(L.Callback):
-    """Write ``classes.txt`` and ``classes.json`` (index → name) next to the checkpoints at fit start.
+    """Write ``classes.txt`` and ``classes.json`` (``{"classes": [...]}``, as the data module writes it) next to
+    the checkpoints at fit start.
 
     ``video-gn predict`` reads the names from the checkpoint's hyper-parameters, and falls back to
     this file, so a checkpoint copied without its run directory still names its classes.
@@ -33,9 +34,7 @@ class ClassNamesWriter(L.Callback):
             return
         ckpt_cb = trainer.checkpoint_callback
         out = Path(ckpt_cb.dirpath if ckpt_cb is not None and ckpt_cb.dirpath else trainer.default_root_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "classes.txt").write_text("".join(f"{n}\n" for n in names))
-        (out / "classes.json").write_text(json.dumps(dict(enumerate(names)), indent=1))
+        write_classes(list(names), out)
 
 
 class VideoCheckpoint(ModelCheckpoint):
