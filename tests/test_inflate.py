@@ -538,6 +538,13 @@ def test_timm_resnet50_c2d_constant_clip() -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert _rel(m3(_constant_clip(x, 4)), m2(x)) <= TOL
+        # without the temporal pool, C2D is the 2D network per frame: any clip gives the mean of the frames'
+        # 2D logits (eval-mode BN is per position)
+        m3 = _video("c2d_r50", depths=(3, 4, 6, 3), stage1_pool=False)
+        inflate(m3, m2.state_dict())
+        clip = torch.randn(2, 3, 3, 32, 32)
+        frames = torch.stack([m2(clip[:, :, t]) for t in range(3)]).mean(0)
+        assert _rel(m3(clip), frames) <= TOL
 
 
 def _timm_bit(*, small: bool, seed: int = 0) -> nn.Module:
@@ -579,6 +586,18 @@ def test_bit_r50x1_c2d_constant_clip() -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert _rel(m3(_constant_clip(x, 3)), m2(x)) <= TOL
+        # The frame-average identity of BN networks does not hold for GroupNorm, and is not expected to: a 3D
+        # GroupNorm's statistics span all T frames of the clip, a 2D one's a single frame. Shown without the
+        # temporal pool, so that GN is the only difference (the constant clip still matches).
+        layout = dataclasses.replace(LAYOUTS["c2d_r50"], stage1_pool=False)
+        m3 = create_bit_resnet(
+            layout, num_classes=10, width=64, norm=norm_layer("gn"), conv=conv_layer(True, 1e-8)
+        ).eval()
+        inflate(m3, m2.state_dict())
+        assert _rel(m3(_constant_clip(x, 3)), m2(x)) <= TOL
+        clip = torch.randn(2, 3, 3, 32, 32)
+        frames = torch.stack([m2(clip[:, :, t]) for t in range(3)]).mean(0)
+        assert _rel(m3(clip), frames) > 1e-2
 
 
 @needs_timm
