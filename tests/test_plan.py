@@ -110,6 +110,21 @@ def test_extrapolated_cells_equal_direct_measurements(norm, ws):
     assert all(totals[i][0] < totals[i + 1][0] for i in range(len(totals) - 1))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path reads the GPU allocator: needs a GPU")
+def test_cuda_plan_reads_the_allocator_peak():
+    # On CUDA a cell's total is the allocator's peak over a steady-state step: at least the CPU-style count of
+    # what must be alive (static + input + saved activations), and not wildly more (workspace, transients).
+    kw = dict(**TINY, norm="gn", ws=True, frames=[8, 16], batches=[1, 2], measure="all")
+    gpu = build_plan(**kw, device="cuda", steps=1)
+    cpu = build_plan(**kw, device="cpu", steps=0)
+    for t in (8, 16):
+        for b in (1, 2):
+            g, c = gpu.cell(t, b), cpu.cell(t, b)
+            assert g.source == "measured" and g.step_time_s > 0
+            assert c.total_bytes <= g.total_bytes <= 4 * c.total_bytes + 64 * 2**20, (t, b, g, c)
+    assert gpu.cell(16, 2).total_bytes > gpu.cell(8, 1).total_bytes
+
+
 def test_not_affine_in_t_is_detected_not_extrapolated():
     # r3d_18 halves T three times: at T = 2, 4, 8 the rounding makes bytes non-affine in T, so T = 16 is unknown.
     plan = build_plan(**TINY, norm="gn", frames=[2, 4, 8, 16], batches=[1, 2], steps=0)
