@@ -203,6 +203,20 @@ def test_runs_with_different_clip_budgets_are_not_averaged_together():
     assert "clips" not in markdown_table(aggregate(rows[:2]))  # one budget: no extra column
 
 
+def test_gpu_peak_is_read_from_the_logs_and_shown_only_for_gpu_runs(tmp_path):
+    d = tmp_path / "logs" / "version_0"
+    d.mkdir(parents=True)
+    (d / "metrics.csv").write_text(
+        "epoch,step,train/top1,train/gpu_peak_mib,val/video_top1\n0,9,0.5,812.5,\n0,9,,,0.75\n"
+    )
+    assert read_val_metrics(tmp_path)["train/gpu_peak_mib"] == 812.5
+    cpu = [_row("gn", 8, 8, 0, 0.5), _row("gn", 8, 8, 1, 0.7)]
+    assert "GPU" not in markdown_table(aggregate(cpu))  # CPU sweeps: the table as before
+    gpu = [{**r, "peak_gpu_mib": 800 + 100 * i} for i, r in enumerate(cpu)]
+    table = markdown_table(aggregate(gpu))
+    assert "peak RSS (MiB) | peak GPU (MiB) |" in table and "| 900 | 850 |" in table
+
+
 def test_torn_last_line_is_ignored(tmp_path):
     csv_path = tmp_path / "runs.csv"
     append_row(csv_path, _row("bn", 8, 8, 0, 0.5))

@@ -229,6 +229,13 @@ class VideoClassifier(L.LightningModule):
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, prog_bar=True, batch_size=bsz)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        # On a GPU, the epoch's peak of the CUDA allocator (largest over the ranks): what `video-gn plan`
+        # predicts, as measured on the real run; `video-gn sweep` puts it in its CSV (peak_gpu_mib).
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.log("train/gpu_peak_mib", float(peak), sync_dist=True, reduce_fx="max")
+
     def _stop_unless_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Raise on every rank when the loss is NaN/inf on any rank (one collective decision).
 

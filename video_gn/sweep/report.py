@@ -52,6 +52,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         )
         g["wall_s"] = statistics.fmean(float(r["wall_s"]) for r in rs)
         g["peak_rss_mib"] = statistics.fmean(float(r["peak_rss_mib"]) for r in rs)
+        gpu = [float(r["peak_gpu_mib"]) for r in rs if r.get("peak_gpu_mib") not in (None, "")]
+        g["peak_gpu_mib"] = statistics.fmean(gpu) if gpu else None
         out.append(g)
     order = {n: i for i, n in enumerate(("bn", "syncbn", "frozen_bn", "gn", "gn+ws", "bn+ws"))}
     out.sort(key=lambda g: (order.get(g["norm"], 99), g["norm"], -g["batch"], g["frames"], str(g["clips"])))
@@ -67,12 +69,16 @@ def markdown_table(groups: list[dict]) -> str:
     # Rows trained on different budgets (clips seen) or device counts are separate cells; show those columns
     # only when a folder mixes them.
     extra = [k for k in ("clips", "devices") if len({str(g.get(k, "")) for g in groups}) > 1]
+    gpu = any(g.get("peak_gpu_mib") is not None for g in groups)  # GPU runs: the CUDA allocator's peak too
     lines = [
         "| norm | batch | frames | rate | "
         + "".join(f"{k} | " for k in extra)
         + "seeds | video top-1 | video top-5 | clip top-1 | clip top-5 | train top-1 | time/run (s) | "
-        "peak RSS (MiB) |",
-        "|---|--:|--:|--:|" + "--:|" * len(extra) + "--:|--:|--:|--:|--:|--:|--:|--:|",
+        "peak RSS (MiB) |" + (" peak GPU (MiB) |" if gpu else ""),
+        "|---|--:|--:|--:|"
+        + "--:|" * len(extra)
+        + "--:|--:|--:|--:|--:|--:|--:|--:|"
+        + ("--:|" if gpu else ""),
     ]
     for g in groups:
         cells = [
@@ -85,6 +91,13 @@ def markdown_table(groups: list[dict]) -> str:
             + f"{g['n']} | "
             + " | ".join(cells)
             + f" | {g['wall_s']:.0f} | {g['peak_rss_mib']:.0f} |"
+            + (
+                f" {g['peak_gpu_mib']:.0f} |"
+                if gpu and g.get("peak_gpu_mib") is not None
+                else " - |"
+                if gpu
+                else ""
+            )
         )
     return "\n".join(lines) + "\n"
 

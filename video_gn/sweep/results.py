@@ -12,11 +12,13 @@ from pathlib import Path
 VAL_METRICS = ("val/clip_top1", "val/clip_top5", "val/video_top1", "val/video_top5")
 #: Also read from each run's log: training top-1 of the last finished epoch (how well the run fit its data).
 TRAIN_METRIC = "train/top1"
+#: ... and, on GPUs, the CUDA allocator's peak of the last finished epoch (largest over ranks), MiB.
+GPU_PEAK_METRIC = "train/gpu_peak_mib"
 
 CSV_FIELDS = [
     "run_id", "experiment", "norm", "batch", "frames", "sampling_rate", "devices", "global_batch", "seed",
     "clips", "max_steps", "clip_top1", "clip_top5", "video_top1", "video_top5", "val_loss", "wall_s",
-    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1",
+    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1", "peak_gpu_mib",
 ]  # fmt: skip
 
 
@@ -58,7 +60,7 @@ def read_val_metrics(run_dir: str | os.PathLike) -> dict[str, float]:
     out: dict[str, float] = {}
     with newest_metrics_csv(run_dir).open(newline="") as f:
         for row in csv.DictReader(f):
-            for key in (*VAL_METRICS, "val/loss", TRAIN_METRIC):
+            for key in (*VAL_METRICS, "val/loss", TRAIN_METRIC, GPU_PEAK_METRIC):
                 if row.get(key) not in (None, ""):
                     out[key] = float(row[key])
     return out

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from video_gn.sweep.grid import Cell, SweepSpec
-from video_gn.sweep.results import TRAIN_METRIC, append_row, read_rows, read_val_metrics
+from video_gn.sweep.results import GPU_PEAK_METRIC, TRAIN_METRIC, append_row, read_rows, read_val_metrics
 
 
 def run_id(spec: SweepSpec, cell: Cell, seed: int) -> str:
@@ -178,6 +178,7 @@ def run_sweep(
                 status = "failed(no-logs)"
             if "val/video_top1" not in metrics:
                 status = "failed(no-val)"
+        gpu_peak = metrics.get(GPU_PEAK_METRIC)  # logged by the model on CUDA only
         row = {
             "run_id": rid,
             "experiment": "+".join(cell.experiments),
@@ -198,6 +199,7 @@ def run_sweep(
             "train_top1": metrics.get(TRAIN_METRIC),
             "wall_s": round(wall, 1),
             "peak_rss_mib": round(rss, 1),
+            "peak_gpu_mib": None if gpu_peak is None else round(gpu_peak, 1),
             "status": status,
             "run_dir": str(run_dir),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
