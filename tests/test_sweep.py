@@ -92,7 +92,17 @@ def test_load_spec_of_the_documented_grids():
         sqrt.seeds,
         sqrt.overrides,
     )
-    assert all(Path(REPO / b).is_file() for spec in (batch, budget, sqrt, span, extra) for b in spec.base)
+    # The span grid's controls: the same data, stride, lr rule, clips and seeds, the two crossed cells.
+    control = load_spec(REPO / "configs" / "sweep" / "synthetic_span_control.yaml")
+    assert {(c.batch, c.frames) for c in control.cells} == {(2, 4), (8, 16)}
+    assert (control.base, control.clips, control.seeds, control.overrides) == (
+        span.base,
+        span.clips,
+        span.seeds,
+        span.overrides,
+    )
+    specs = (batch, budget, sqrt, span, extra, control)
+    assert all(Path(REPO / b).is_file() for spec in specs for b in spec.base)
 
 
 def test_command_line_flags_restrict_a_zipped_grid_without_crossing_it(monkeypatch):
