@@ -110,7 +110,9 @@ def test_extrapolated_cells_equal_direct_measurements(norm, ws):
     assert all(totals[i][0] < totals[i + 1][0] for i in range(len(totals) - 1))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path reads the GPU allocator: needs a GPU")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="the CUDA path reads the GPU allocator: needs a GPU"
+)
 def test_cuda_plan_reads_the_allocator_peak():
     # On CUDA a cell's total is the allocator's peak over a steady-state step: at least the CPU-style count of
     # what must be alive (static + input + saved activations), and not wildly more (workspace, transients).
