@@ -230,8 +230,9 @@ class VideoClassifier(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        # On a GPU, the epoch's peak of the CUDA allocator (largest over the ranks): what `video-gn plan`
-        # predicts, as measured on the real run; `video-gn sweep` puts it in its CSV (peak_gpu_mib).
+        # On a GPU, the CUDA allocator's peak so far in this process (training and validation steps; the largest
+        # over the ranks): what `video-gn plan` predicts, measured on the real run; `video-gn sweep` puts the last
+        # logged value in its CSV (peak_gpu_mib).
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
             self.log("train/gpu_peak_mib", float(peak), sync_dist=True, reduce_fx="max")
