@@ -252,10 +252,10 @@ def test_bn_ws_inflation_carries_the_scale_into_running_statistics() -> None:
     torch.testing.assert_close(m3.blocks[0].norm.running_var, m2.bn1.running_var * c * c)
     with torch.no_grad():
         assert _rel(m3(_constant_clip(x, 8)), y2) <= TOL
-        for name, _ in report.scaled.items():  # undo the rescaling: the statistics no longer fit
+        for name, scale in report.scaled.items():  # undo the rescaling: the statistics no longer fit
             norm = m3.get_submodule(name.rpartition(".")[0].replace("conv", "norm"))
-            norm.running_mean.div_(report.scaled[name])
-            norm.running_var.div_(report.scaled[name] ** 2)
+            norm.running_mean.div_(scale)
+            norm.running_var.div_(scale**2)
         assert _rel(m3(_constant_clip(x, 8)), y2) > 1e-1
 
 

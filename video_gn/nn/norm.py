@@ -146,9 +146,27 @@ class GroupNorm(nn.GroupNorm):
     Shapes: input (N, C, *) -> output of the same shape, e.g. (N, C, T, H, W).
     """
 
-    def __init__(
+    #: Positional orders: torch's, and BatchNorm's (torchvision's ``norm_layer(planes)``).
+    _TORCH_ORDER = ("num_groups", "num_channels", "eps", "affine", "device", "dtype")
+    _BATCHNORM_ORDER = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args:
+            # A lone int, or an int then a float, can only be BatchNorm's form: torch's has an int channel
+            # count second.
+            batchnorm = len(args) == 1 or isinstance(args[1], float)
+            names = self._BATCHNORM_ORDER if batchnorm else self._TORCH_ORDER
+            if len(args) > len(names):
+                raise TypeError(f"GroupNorm takes at most {len(names)} positional arguments ({names})")
+            twice = sorted(set(names[: len(args)]) & set(kwargs))
+            if twice:
+                raise TypeError(f"GroupNorm: got {twice} both positionally and by keyword")
+            kwargs.update(zip(names, args))
+        self._build(**kwargs)
+
+    def _build(
         self,
-        *args: Any,
+        *,
         num_groups: int | str | None = None,
         num_channels: int | None = None,
         eps: float = 1e-5,
@@ -160,44 +178,6 @@ class GroupNorm(nn.GroupNorm):
         channels_per_group: int | None = None,
         track_running_stats: bool | None = None,
     ) -> None:
-        if args:
-            # Positional arguments: torch's (num_groups, num_channels, eps, affine, device, dtype), or
-            # BatchNorm's (num_features[, eps, momentum, affine, track_running_stats]) as torchvision's
-            # norm_layer(planes) calls it. A lone int, or an int then a float, can only be BatchNorm's form.
-            if len(args) == 1 or (len(args) >= 2 and isinstance(args[1], float)):
-                names = ("num_features", "eps", "momentum", "affine", "track_running_stats")
-            else:
-                names = ("num_groups", "num_channels", "eps", "affine", "device", "dtype")
-            if len(args) > len(names):
-                raise TypeError(f"GroupNorm takes at most {len(names)} positional arguments ({names})")
-            given = dict(zip(names, args))
-            current = {
-                "num_groups": num_groups,
-                "num_channels": num_channels,
-                "num_features": num_features,
-                "momentum": momentum,
-                "track_running_stats": track_running_stats,
-                "eps": eps,
-                "affine": affine,
-                "device": device,
-                "dtype": dtype,
-            }
-            defaults = {"eps": 1e-5, "affine": True}
-            twice = sorted(k for k in given if current[k] != defaults.get(k))
-            if twice:
-                raise TypeError(f"GroupNorm: got {twice} both positionally and by keyword")
-            current.update(given)
-            num_groups, num_channels, num_features = (
-                current["num_groups"],
-                current["num_channels"],
-                current["num_features"],
-            )
-            eps, affine, device, dtype = (
-                current["eps"],
-                current["affine"],
-                current["device"],
-                current["dtype"],
-            )
         if num_channels is not None and num_features is not None and num_channels != num_features:
             raise ValueError(
                 f"GroupNorm: num_channels={num_channels} and num_features={num_features} disagree; pass one"

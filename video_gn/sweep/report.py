@@ -91,15 +91,13 @@ def markdown_table(groups: list[dict]) -> str:
             + f"{g['n']} | "
             + " | ".join(cells)
             + f" | {g['wall_s']:.0f} | {g['peak_rss_mib']:.0f} |"
-            + (
-                f" {g['peak_gpu_mib']:.0f} |"
-                if gpu and g.get("peak_gpu_mib") is not None
-                else " - |"
-                if gpu
-                else ""
-            )
+            + (f" {_number(g['peak_gpu_mib'])} |" if gpu else "")
         )
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _most_common(values: list) -> object:
