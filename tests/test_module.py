@@ -240,3 +240,38 @@ def test_pretrained_gn_groups_tells_the_inflation_report_the_2d_group_count(tmp_
     assert any("group counts differ" in n for n in notes(None))  # BiT's 32 assumed: the mismatch is reported
     assert any("group counts differ" in n for n in notes(32))
     assert not any("group counts differ" in n for n in notes(16))
+
+
+def test_model_summary_counts_the_flops_of_one_training_clip():
+    # The data module's clip shape (T=4, crop 16) reaches the summary, which then counts real FLOPs, not 0.
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+    from torch.utils.flop_counter import FlopCounterMode
+
+    data = _RandomClips(batch_size=2)
+    data.num_frames, data.crop_size = 4, 16
+    model = VideoClassifier(name="r3d_18", num_classes=3, width=8)  # width 4: one channel per GN group
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, datamodule=data)
+    assert tuple(model.example_input_array.shape) == (1, 3, 4, 16, 16)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 3, 4, 16, 16))
+    assert counter.get_total_flops() > 0
+    assert ModelSummary(model).total_flops == counter.get_total_flops()
+
+
+def test_model_summary_skips_the_example_clip_when_a_norm_group_holds_one_channel():
+    # Instance norm (one channel per group) cannot normalise the 1x1x1 last stage of a small clip at batch 1.
+    data = _RandomClips(batch_size=2)
+    data.num_frames, data.crop_size = 4, 16
+    model = VideoClassifier(name="r3d_18", num_classes=3, width=8, norm="in", ws=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=data)
+    assert model.example_input_array is None and trainer.global_step == 1

@@ -153,6 +153,32 @@ class VideoClassifier(L.LightningModule):
         rank_zero_info(f"Initialised from {path}: {report}")
         return report
 
+    def setup(self, stage: str) -> None:
+        """Give the model summary one clip of the data module's training shape (1, 3, T, crop, crop).
+
+        Lightning's summary at the start of ``fit`` then shows the FLOPs of one such clip (one view; counted
+        by torch's FlopCounterMode, 2 per multiply-add, i.e. twice the "GFLOPs" fvcore-based video papers
+        report) instead of 0. A data module without ``num_frames``/``crop_size`` leaves the summary as it is,
+        and so does a clip the model cannot take at batch 1: with one channel per norm group (``in``, or GN
+        on a narrow layer) torch refuses to normalise the single value of a 1×1×1 last stage.
+        """
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        frames, crop = getattr(datamodule, "num_frames", None), getattr(datamodule, "crop_size", None)
+        if self.example_input_array is not None or not (isinstance(frames, int) and isinstance(crop, int)):
+            return
+        clip = torch.zeros(1, 3, frames, crop, crop)
+        if any(isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels for m in self.modules()):
+            modes = {m: m.training for m in self.modules()}
+            try:  # only such models can fail at batch 1: try the clip once (eval, no grad) before offering it
+                with torch.no_grad():
+                    self.eval()(clip.to(next(self.parameters()).device))
+            except ValueError:
+                return
+            finally:
+                for m, training in modes.items():
+                    m.training = training
+        self.example_input_array = clip
+
     # ---------------------------------------------------------------- forward
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of clips.
