@@ -248,18 +248,40 @@ def peak_rss_delta(variant: str, args: argparse.Namespace) -> dict[str, float]:
 def interleaved(
     fns: dict[str, Callable[[], tuple[float, float]]], warmup: int, rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Run every fn once per round, in turn; return (wall times, CPU times) per fn, warm-up rounds dropped."""
+    """Run every fn once per round, in turn; return (wall times, CPU times) per fn, warm-up rounds dropped.
+
+    Odd rounds run the fns in reverse order, so that running first or last in a round (cache and frequency
+    state left by the previous step) does not favour one of them.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            w, c = fn()
+    for r in range(rounds):
+        order = list(fns) if r % 2 == 0 else list(reversed(fns))
+        for k in order:
+            w, c = fns[k]()
             wall[k].append(w)
             cpu[k].append(c)
     return wall, cpu
+
+
+def paired_ratios(times: dict[str, list[float]], ref: str) -> dict[str, tuple[float, float, float]]:
+    """Per variant, (median, lower quartile, upper quartile) of its time / ``ref``'s time in the same round.
+
+    A round's variants run back to back, so slow drifts of the machine (load, clock) cancel in the ratio;
+    the quartiles show how much the ratio itself moves from round to round.
+    """
+    out = {}
+    for v, ts in times.items():
+        ratios = sorted(t / r for t, r in zip(ts, times[ref]))
+        if len(ratios) >= 4:
+            q1, _, q3 = statistics.quantiles(ratios, n=4)
+        else:
+            q1, q3 = ratios[0], ratios[-1]
+        out[v] = (statistics.median(ratios), q1, q3)
+    return out
 
 
 def _table_row(label: str, cells: list[str]) -> str:
@@ -345,6 +367,13 @@ def main() -> None:
                 ],
             )
         )
+    print("\nPaired: each round's time / GN's time in the same round, median [quartiles] over the rounds\n")
+    print(_table_row("variant", ["wall × GN", "CPU × GN"]))
+    print("| --- | ---: | ---: |")
+    pw, pc = paired_ratios(wall, "gn"), paired_ratios(cpu, "gn")
+    for v in variants:
+        cells = [f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]" for r in (pw[v], pc[v])]
+        print(_table_row(LABELS[v], cells))
     print("\nraw wall s: " + json.dumps({v: [round(t, 3) for t in ts] for v, ts in wall.items()}))
     print("raw CPU s: " + json.dumps({v: [round(t, 3) for t in ts] for v, ts in cpu.items()}))
     if mem:
