@@ -842,3 +842,17 @@ def test_resize_tree_reports_an_output_name_clash(tmp_path: Path) -> None:
     assert (
         len(r["failed"]) == 1 and "same output" in r["failed"][0][1] and r["failed"][0][0].endswith("v.webm")
     )
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mkv", ".mp4"])
+def test_transcode_cut_starts_at_the_asked_frame(tmp_path: Path, suffix: str) -> None:
+    # An MPEG-TS seek can land after the cut's start; the cut must still begin exactly there.
+    from video_fixtures import read_index
+
+    src = write_video(tmp_path / f"src{suffix}", num_frames=150, fps=25, gop=12)
+    for start, end in ((1.0, 3.0), (4.4, 6.0)):
+        info = transcode(src, tmp_path / "cut.mp4", start=start, end=end, short_side=64)
+        with av.open(str(tmp_path / "cut.mp4")) as c:
+            got = [read_index(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        assert info["frames"] == len(got) == round((end - start) * 25), (suffix, start)
+        assert (got[0], got[-1]) == (round(start * 25), round(end * 25) - 1), (suffix, start)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 import torch
-from video_fixtures import read_index, remux_faststart, write_corrupt, write_video
+from video_fixtures import index_frame, read_index, remux_faststart, write_corrupt, write_video
 
 from video_gn.data import DecodeError, clip_indices, decode_frames, load_video_views, probe_video
 from video_gn.data.sampler import UniformWindows
@@ -141,6 +142,9 @@ def test_decoding_reads_only_from_the_key_frame_before_the_window_to_its_end(
     monkeypatch.undo()
     assert _decoded_indices(frames) == want.tolist()
 
+    if name.startswith("mkv"):  # Matroska counts no frames: the first pass demuxes only the last GOP to count
+        count_pass = [round((pts - start_pts) * scale) for pts in log.pop(0) if pts is not None]
+        assert count_pass and min(count_pass) == keys[-1] and max(count_pass) == 299, count_pass
     read = [round((pts - start_pts) * scale) for run in log for pts in run if pts is not None]
     assert read, "the spy saw no packets: decode_frames no longer reads through container.demux"
     where = f"{name}: window {first}..{last}, key frame {key_before}, packets read {sorted(read)}"
@@ -195,12 +199,13 @@ def test_truncated_data_with_intact_header(tmp_path):
     assert frames.shape[0] == 3
     with pytest.raises(DecodeError, match="cut.mp4: truncated video") as exc:
         decode_frames(cut, [80, 85])
-    # Nothing decodes after the seek: the message must not claim the stream "ends at frame 0".
+    # Nothing decodes after the seek (an MPEG-TS seek can overshoot too, so the start is tried as well):
+    # the message must not claim the stream "ends at frame 0", and says what failed.
     message = str(exc.value)
     assert "ends at frame 0" not in message
-    assert message.endswith(
-        "truncated video: the header announces 90 frames, but no frame decodes from the key frame before "
-        "frame 80 on (frame 80 was asked for)"
+    assert (
+        "truncated video: no frame decodes from the key frame before frame 80 on, and decoding from the "
+        in message
     )
     # Cut exactly before packet 60 (of 90, in decode order): decoding from the start runs out after frame
     # 59, and the message names it.
@@ -254,3 +259,120 @@ def test_decoded_pixels_match_a_full_sequential_decode(tmp_path, options, thread
         want = clip_indices(start, num_frames, rate, 120)
         frames, _ = decode_frames(path, want, thread_count=thread_count)
         np.testing.assert_array_equal(frames.numpy(), every[want])
+
+
+# ---------------------------------------------------------------- containers whose headers or seeks mislead
+
+
+@pytest.mark.parametrize(("name", "codec"), [("v.ts", "libx264"), ("v.mpg", "mpeg2video")])
+def test_mpeg_ts_and_ps_are_frame_exact(tmp_path, name, codec):
+    # Their seeks are bisections by timestamp and land off the key frame, in either direction; "seeking to
+    # the start" lands several frames in. Every window must still come back exact, and verify must pass.
+    from video_gn.data.prep import verify_video
+
+    path = write_video(tmp_path / name, num_frames=120, gop=12, codec=codec)
+    info = probe_video(path)
+    assert info.num_frames == 120
+    for want in ([0, 1, 2], [10], [40, 48], [100], [110, 119]):
+        frames, _ = decode_frames(path, want)
+        assert _decoded_indices(frames) == want, (name, want)
+    check = verify_video(path)
+    assert check.ok, check.error
+
+
+def _stream_copy_cut(src, dst, cut_frame: int, fps: int) -> None:
+    """What ``ffmpeg -ss T -i src -c copy dst`` writes: packets from the key frame before T, timestamps shifted
+    so that T is 0; the MP4 muxer hides the pre-roll (negative times) with an edit list."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        ticks = int(1 / (stream.time_base * fps))
+        packets = [p for p in inp.demux(stream) if p.size and p.pts is not None and p.dts is not None]
+        key = max(p.pts for p in packets if p.is_keyframe and p.pts <= cut_frame * ticks)
+        ostream = out.add_stream_from_template(stream)
+        for p in packets:
+            if p.dts >= key - 2 * ticks:
+                p.pts, p.dts, p.stream = p.pts - cut_frame * ticks, p.dts - cut_frame * ticks, ostream
+                out.mux(p)
+
+
+def test_stream_copied_cut_counts_only_the_frames_its_edit_list_shows(tmp_path):
+    from video_gn.data.prep import verify_video
+
+    src = write_video(tmp_path / "src.mp4", num_frames=120, fps=25, gop=12)
+    cut = tmp_path / "cut.mp4"
+    _stream_copy_cut(src, cut, cut_frame=30, fps=25)  # key frame at 24: 6 pre-roll frames in the file
+    with av.open(str(cut)) as c:
+        assert c.streams.video[0].frames > 90  # the header counts the hidden pre-roll
+    assert probe_video(cut).num_frames == 90
+    frames, _ = decode_frames(cut, [0, 1, 88, 89])
+    assert _decoded_indices(frames) == [30, 31, 118, 119]
+    check = verify_video(cut)
+    assert check.ok and check.num_frames == 90, check
+
+
+def _write_timed(
+    path, pts: list[int], time_base: Fraction, *, fmt: str | None = None, codec="libx264", raw=None
+):
+    """Frames i = 0.. at the given pts (no B-frames), into ``path`` or the file object ``raw``."""
+    with av.open(raw if raw is not None else str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = time_base
+        stream.codec_context.gop_size = 5
+        if codec == "libx264":
+            stream.options = {"bf": "0"}
+        for i, t in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, 64, 96), format="rgb24")
+            frame.pts, frame.time_base = t, time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_matroska_without_frame_count_is_counted_from_its_packets(tmp_path):
+    # Matroska gives no frame count; its segment duration is an end time (here 5 s offset + 1.2 s), and a live
+    # recording (muxed to a pipe) has no duration at all. Both are 30 frames.
+    import io
+
+    from video_gn.data.prep import verify_video
+
+    offset = tmp_path / "offset.mkv"
+    _write_timed(offset, [5000 + 40 * i for i in range(30)], Fraction(1, 1000))
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            return self.f.write(b)
+
+    live = tmp_path / "live.webm"
+    with open(live, "wb") as f:
+        _write_timed(
+            None, [40 * i for i in range(30)], Fraction(1, 1000), fmt="webm", codec="libvpx", raw=Pipe(f)
+        )
+    for path in (offset, live):
+        assert probe_video(path).num_frames == 30, path
+        frames, _ = decode_frames(path, [0, 17, 29])
+        assert _decoded_indices(frames) == [0, 17, 29], path
+        check = verify_video(path)
+        assert check.ok and check.num_frames == 30, check
+
+
+def test_a_codec_without_decoder_is_a_decode_error(tmp_path):
+    from video_gn.data.prep import verify_video
+
+    src = write_video(tmp_path / "src.mkv", num_frames=10)
+    data = src.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    bad = tmp_path / "unknown_codec.mkv"
+    bad.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_MPEG4/ISO/AVX"))
+    for read in (probe_video, lambda p: decode_frames(p, [0, 1])):
+        with pytest.raises(DecodeError, match="unknown_codec.mkv: no decoder"):
+            read(bad)
+    check = verify_video(bad)
+    assert not check.ok and "no decoder" in check.error

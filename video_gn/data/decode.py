@@ -16,7 +16,13 @@ starting at frame ``start``: frame indices ``start + sampling_rate * i`` for ``i
 5. stop as soon as the last needed frame is reached, and close the container (``with`` statement).
 
 If the demuxer lands after the wanted frame (some containers index key frames by decode time), we seek
-again further back, and finally from the start, so the frames returned are always exact.
+again further back, and finally decode from the start (of a freshly opened file, without seeking), so the
+frames returned are always exact. MPEG-TS/PS and raw elementary streams, whose seeks are inexact, are always
+decoded from the start (:data:`SEQUENTIAL_FORMATS`).
+
+The frame count is the container's (capped by the stream duration: an MP4 cut by stream copy counts the
+pre-roll its edit list hides); containers without one (Matroska/WebM, MPEG-TS/PS) are counted from the
+timestamp of their last packet, demuxed from the last key frame (:func:`count_frames`).
 
 Videos shorter than the window loop: frame indices past the last frame wrap around modulo the number of
 frames (:func:`clip_indices`). If a container over-reports its length, the missing tail frames repeat the
@@ -44,6 +50,17 @@ __all__ = ["VideoInfo", "DecodeError", "clip_indices", "decode_frames", "probe_v
 # DataLoader workers, and extra decoder threads only wait for cores the workers already use.
 DEFAULT_THREAD_TYPE: str | None = None
 DEFAULT_THREAD_COUNT: int = 1
+
+
+# Demuxers that cannot seek to a key frame exactly: MPEG-TS/PS seek by bisecting timestamps and land off
+# the key frame in either direction (and MPEG-PS shifts the timestamps of the frames after a seek by half
+# a frame, so frame numbers from them are wrong), raw elementary streams have no index. Clips of these are
+# decoded from the first frame, without seeking: exact, and slower for long files.
+SEQUENTIAL_FORMATS = frozenset({"mpeg", "mpegts", "mpegvideo", "h264", "hevc", "m4v", "mjpeg"})
+
+
+def _sequential(container: av.container.InputContainer) -> bool:
+    return bool(SEQUENTIAL_FORMATS & set(container.format.name.split(",")))
 
 
 class DecodeError(ValueError):
@@ -87,25 +104,73 @@ def clip_indices(start: int, num_frames: int, sampling_rate: int, total_frames: 
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
     if not container.streams.video:
         raise DecodeError(f"{path}: no video stream (streams: {[s.type for s in container.streams]})")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder for this codec (or the codec id is damaged)
+        raise DecodeError(f"{path}: no decoder for its video codec (unknown or damaged codec id)")
+    return stream
 
 
-def _info(
-    stream: av.video.stream.VideoStream, container: av.container.InputContainer, path: str
-) -> VideoInfo:
+def frame_rate(stream: av.video.stream.VideoStream, path: str) -> float:
+    """The stream's native frame rate (average, else guessed, else base rate) in frames per second."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or rate <= 0:
         raise DecodeError(f"{path}: cannot determine the frame rate")
-    fps = float(rate)
+    return float(rate)
+
+
+def header_frames(stream: av.video.stream.VideoStream, fps: float) -> int:
+    """Frames the stream's header counts, 0 if it has no count.
+
+    The container's frame count (MP4, MOV, AVI ...), capped by the stream duration × fps: an MP4 cut by
+    stream copy (``ffmpeg -ss … -c copy``) counts the pre-roll samples that its edit list hides. Other
+    containers' durations are no count: Matroska/WebM give an end time that includes the start offset (or
+    nothing, for live recordings), MPEG-TS/PS may estimate theirs from the bit rate. For those, see
+    :func:`count_frames`.
+    """
     frames = int(stream.frames or 0)
-    if frames <= 0:
-        if stream.duration is not None and stream.time_base is not None:
-            seconds = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            seconds = container.duration / av.time_base
-        else:
-            seconds = 0.0
-        frames = int(math.floor(seconds * fps + 0.5))
+    if frames > 0 and stream.duration is not None and stream.time_base is not None:
+        by_duration = int(math.floor(float(stream.duration * stream.time_base) * fps + 0.5))
+        if by_duration > 0:
+            return min(frames, by_duration)
+    return frames
+
+
+def count_frames(path: str, fps: float) -> int:
+    """Frames of the first video stream from the timestamps of its packets (demuxed, not decoded).
+
+    Seeks to the last key frame and demuxes to the end (the whole file if the container has no index),
+    so it costs one GOP of reading. Frames are numbered as :func:`decode_frames` numbers them, so the
+    last packet's timestamp gives the count. 0 if no packet carries a timestamp.
+    """
+
+    def last_ts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
+        last = None
+        for packet in container.demux(stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None and (last is None or ts > last):
+                last = ts
+        return last
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        start = stream.start_time or 0
+        scale = float(stream.time_base) * fps  # pts ticks -> frames
+        last = None
+        if not _sequential(container):
+            try:  # far past the end: backward search finds the last key frame
+                container.seek(start + int(1e9 / scale), stream=stream, backward=True, any_frame=False)
+                last = last_ts(container, stream)
+            except (av.FFmpegError, OverflowError):
+                last = None
+    if last is None:  # no index to seek with, or the seek ran off the end: read the whole file
+        with av.open(path) as container:
+            last = last_ts(container, container.streams.video[0])
+    return 0 if last is None else int(round((last - start) * scale)) + 1
+
+
+def _info(stream: av.video.stream.VideoStream, path: str) -> VideoInfo:
+    fps = frame_rate(stream, path)
+    frames = header_frames(stream, fps) or count_frames(path, fps)
     if frames <= 0:
         raise DecodeError(f"{path}: the video stream has no frames")
     cc = stream.codec_context
@@ -127,8 +192,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     path = str(path)
     try:
         with av.open(path) as container:
-            stream = _video_stream(container, path)
-            return _info(stream, container, path)
+            return _info(_video_stream(container, path), path)
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -162,20 +226,29 @@ def decode_frames(
         DecodeError: the file cannot be opened, has no video stream, or no frame could be decoded.
     """
     path = str(path)
-    try:
-        with av.open(path) as container:
+
+    def open_video() -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        container = av.open(path)
+        try:
             stream = _video_stream(container, path)
-            info = _info(stream, container, path)
+        except BaseException:
+            container.close()
+            raise
+        if thread_type is not None:
+            stream.codec_context.thread_type = thread_type
+        stream.codec_context.thread_count = thread_count
+        return container, stream
+
+    try:
+        container, stream = open_video()
+        with container:
+            info = _info(stream, path)
             wanted = np.asarray(indices(info) if callable(indices) else indices, dtype=np.int64).reshape(-1)
             if wanted.size == 0:
                 raise ValueError("indices must not be empty")
             if wanted.min() < 0:
                 raise ValueError(f"frame indices must be >= 0, got min {int(wanted.min())}")
-            cc = stream.codec_context
-            if thread_type is not None:
-                cc.thread_type = thread_type
-            cc.thread_count = thread_count
-            frames = _decode_wanted(container, stream, info, wanted, path, thread_count)
+            frames = _decode_wanted(container, stream, open_video, info, wanted, path, thread_count)
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, EOFError) as exc:
@@ -196,6 +269,7 @@ def _describe_error(exc: BaseException, path: str) -> str:
 def _decode_wanted(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
+    reopen: Callable[[], tuple[av.container.InputContainer, av.video.stream.VideoStream]],
     info: VideoInfo,
     wanted: np.ndarray,
     path: str,
@@ -210,17 +284,33 @@ def _decode_wanted(
     # Seek target: the latest pts that still rounds to the first needed frame, so a key frame exactly
     # at that frame is found by the backward search.
     target = start_pts + int(math.floor((int(needed[0]) + 0.45) * ticks_per_frame))
-    seek_to: int | None = target if needed[0] > 0 else None
-    done = False
-    for _attempt in range(3):
+    seek_to: int | None = target if needed[0] > 0 and not _sequential(container) else None
+    done, attempts = False, 0
+    while seek_to is not None:
+        attempts += 1
         done, landed_pts = _scan(container, stream, info, needed, start_pts, time_base, seek_to, path, clip)
-        if done or seek_to is None:
+        if done:
             break
         # Landed after the first needed frame (key frames indexed by decode time can sit after their
-        # pts): seek to just before the frame we landed on, i.e. one key frame further back.
-        seek_to = landed_pts - 1 if landed_pts is not None and landed_pts - 1 > start_pts else None
-    if not done:  # still past the window: decode from the very start, which always succeeds
-        done, _ = _scan(container, stream, info, needed, start_pts, time_base, None, path, clip)
+        # pts; MPEG-TS/PS seek by bisection and are inexact), or nothing decoded from there: seek to
+        # just before the frame we landed on, i.e. one key frame further back; at most three tries.
+        retry = attempts < 3 and landed_pts is not None and landed_pts - 1 > start_pts
+        seek_to = landed_pts - 1 if retry else None
+    if not done:
+        # From the very start, which always succeeds: without any seek (seeking "to the start" of an
+        # MPEG-TS/PS can land several frames in), in the untouched container or a freshly opened one.
+        if attempts == 0:
+            done, _ = _scan(container, stream, info, needed, start_pts, time_base, None, path, clip)
+        else:
+            fresh, fresh_stream = reopen()
+            with fresh:
+                try:
+                    done, _ = _scan(fresh, fresh_stream, info, needed, start_pts, time_base, None, path, clip)
+                except (av.FFmpegError, EOFError) as exc:  # nothing from the key frame on, broken before it
+                    raise DecodeError(
+                        f"{path}: truncated video: no frame decodes from the key frame before frame "
+                        f"{int(needed[0])} on, and decoding from the start fails: {_describe_error(exc, path)}"
+                    ) from exc
     if not done or clip.out is None:
         raise DecodeError(f"{path}: no frame could be decoded")
     return torch.from_numpy(clip.out)
@@ -304,15 +394,16 @@ def _scan(
     path: str,
     clip: _RGBClip,
 ) -> tuple[bool, int | None]:
-    """Decode forward from ``seek_to`` (None: from the start) and put every needed frame into ``clip``.
+    """Decode forward from ``seek_to`` (None: from where the container stands, which must be the start
+    of a container nothing has been read from) and put every needed frame into ``clip``.
 
     A needed index is served by the last frame whose number is <= it (exact for constant frame rate;
-    nearest earlier frame for variable frame rate). Returns ``(False, pts)`` if the first frame decoded
-    after the seek (at ``pts``) is already past the first needed index, else ``(True, None)``.
+    nearest earlier frame for variable frame rate). After a seek, returns ``(False, pts)`` if the first
+    frame decoded (at ``pts``) is already past the first needed index and ``(False, None)`` if no frame
+    decodes from there; else ``(True, None)``.
     """
-    container.seek(
-        seek_to if seek_to is not None else start_pts, stream=stream, backward=True, any_frame=False
-    )
+    if seek_to is not None:
+        container.seek(seek_to, stream=stream, backward=True, any_frame=False)
     scale = float(time_base) * info.fps
     ptr, n_needed = 0, len(needed)
     prev_frame = None  # last decoded frame, not yet converted
@@ -349,13 +440,11 @@ def _scan(
     # End of stream before every needed frame. A header that over-counts by a frame or two (estimated
     # lengths) is tolerated by repeating the last frame; a stream ending well before its announced
     # length is a truncated file.
+    if last_idx < 0 and seek_to is not None:  # nothing from the seek point on: let the caller go back
+        return False, None
     if ptr < n_needed and last_idx < info.num_frames - max(2, info.num_frames // 50):
         if last_idx < 0:
-            where = (
-                f"no frame decodes from the key frame before frame {int(needed[0])} on"
-                if seek_to is not None
-                else "no frame decodes"
-            )
+            where = "no frame decodes"
         else:
             where = f"the last frame that decodes is frame {last_idx}"
         raise DecodeError(

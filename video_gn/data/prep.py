@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from video_gn.data import decode
 from video_gn.data.progress import parallel_map, progress_bar
 
 __all__ = [
@@ -130,14 +131,11 @@ def transcode(
                 h, w = h - h % 2, w - w % 2  # yuv420p needs even sizes
             # Timestamps are taken relative to the stream's first timestamp (Kinetics times are offsets).
             t0 = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
-            if start:
-                # Seek to the key frame at or before `start`, then drop frames until `start`.
-                inp.seek(int((start + t0) / vin.time_base), stream=vin, backward=True, any_frame=False)
             with av.open(str(part), mode="w", format="mp4") as out:
                 vout = out.add_stream("libx264", rate=fps)
                 vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
                 vout.options = {"crf": str(crf), "preset": preset}
-                for frame in inp.decode(vin):
+                for frame in _decode_from(str(src), inp, vin, start, t0):
                     t = None if frame.time is None else frame.time - t0
                     if t is not None and start is not None and t < start - 1e-6:
                         continue
@@ -158,6 +156,31 @@ def transcode(
         "frames": written, "fps": float(fps), "width": w, "height": h,
         "source_width": src_w, "source_height": src_h, "upscaled": h * w > src_h * src_w,
     }  # fmt: skip
+
+
+def _decode_from(src: str, inp, vin, start: float | None, t0: float):
+    """Frames of ``vin`` from the key frame at or before ``start`` seconds (after ``t0``) on.
+
+    MPEG-TS/PS seek by bisection and can land after ``start``: then the file is read again from its first
+    frame, without seeking, so no frame of the cut is lost.
+    """
+    import av
+
+    if not start:
+        yield from inp.decode(vin)
+        return
+    inp.seek(int((start + t0) / vin.time_base), stream=vin, backward=True, any_frame=False)
+    frames = inp.decode(vin)
+    first = next(frames, None)
+    if first is None or first.time is None or first.time - t0 <= start + 1e-6:
+        if first is not None:
+            yield first
+        yield from frames
+        return
+    with av.open(src) as again:  # landed past start
+        stream = again.streams.video[0]
+        stream.thread_type = vin.thread_type
+        yield from again.decode(stream)
 
 
 def resize_video(
@@ -346,7 +369,8 @@ class VideoCheck:
         height: frame height in pixels.
         fps: frame rate.
         duration: seconds, from the header.
-        num_frames: frames the header announces (or duration x fps).
+        num_frames: frames the header announces (its count capped by its duration, or a Matroska segment's
+            duration × fps), else those counted from the packets' timestamps.
         last_frame: number of the last frame that decoded at the end of the stream (-1: not checked).
     """
 
@@ -395,25 +419,31 @@ def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool =
             if not c.streams.video:
                 return VideoCheck(path, False, "no video stream")
             vs = c.streams.video[0]
+            if vs.codec_context is None:
+                return VideoCheck(path, False, "no decoder for its video codec (unknown or damaged codec id)")
             fps = float(_frame_rate(vs))
             duration = 0.0
             if vs.duration is not None and vs.time_base is not None:
                 duration = float(vs.duration * vs.time_base)
-            elif c.duration is not None:
-                duration = c.duration / 1_000_000
-            # The loader's rule (decode.VideoInfo): the container's frame count, else duration x fps.
-            total = int(vs.frames or 0) or int(math.floor(duration * fps + 0.5))
+            elif c.duration is not None:  # Matroska: the segment's end time, start offset included
+                duration = max(0.0, (c.duration - (c.start_time or 0)) / 1_000_000)
+            # The loader's frame count: the header's, else counted from the packets' timestamps. The
+            # truncation check's reference is what the header announces: its count, or a Matroska
+            # segment's duration (written when the file was finished, so a cut file still announces its
+            # full length); MPEG-TS/PS durations come from the file's last timestamps and announce nothing.
+            total = decode.header_frames(vs, fps) or decode.count_frames(path, fps)
+            announced = decode.header_frames(vs, fps)
+            if not announced and "matroska" in c.format.name:
+                announced = int(math.floor(duration * fps + 0.5))
             if total <= 0:
-                return VideoCheck(
-                    path, False, "the header gives neither a frame count nor a duration", fps=fps
-                )
+                return VideoCheck(path, False, "no video packets with timestamps", fps=fps)
             start_pts = vs.start_time or 0
             scale = float(vs.time_base) * fps  # pts ticks -> frames
 
             def frame_pts(frame_index: float) -> int:
                 return start_pts + int(frame_index / scale)
 
-            facts = dict(fps=fps, duration=duration, num_frames=total)
+            facts = dict(fps=fps, duration=duration, num_frames=announced or total)
             n = 0
             width = height = 0
             for frame in c.decode(vs):
@@ -436,30 +466,34 @@ def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool =
             if not check_end:
                 return VideoCheck(path, True, "", **facts)
             # The end: from the last key frame (seek backwards from past the last frame) to the end of the
-            # stream, every frame decoded (non-reference ones too: the last shown frame may be one).
-            c.seek(frame_pts(total + 1), stream=vs, backward=True, any_frame=False)
+            # stream, every frame decoded (non-reference ones too: the last shown frame may be one). MPEG-TS/PS
+            # seek by bisection and can land past the last key frame: then from a few seconds, then a third,
+            # further back.
             last = -1
             try:
-                for frame in c.decode(vs):
-                    pts = frame.pts if frame.pts is not None else frame.dts
-                    if pts is not None:
-                        last = max(last, int(round((pts - start_pts) * scale)))
+                for target in (total + 1, total - max(int(3 * fps), total // 20), 2 * total // 3):
+                    c.seek(frame_pts(max(target, 0)), stream=vs, backward=True, any_frame=False)
+                    for frame in c.decode(vs):
+                        pts = frame.pts if frame.pts is not None else frame.dts
+                        if pts is not None:
+                            last = max(last, int(round((pts - start_pts) * scale)))
+                    if last >= 0:
+                        break
             except (av.FFmpegError, EOFError) as e:
                 got = f"the last that decoded is frame {last}" if last >= 0 else "none decoded at the end"
                 return VideoCheck(
                     path, False, f"corrupt or truncated end: {type(e).__name__}: {e} (the header announces "
-                    f"{total} frames, {got})", **facts, last_frame=last,
+                    f"{announced or total} frames, {got})", **facts, last_frame=last,
                 )  # fmt: skip
             facts["last_frame"] = last
             if last < 0:
                 return VideoCheck(
-                    path, False, f"truncated: no frame decodes from the last key frame on ({total} announced)",
-                    **facts,
+                    path, False, f"truncated: no frame decodes near the end ({announced or total} announced)", **facts,
                 )  # fmt: skip
-            if last < total - max(2, total // 50):
+            if announced > 0 and last < announced - max(2, announced // 50):
                 return VideoCheck(
-                    path, False, f"truncated: the header announces {total} frames, the last that decodes is "
-                    f"frame {last}", **facts,
+                    path, False, f"truncated: the header announces {announced} frames, the last that decodes "
+                    f"is frame {last}", **facts,
                 )  # fmt: skip
         return VideoCheck(path, True, "", **facts)
     except Exception as e:  # noqa: BLE001 - any decoder error marks the file bad
