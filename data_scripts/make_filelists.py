@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.classes)
         if not path.is_file():
             p.error(f"--classes: {path} {'is not a file' if path.exists() else 'does not exist'}")
-        classes = [c.strip() for c in path.read_text().splitlines() if c.strip()]
+        classes = [c.strip() for c in path.read_text(encoding="utf-8-sig").splitlines() if c.strip()]
         if not classes:
             p.error(f"--classes: {path} is empty; write one class name per line")
         order = f"from {path}"
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:  # bad layout: one line, not a traceback
         p.exit(2, f"{p.prog}: error: {e}\n")
     out_dir = Path(args.out_dir) if args.out_dir else root
-    n_classes = sum(1 for line in (out_dir / "classes.txt").read_text().splitlines() if line.strip())
+    n_classes = sum(
+        1 for line in (out_dir / "classes.txt").read_text(encoding="utf-8-sig").splitlines() if line.strip()
+    )
     for split, path in written.items():
         with open(path) as f:
             n = sum(1 for _ in f)

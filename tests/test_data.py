@@ -226,6 +226,14 @@ def test_setup_errors_name_the_path(root, tmp_path):
     (bad / "train.csv").write_text(f"{root}/train/run/run_0.mp4 7\n")
     with pytest.raises(ValueError, match="unknown label '7'"):
         _dm(bad).setup("fit")
+    (bad / "train.csv").write_text(f"{root}/train/run/run_0.mp4 a\n{root}/train/run/run_1.mp4\n")
+    with pytest.raises(ValueError, match=r"split 'train' .*1 of 2 listed videos have no label .*run_1\.mp4"):
+        _dm(bad).setup("fit")
+    # A byte-order mark (Windows editors) is not part of the first class name or path.
+    (bad / "classes.txt").write_bytes("\ufeffa\r\nb\r\n".encode())
+    (bad / "train.csv").write_bytes(f"\ufeff{root}/train/run/run_0.mp4 a\r\n".encode())
+    assert find_classes(bad) == ["a", "b"]
+    assert _pairs(list_split(bad, "train", ["a", "b"])) == [(f"{root}/train/run/run_0.mp4", 0)]
     empty = tmp_path / "empty"
     (empty / "train" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"split 'train' is empty: .*empty/train"):
@@ -420,6 +428,12 @@ def test_datamodule_shards_by_rank(root):
     )
     with pytest.raises(ValueError, match="use_distributed_sampler=False"):
         dm.train_dataloader()
+    dm = _dm(root)  # more processes than videos: some rank would have nothing (and fail Lightning's check)
+    dm.trainer = SimpleNamespace(world_size=7, global_rank=0)
+    dm.setup("fit")
+    assert len(dm.train_dataloader()) > 0
+    with pytest.raises(ValueError, match="split 'val' has 6 videos, fewer than the 7 processes"):
+        dm.val_dataloader()
 
 
 @pytest.fixture()

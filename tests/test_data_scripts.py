@@ -399,6 +399,15 @@ def test_make_filelists_matches_folders(tmp_path: Path) -> None:
         make_filelists(root)
     with pytest.raises(FileNotFoundError):
         make_filelists(tmp_path / "nope")
+    # a split with no videos fails before anything is written: the earlier lists stay as they were
+    (root / "classes.txt").write_text("jump\nrun\nswim fast\n")
+    before = {f: (root / f).read_text() for f in ("classes.txt", "train.csv", "val.csv")}
+    (root / "train" / "new").mkdir()
+    (root / "train" / "new" / "0.mp4").write_bytes(b"x")
+    (root / "test" / "jump").mkdir(parents=True)
+    with pytest.raises(ValueError, match="split 'test' .* holds no video files"):
+        make_filelists(root, classes=["jump", "new", "run", "swim fast"])
+    assert {f: (root / f).read_text() for f in before} == before
 
 
 def test_make_filelists_out_dir_lists_resolve_from_there(tmp_path: Path) -> None:

@@ -229,3 +229,18 @@ def test_root_mode_follows_the_umask(tmp_path: Path, umask: int) -> None:
     assert mode == 0o777 & ~umask == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
     assert stat.S_IMODE((root / "train").stat().st_mode) == mode
     assert stat.S_IMODE((root / "classes.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_no_val_videos_means_no_val_split(tmp_path: Path) -> None:
+    # val_per_class 0 writes no val/ folder, so the data module trains without validation (an empty val/
+    # would be an "empty split" error at setup).
+    from video_gn.data import KineticsDataModule
+
+    spec = dataclasses.replace(TINY, num_classes=2, train_per_class=1, val_per_class=0)
+    root = generate(tmp_path / "noval", spec, workers=1, progress=False)
+    assert not (root / "val").exists() and len(list((root / "train").rglob("*.mp4"))) == 2
+    dm = KineticsDataModule(
+        root=str(root), batch_size=1, num_frames=4, crop_size=32, train_short_side=[32, 32]
+    )
+    dm.setup("fit")
+    assert "train" in dm.datasets and "val" not in dm.datasets and dm.val_dataloader() == []

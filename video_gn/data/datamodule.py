@@ -348,6 +348,13 @@ class KineticsDataModule(L.LightningDataModule):
             if stage is None and not split_exists(root, source):
                 continue
             videos = list_split(root, source, classes, max_missing_fraction=self.tracker.max_fail_fraction)
+            unlabelled = [path for path, info in videos if info["label"] < 0]
+            if unlabelled:  # the loss and the metrics need a class for every video
+                raise ValueError(
+                    f"split {source!r} under {root}: {len(unlabelled)} of {len(videos)} listed videos have no "
+                    f"label (first: {', '.join(unlabelled[:3])}); give each line of {source}.csv a class name "
+                    "or index, or use `video-gn predict` for unlabelled videos"
+                )
             self.datasets[split] = self._make_dataset(videos, train=split == "train")
 
     def _make_dataset(self, videos: Any, *, train: bool) -> VideoClipDataset:
@@ -411,6 +418,11 @@ class KineticsDataModule(L.LightningDataModule):
                 "KineticsDataModule shards videos across ranks itself; build the Trainer with "
                 "use_distributed_sampler=False (got True), otherwise Lightning would wrap its sampler in a "
                 "DistributedSampler and split each rank's shard again"
+            )
+        if dataset.num_videos < world:  # some rank would get no video (train: none at all, after trimming)
+            raise ValueError(
+                f"split {split!r} has {dataset.num_videos} videos, fewer than the {world} processes (devices × "
+                "nodes) that share it: every process needs at least one; add videos or use fewer devices"
             )
         train = split == "train"
         sampler = ShardedVideoSampler(

@@ -87,7 +87,7 @@ _HEADER_WORDS = frozenset(
 def _read_csv(csv: Path) -> list[tuple[str, str | None, int]]:
     """(path, raw label or None, line number) for every non-empty, non-comment line."""
     rows = []
-    for lineno, line in enumerate(csv.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(csv.read_text(encoding="utf-8-sig").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -153,7 +153,9 @@ def find_classes(root: str | Path) -> list[str]:
         raise FileNotFoundError(f"dataset root {str(root)!r} does not exist (or is not a directory)")
     classes_txt = root / "classes.txt"
     if classes_txt.is_file():
-        names = [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
+        names = [
+            line.strip() for line in classes_txt.read_text(encoding="utf-8-sig").splitlines() if line.strip()
+        ]
         if not names:
             raise ValueError(f"{classes_txt} is empty; write one class name per line")
         if len(set(names)) != len(names):

@@ -551,7 +551,7 @@ def read_list(csv_path: Path) -> list[tuple[str, str]]:
     from video_gn.data.layout import check_not_comma_separated  # layout imports this module
 
     rows = []
-    for lineno, line in enumerate(Path(csv_path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(Path(csv_path).read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if not rows:
@@ -648,7 +648,11 @@ def make_filelists(
     folder_classes = sorted({c for s in per_split.values() for c in s})
     source = classes_from or "the classes argument"
     if classes is None and (root / "classes.txt").is_file():
-        classes = [ln.strip() for ln in (root / "classes.txt").read_text().splitlines() if ln.strip()]
+        classes = [
+            ln.strip()
+            for ln in (root / "classes.txt").read_text(encoding="utf-8-sig").splitlines()
+            if ln.strip()
+        ]
         source = str(root / "classes.txt")
     if classes is None:
         classes = folder_classes
@@ -666,12 +670,11 @@ def make_filelists(
             f"class folders {unknown[:10]} are not in the class list ({len(classes)} classes, from "
             f"{'the folders' if classes is folder_classes else source})"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    written = {}
     # Paths relative to the folder holding the lists, which is what the loader resolves them against
-    # (with out_dir elsewhere they start with ../ ).
+    # (with out_dir elsewhere they start with ../ ). Every list is built and checked before any file is
+    # written, so a failure leaves the old lists as they were.
     base = out_dir.absolute()
+    lists = {}
     for split, by_class in per_split.items():
         lines = [
             f"{Path(os.path.relpath(p.absolute(), base)).as_posix()} {index[c]}\n"
@@ -679,9 +682,14 @@ def make_filelists(
             for p in by_class[c]
         ]
         if not lines:
-            raise ValueError(f"split {split!r} in {root} holds no video files")
+            raise ValueError(f"split {split!r} in {root} holds no video files (nothing written)")
+        lists[split] = "".join(lines)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    written = {}
+    for split, text in lists.items():
         written[split] = out_dir / f"{split}.csv"
-        written[split].write_text("".join(lines))
+        written[split].write_text(text)
     return written
 
 

@@ -497,6 +497,8 @@ def generate(
         names = class_names(spec)
         jobs = []
         for split, per_class in (("train", spec.train_per_class), ("val", spec.val_per_class)):
+            if per_class == 0:  # no folder at all: "no val split" means training without validation
+                continue
             for name in names:
                 out_dir = tmp / split / name
                 out_dir.mkdir(parents=True, exist_ok=True)
