@@ -248,3 +248,70 @@ def test_fold_weight_standardization_is_equivalent_and_removes_ws(clip: torch.Te
     assert type(folded_extra) is nn.Conv2d
     with torch.no_grad():
         torch.testing.assert_close(folded_extra(clip[:, :, 0]), expected_extra, rtol=0, atol=1e-5)
+
+
+def test_convert_norm_keeps_a_bn_without_affine_or_running_stats_so() -> None:
+    bn = nn.BatchNorm3d(8, affine=False, track_running_stats=False)
+    x = torch.randn(2, 8, 2, 3, 3) * 3 + 1
+    for kind in ("bn", "syncbn"):
+        new = vnn.convert_norm(copy.deepcopy(bn), kind).eval()
+        assert not new.affine and not new.track_running_stats and not list(new.parameters()), kind
+        torch.testing.assert_close(new(x), bn.eval()(x))  # batch statistics in eval, as the source
+    gn = vnn.convert_norm(nn.BatchNorm3d(64, affine=False), "gn")
+    assert not gn.affine and not list(gn.parameters())
+    assert vnn.convert_norm(nn.BatchNorm3d(64, affine=False), "gn", affine=True).affine  # unless asked
+
+
+def test_convert_norm_replaces_torchvision_frozen_batchnorm() -> None:
+    # The frozen BN of torchvision's detection backbones (no num_features, statistics as buffers).
+    from torchvision.models import resnet18
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    model = resnet18(norm_layer=FrozenBatchNorm2d, num_classes=4).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 64, 64)
+    ref = model(x)
+    assert vnn.is_norm(model.bn1)
+    converted = vnn.convert_norm(model, "frozen_bn", dim=2).eval()
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in converted.modules())
+    torch.testing.assert_close(converted(x), ref)
+    assert vnn.convert_norm(resnet18(norm_layer=FrozenBatchNorm2d), "gn", dim=2).bn1.num_groups == 32
+
+
+def test_sync_batchnorm_conversion_takes_over_every_bn_and_its_tensors() -> None:
+    # torch's nn.SyncBatchNorm (what norm="syncbn" builds) refuses CPU tensors under DDP: it is converted too.
+    from video_gn.models import build
+    from video_gn.nn.syncbn import SyncBatchNorm, convert_sync_batchnorm
+
+    model = build("r3d_18", norm="syncbn", ws=False, width=8)
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    model.blocks[0].norm.weight.requires_grad_(False)
+    model.blocks[0].norm.block_final_bn = True  # pytorchvideo's zero-init flag is a plain attribute
+    converted = convert_sync_batchnorm(model)
+    assert not any(type(m) is nn.SyncBatchNorm for m in converted.modules())
+    assert sum(isinstance(m, SyncBatchNorm) for m in converted.modules()) == 20
+    assert not converted.blocks[0].norm.weight.requires_grad  # the same Parameter objects
+    assert converted.blocks[0].norm.block_final_bn is True
+    bn = convert_sync_batchnorm(nn.BatchNorm3d(4).double())
+    assert isinstance(bn, SyncBatchNorm) and bn.weight.dtype == bn.running_mean.dtype == torch.float64
+
+
+def test_use_weight_standardization_leaves_convs_with_their_own_forward(caplog) -> None:
+    class PadSame(nn.Conv2d):  # like timm's Conv2dSame: its own padding in forward
+        def forward(self, x):
+            return super().forward(nn.functional.pad(x, (0, 1, 0, 1)))
+
+    model = nn.Sequential(PadSame(3, 4, 3, stride=2), nn.Conv2d(4, 4, 3))
+    with caplog.at_level(logging.WARNING, logger="video_gn.nn.convert"):
+        vnn.use_weight_standardization(model)
+    assert type(model[0]) is PadSame and isinstance(model[1], vnn.WSConv2d)
+    assert "kept 0 (PadSame)" in caplog.text
+    from video_gn.models import build
+
+    plain = build("r3d_18", ws=False, width=8)  # video_gn's SafeConv3d is replaced (WS carries its guard)
+    vnn.use_weight_standardization(plain)
+    assert not any(type(m) is vnn.SafeConv3d for m in plain.modules())

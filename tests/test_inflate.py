@@ -429,6 +429,11 @@ def test_load_pretrained_files(tmp_path) -> None:
         ValueError, match=r"blocks.0.conv.weight: file \(64, 3, 1, 7, 7\) vs model \(64, 3, 5, 7, 7\)"
     ):
         load_pretrained(_video("i3d_r50"), tmp_path / "c2d.pt")
+    # a 3D checkpoint lacking model tensors (a GN model's file into a BN model: no running statistics)
+    gn_r3d, bn_r3d = (build("r3d_18", norm=n, width=8, num_classes=5) for n in ("gn", "bn"))
+    torch.save(gn_r3d.state_dict(), tmp_path / "r3d_gn.pt")
+    with pytest.raises(ValueError, match=r"running_mean \(8,\) \(not in the file\)"):
+        load_pretrained(bn_r3d, tmp_path / "r3d_gn.pt")
     torch.save({**m3.state_dict(), "extra.weight": torch.zeros(3)}, tmp_path / "c2d_extra.pt")
     with pytest.raises(ValueError, match=r"extra.weight \(3,\) \(not in the model\)"):
         load_pretrained(_video("c2d_r50"), tmp_path / "c2d_extra.pt")
@@ -748,3 +753,25 @@ def test_missing_quickstart_inflated_checkpoint_names_the_command_that_makes_it(
         FileNotFoundError, match=r"python benchmarks/inflation\.py --pretrain-only --out runs/inflation"
     ):
         load_pretrained(model, config["pretrained"])
+
+
+@needs_timm
+def test_a_batchnorm_resnetv2_is_not_taken_for_bit() -> None:
+    # timm's resnetv2_50 has BiT's key layout but BatchNorm and plain convs: "auto" must not standardize its
+    # kernels with BiT's eps (that gave NaN logits).
+    torch.manual_seed(0)
+    m2 = timm.create_model("resnetv2_50", num_classes=10).eval()
+    with torch.no_grad():
+        for name, p in m2.named_parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.05)
+            elif name.endswith("weight"):
+                p.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 64, 64)
+    m3 = build("bit_c2d_r50x1", num_classes=10, norm="bn", ws=False, dropout=0.0).eval()
+    report = inflate(m3, m2.state_dict(), method="center")
+    assert not any("WS folded" in n for n in report.notes), report.notes
+    with torch.no_grad():
+        y2, y3 = m2(x), m3(_constant_clip(x, 2))
+    # the 3D stem pool pads like BiT's (timm's resnetv2_50 pads its max-pool by 1): close, not identical
+    assert torch.isfinite(y3).all() and _rel(y3, y2) < 5e-3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import pytest
@@ -211,6 +212,10 @@ def test_ws_conv_under_cpu_autocast_bf16() -> None:
     conv.weight.grad = None
     ref.float().sum().backward()
     torch.testing.assert_close(grad_w, conv.weight.grad, rtol=2e-2, atol=2e-2)
+    # like torch's own ops, autocast leaves float64 alone
+    conv64, x64 = copy.deepcopy(conv).double(), x.detach().double()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv64(x64).dtype == torch.float64 and nn.Conv3d(4, 8, 3).double()(x64).dtype == torch.float64
 
 
 def test_ws_conv_input_rank_error() -> None:
@@ -273,6 +278,8 @@ def test_group_norm_constructed_torch_way_and_batchnorm_way() -> None:
     assert isinstance(bn_style, nn.GroupNorm)
     assert vnn.GroupNorm(num_features=64, channels_per_group=16).num_groups == 4
     assert vnn.GroupNorm(num_features=64, num_groups=8).num_groups == 8
+    mixed = vnn.GroupNorm(8, num_channels=64)  # torch's order, channels by keyword
+    assert (mixed.num_groups, mixed.num_channels) == (8, 64)
 
 
 @pytest.mark.parametrize("channels", [32, 64, 2048])

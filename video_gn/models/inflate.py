@@ -274,7 +274,8 @@ def inflate(
             :func:`~video_gn.models.pretrained.load_pretrained` does that for files).
         method: ``"mean"`` (I3D / Non-local) or ``"center"``.
         source: ``"auto"`` (detect from the keys), ``"resnet"`` or ``"bit"``.
-        source_ws_eps: WS eps of the 2D convs; ``"auto"`` takes the family's (1e-8 for timm BiT, None for
+        source_ws_eps: WS eps of the 2D convs; ``"auto"`` takes the family's (1e-8 for timm BiT, None for a
+            ResNetV2 with BatchNorm statistics, such as timm's ``resnetv2_50``, and for
             ``resnet``), None means plain 2D convs. Pass it for a WS ``resnet``-family checkpoint.
         check_ws_eps: refuse WS 3D convs whose eps differs from ``source_ws_eps`` (a wrong eps changes the
             network: see the module docstring).
@@ -303,6 +304,10 @@ def inflate(
     if family not in ("resnet", "bit"):
         raise ValueError(f"source must be 'auto', 'resnet' or 'bit', got {source!r}.")
     ws_eps = SOURCE_FAMILIES[family] if source_ws_eps == "auto" else source_ws_eps
+    if family == "bit" and source_ws_eps == "auto" and any(k.endswith("running_mean") for k in state_dict_2d):
+        # A ResNetV2 with BatchNorm (timm's resnetv2_50, not BiT): BiT's convs are WS and its norms GN, which
+        # keep no statistics; a BN ResNetV2's convs are plain.
+        ws_eps = None
     is_preact = isinstance(model3d, PreActResNet3d)
     if (family == "bit") != is_preact:
         kind = (

@@ -346,8 +346,14 @@ def _load_3d(model3d: nn.Module, sd: dict[str, Tensor], path: str) -> InflationR
         if k in target and v.shape != target[k].shape and not k.endswith(("proj.weight", "proj.bias"))
     ]
     unknown = [f"{k} {tuple(v.shape)} (not in the model)" for k, v in sd.items() if k not in target]
-    if wrong or unknown:
-        absent = [f"{k} {tuple(v.shape)} (not in the file)" for k, v in target.items() if k not in sd]
+    # Model tensors the file lacks (BN running statistics when the file is a GN model) would silently stay
+    # at their initial values; num_batches_tracked is only a counter.
+    absent = [
+        f"{k} {tuple(v.shape)} (not in the file)"
+        for k, v in target.items()
+        if k not in sd and not k.endswith("num_batches_tracked")
+    ]
+    if wrong or unknown or absent:
         raise ValueError(
             f"{path} is a 3D checkpoint of a different model ({type(model3d).__name__}): shape mismatches "
             f"{wrong[:4]}, file tensors the model lacks {unknown[:4]}, model tensors the file lacks {absent[:4]}. "

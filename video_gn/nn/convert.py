@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from video_gn.nn.conv import SafeConv3d
-from video_gn.nn.norm import _FrozenBatchNorm, norm_layer, resolve_num_groups
+from video_gn.nn.norm import _KIND_KWARGS, BN_LIKE_TYPES, norm_layer, resolve_num_groups
 from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _standardize, _WSConvMixin
 
 __all__ = ["convert_norm", "fold_weight_standardization", "use_safe_conv3d", "use_weight_standardization"]
@@ -85,6 +84,12 @@ def _bn_dim(module: nn.Module, default: int) -> int:
     return default
 
 
+def _num_features(module: nn.Module) -> int:
+    """Channels of a BN-like layer (torchvision's FrozenBatchNorm2d has no ``num_features``, only its weight)."""
+    n = getattr(module, "num_features", None)
+    return int(n) if n is not None else int(module.weight.shape[0])
+
+
 def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
     """Replace every BatchNorm-like layer (BatchNorm1d/2d/3d, SyncBatchNorm, frozen BN) by a norm of ``kind``.
 
@@ -108,16 +113,16 @@ def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
     norm_layer(kind, dim=default_dim, **kw)  # validate kind and keywords once, before touching the model
     if kind == "gn":  # and every layer's group count, so a failure never leaves a half-converted model
         for name, module in model.named_modules():
-            if isinstance(module, (_BatchNorm, _FrozenBatchNorm)):
+            if isinstance(module, BN_LIKE_TYPES):
                 try:
                     resolve_num_groups(
-                        module.num_features, kw.get("num_groups"), kw.get("channels_per_group")
+                        _num_features(module), kw.get("num_groups"), kw.get("channels_per_group")
                     )
                 except ValueError as err:
                     raise ValueError(f"convert_norm(kind='gn'): layer {name!r}: {err}") from None
 
     def make(_: str, module: nn.Module) -> nn.Module | None:
-        if not isinstance(module, (_BatchNorm, _FrozenBatchNorm)):
+        if not isinstance(module, BN_LIKE_TYPES):
             return None
         if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
             raise ValueError(
@@ -125,8 +130,13 @@ def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
             )
         eps = module.eps if eps_override is None else eps_override
         momentum = getattr(module, "momentum", 0.1) if momentum_override is None else momentum_override
-        factory = norm_layer(kind, dim=_bn_dim(module, default_dim), **kw)
-        new = factory(num_features=module.num_features, eps=eps, momentum=momentum)
+        flags = {}  # a BN without affine parameters / running statistics keeps that where the kind can
+        if "affine" in _KIND_KWARGS[kind] and "affine" not in kw:
+            flags["affine"] = bool(getattr(module, "affine", True))
+        if "track_running_stats" in _KIND_KWARGS[kind] and "track_running_stats" not in kw:
+            flags["track_running_stats"] = bool(getattr(module, "track_running_stats", True))
+        factory = norm_layer(kind, dim=_bn_dim(module, default_dim), **kw, **flags)
+        new = factory(num_features=_num_features(module), eps=eps, momentum=momentum)
         ref = _reference_tensor(module)
         if ref is not None:
             new.to(device=ref.device, dtype=ref.dtype)
@@ -151,7 +161,9 @@ def use_weight_standardization(
 ) -> nn.Module:
     """Replace every ``nn.Conv1d/2d/3d`` (and subclasses) by the matching WS conv, keeping weight and bias.
 
-    Linear layers, transposed convs and convs that already standardize are left alone. A conv whose filters
+    Linear layers, transposed convs, and conv subclasses that compute their own ``forward`` (timm's
+    ``Conv2dSame``, ``StdConv2d`` which already standardizes; with a warning) are left alone; video_gn's
+    :class:`~video_gn.nn.SafeConv3d` is replaced (WS convs carry its guard). A conv whose filters
     hold a single weight (fan-in 1, e.g. a 1×1 depthwise conv) is skipped with a warning: standardizing a
     single number gives 0 and would silence the layer.
 
@@ -170,6 +182,14 @@ def use_weight_standardization(
             return None
         if exclude is not None and exclude(name, module):
             return None
+        if not isinstance(module, SafeConv3d) and _own_computation(module, CONV_BY_DIM[dim]):
+            log.warning(
+                "use_weight_standardization: kept %s (%s) as it is: it computes its own forward (e.g. timm's "
+                "Conv2dSame padding, or StdConv2d, which already standardizes)",
+                name or "<root>",
+                type(module).__name__,
+            )
+            return None
         if module.weight[0].numel() == 1:
             log.warning("use_weight_standardization: kept %s plain (fan-in 1 per filter)", name or "<root>")
             return None
@@ -180,6 +200,11 @@ def use_weight_standardization(
 
     model, _ = _swap(model, make, "use_weight_standardization")
     return model
+
+
+def _own_computation(conv: nn.Module, base: type[nn.Module]) -> bool:
+    """True when ``conv``'s class overrides how ``base`` computes (``forward`` or ``_conv_forward``)."""
+    return type(conv).forward is not base.forward or type(conv)._conv_forward is not base._conv_forward
 
 
 def _conv_like(cls: type[nn.Module], conv: nn.Module, **extra: Any) -> nn.Module:
@@ -247,11 +272,8 @@ def use_safe_conv3d(model: nn.Module) -> nn.Module:
     def make(_: str, module: nn.Module) -> nn.Module | None:
         if not isinstance(module, nn.Conv3d) or isinstance(module, (SafeConv3d, _WSConvMixin)):
             return None
-        if (
-            type(module).forward is not nn.Conv3d.forward
-            or type(module)._conv_forward is not nn.Conv3d._conv_forward
-        ):
-            return None  # its own computation: not ours to replace
+        if _own_computation(module, nn.Conv3d):
+            return None  # not ours to replace
         new = _conv_like(SafeConv3d, module)
         _copy_tensor(new, "weight", module.weight)
         _copy_tensor(new, "bias", module.bias)

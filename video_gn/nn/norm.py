@@ -152,9 +152,11 @@ class GroupNorm(nn.GroupNorm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args:
-            # A lone int, or an int then a float, can only be BatchNorm's form: torch's has an int channel
-            # count second.
-            batchnorm = len(args) == 1 or isinstance(args[1], float)
+            # A lone int (unless num_channels comes by keyword: torch's GroupNorm(8, num_channels=64)), or an
+            # int then a float, can only be BatchNorm's form: torch's has an int channel count second.
+            batchnorm = (len(args) == 1 and "num_channels" not in kwargs) or (
+                len(args) > 1 and isinstance(args[1], float)
+            )
             names = self._BATCHNORM_ORDER if batchnorm else self._TORCH_ORDER
             if len(args) > len(names):
                 raise TypeError(f"GroupNorm takes at most {len(names)} positional arguments ({names})")
@@ -359,7 +361,17 @@ def make_norm(kind: str, num_channels: int, **kw) -> nn.Module:
     return norm_layer(kind, **kw)(num_features=num_channels, eps=eps, momentum=momentum)
 
 
-_NORM_TYPES = (_BatchNorm, _FrozenBatchNorm, nn.GroupNorm, nn.LayerNorm, _InstanceNorm, nn.LocalResponseNorm)
+def _torchvision_frozen_bn() -> tuple[type, ...]:
+    try:  # the frozen BN of torchvision's detection backbones (buffers weight/bias/running_*, eps; no momentum)
+        from torchvision.ops.misc import FrozenBatchNorm2d
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return ()
+    return (FrozenBatchNorm2d,)
+
+
+#: BatchNorm-like layers the converters replace: torch's BN/SyncBN, ours and torchvision's frozen BN.
+BN_LIKE_TYPES: tuple[type, ...] = (_BatchNorm, _FrozenBatchNorm, *_torchvision_frozen_bn())
+_NORM_TYPES = (*BN_LIKE_TYPES, nn.GroupNorm, nn.LayerNorm, _InstanceNorm, nn.LocalResponseNorm)
 
 
 def is_norm(module: nn.Module) -> bool:

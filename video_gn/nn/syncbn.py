@@ -52,20 +52,22 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         x = input.float()
         count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype)
-        # One differentiable all-reduce of [sum, sum of squares, count] (C + C + 1 values).
-        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]), group)
         c = x.shape[1]
+        shape = (1, c) + (1,) * (input.dim() - 2)
+        # Two differentiable all-reduces: [sum, count] (C + 1 values) for the mean, then the sum of squared
+        # deviations from it (C values). E[x²] − μ² in one would lose digits when |μ| ≫ σ (float32).
+        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), count]), group)
         n = stats[-1]
         mean = stats[:c] / n
-        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)  # biased, as BN normalises with
+        centred = x - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dims), group) / n  # biased, as BN normalises with
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1).clamp_min(1), alpha=m)
-        shape = (1, c) + (1,) * (input.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(input.dtype)
@@ -89,23 +91,34 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
-    """Replace every BatchNorm (1/2/3-D) in ``module`` by the CPU-capable :class:`SyncBatchNorm`, keeping state.
+    """Replace every BatchNorm (1/2/3-D, and torch's GPU-only ``nn.SyncBatchNorm``) in ``module`` by the
+    CPU-capable :class:`SyncBatchNorm`.
+
+    The new layer takes over the old one's parameters and buffers themselves (device, dtype and
+    ``requires_grad`` kept, as torch's converter does) and its public attributes (pytorchvideo's
+    ``block_final_bn``).
 
     Returns:
         the converted module (a new object where ``module`` itself is a BatchNorm).
     """
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
-        module, SyncBatchNorm | nn.SyncBatchNorm
-    ):
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, SyncBatchNorm):
         new = SyncBatchNorm(
             module.num_features,
             module.eps,
             module.momentum,
             module.affine,
             module.track_running_stats,
-            process_group,
+            process_group if process_group is not None else getattr(module, "process_group", None),
         )
-        new.load_state_dict(module.state_dict())
+        for name in ("weight", "bias"):
+            if getattr(module, name, None) is not None:
+                setattr(new, name, getattr(module, name))
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            if name in module._buffers:
+                new._buffers[name] = module._buffers[name]
+        for key, value in vars(module).items():
+            if not key.startswith("_") and key not in vars(new):
+                setattr(new, key, value)
         new.train(module.training)
         return new
     for name, child in module.named_children():

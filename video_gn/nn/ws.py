@@ -162,7 +162,8 @@ class _WSConvFunction(torch.autograd.Function):
         zeros = [0] * len(stride)
         # Autocast does not look inside a custom Function's backward, so we do its casting by hand and
         # remember the compute dtype; the conv then runs with autocast off.
-        dtype = _autocast_dtype(x.device.type) if x.is_floating_point() else None
+        # As for torch's own ops, autocast never lowers float64.
+        dtype = _autocast_dtype(x.device.type) if x.is_floating_point() and x.dtype != torch.float64 else None
         out_dtype = dtype or x.dtype
         if cpu_bf16_conv3d_unsafe(x, weight.shape[2:], dilation, out_dtype):
             dtype = torch.float32  # oneDNN's bf16 weight gradient is wrong here (video_gn/nn/conv.py)
