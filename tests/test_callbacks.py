@@ -166,6 +166,25 @@ def test_text_bar_unknown_totals_show_a_question_mark(tmp_path):
     assert "%" not in "".join(lines[1:])
 
 
+def test_text_bar_after_a_mid_epoch_resume_knows_the_epoch_and_its_rate(tmp_path):
+    # Lightning does not call on_train_epoch_start for the epoch a mid-epoch checkpoint re-enters.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    saver = ModelCheckpoint(dirpath=tmp_path, filename="mid", every_n_train_steps=2, save_top_k=-1)
+    first = _trainer(
+        tmp_path, [saver], max_epochs=1, max_steps=3, limit_val_batches=0, enable_checkpointing=True
+    )
+    first.fit(TinyModule(), _loader(20))  # mid.ckpt: written during training, after batch 2 of 5
+    out = io.StringIO()
+    second = _trainer(tmp_path, [TextProgressBar(interval=0, stream=out)], max_epochs=1, limit_val_batches=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended")
+        second.fit(TinyModule(), _loader(20), ckpt_path=tmp_path / "mid.ckpt")
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch 1/1 batch")]
+    assert lines and all(line.startswith(f"epoch 1/1 batch {n}/5 (") for n, line in zip(range(3, 6), lines))
+    assert all(" it/s | epoch ETA " in line for line in lines), lines  # a tiny model: many steps a second
+
+
 def test_text_bar_validate_and_test_write_progress_and_metrics(tmp_path):
     out = io.StringIO()
     trainer = _trainer(tmp_path, [TextProgressBar(interval=0, stream=out)])

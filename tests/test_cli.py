@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -710,7 +711,11 @@ def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(
     # Only best-*.ckpt there (last.ckpt deleted): `--ckpt_path last` would start a new run among them: refused.
     (tmp_path / "fresh" / "checkpoints" / "last.ckpt").unlink()
     assert main(["fit", *fresh, "--ckpt_path=last"]) == 2
-    assert "already holds checkpoints" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "but no last.ckpt" in err
+        and "--ckpt_path " + str(tmp_path / "fresh" / "checkpoints" / "best-") in err
+    )
     # A SLURM requeue (same command, no --ckpt_path) finds Lightning's hpc_ckpt_*.ckpt and is let through.
     import shutil
 
@@ -720,6 +725,44 @@ def test_fresh_fit_into_a_folder_with_checkpoints_is_refused_and_resume_is_not(
     assert main(["fit", *quick, "--trainer.max_epochs=3"]) == 0
     names = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in names and not any("-v1" in n for n in names)  # resumed, not a second run
+
+
+def test_evaluating_a_checkpoint_needs_neither_its_pretrained_file_nor_lets_classes_mismatch(
+    tiny_root, tmp_path, capsys
+):
+    # A run initialised from a local file: its checkpoints hold every weight, so validate (or a resume) must not
+    # need that file again (Lightning copies the checkpoint's model settings, pretrained included, over the
+    # command line).
+    from video_gn.models import build
+
+    pretrained = tmp_path / "init.pth"
+    torch.save(build("r3d_18", num_classes=4, width=8).state_dict(), pretrained)
+    run = tmp_path / "run"
+    quick = _quick(tiny_root, run, "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1")
+    assert main(["fit", *quick, f"--model.pretrained={pretrained}"]) == 0
+    pretrained.unlink()
+    last = run / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    assert main(["validate", *quick, f"--ckpt_path={last}"]) == 0
+    assert "no --ckpt_path" not in capsys.readouterr().err
+    # Without a checkpoint, validate says what it evaluates.
+    assert main(["validate", *quick]) == 0
+    assert "no --ckpt_path given: evaluating random weights" in capsys.readouterr().err
+    # A checkpoint of another class count: one line naming both counts.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_root, other)
+    dropped = sorted(p.name for p in (other / "train").iterdir())[0]
+    for split in ("train", "val"):
+        shutil.rmtree(other / split / dropped)
+    (other / "classes.txt").unlink()
+    assert main(["validate", *_quick(other, run), f"--ckpt_path={last}"]) == 2
+    err = capsys.readouterr().err
+    assert "the checkpoint's model has 4 classes, the data" in err and "has 3" in err
+
+
+def test_a_run_without_a_known_length_is_refused_at_start(tiny_root, tmp_path, capsys):
+    assert main(["fit", *_quick(tiny_root, tmp_path / "run", "--trainer.max_epochs=-1")]) == 2
+    assert "needs a known number of optimiser steps: set trainer.max_steps" in capsys.readouterr().err
 
 
 def test_start_up_errors_are_one_line_with_exit_status_2(tiny_root, tmp_path, capsys):

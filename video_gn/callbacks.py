@@ -323,6 +323,8 @@ class TextProgressBar(ProgressBar):
         if trainer.global_step:
             head += f" | resuming at epoch {trainer.current_epoch + 1}, step {trainer.global_step}"
         self.write(f"{head} | a line every {self.interval:g} s")
+        # Resuming mid-epoch, Lightning does not call on_train_epoch_start for the epoch it re-enters.
+        self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_t0 = self.clock()

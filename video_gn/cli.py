@@ -231,6 +231,34 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                 text = buf.getvalue()
                 sys.stderr.write(_condense_parse_error(text, parser, args) if failed else text)
 
+        def _parse_ckpt_path(self) -> None:
+            # Lightning puts the checkpoint's saved model settings over the config. Its weights then replace
+            # whatever the model was initialised with, so the 2D/3D file it was first initialised from
+            # (model.pretrained) is neither needed nor loaded: the file may be gone, or elsewhere, here.
+            super()._parse_ckpt_path()
+            self._ckpt_num_classes = None
+            sub = self.config.get("subcommand")
+            ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+            if ckpt_path and os.path.isfile(ckpt_path):
+                import torch
+
+                self.config[sub].model.pretrained = None
+                hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters")
+                self._ckpt_num_classes = (hparams or {}).get("num_classes")
+
+        def _check_ckpt_classes(self) -> None:
+            ckpt_path = self._get(self.config, "ckpt_path", default=None)
+            want, have = (
+                getattr(self, "_ckpt_num_classes", None),
+                getattr(self.datamodule, "num_classes", None),
+            )
+            if want is not None and have is not None and want != have:
+                raise StartupError(
+                    f"--ckpt_path {ckpt_path}: the checkpoint's model has {want} classes, the data "
+                    f"({self.datamodule.root}) has {have}: use the dataset (data.root / config) it was "
+                    "trained on"
+                )
+
         def instantiate_classes(self) -> None:
             if not instantiate:
                 return
@@ -259,7 +287,15 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             requeued = SLURMEnvironment.detect() and bool(
                 _checkpoint_files(self.trainer.default_root_dir, prefix="hpc_ckpt_")
             )
-            if found and not requeued and (ckpt_path is None or (ckpt_path == "last" and not last)):
+            self._check_ckpt_classes()
+            if found and not requeued and ckpt_path == "last" and not last:
+                raise StartupError(
+                    f"--ckpt_path last: {dirpath} holds checkpoints of an earlier run ({', '.join(found[:3])}) "
+                    "but no last.ckpt. Resume from one of them by giving its path (--ckpt_path "
+                    f"{os.path.join(dirpath, found[-1])}), or start a new run with --trainer.default_root_dir "
+                    "runs/<new name>."
+                )
+            if found and not requeued and ckpt_path is None:
                 shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
                 raise StartupError(
                     f"{dirpath} already holds checkpoints of an earlier run ({shown}) and no resume from them "
@@ -287,6 +323,15 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                 raise StartupError(
                     f"--ckpt_path {ckpt_path}: no such file. Checkpoints of a run are in "
                     "<trainer.default_root_dir>/checkpoints (last.ckpt, best-*.ckpt)."
+                )
+            self._check_ckpt_classes()
+            if ckpt_path is None:
+                pretrained = self._get(self.config, "model", default={}).get("pretrained")
+                weights = f"the weights of model.pretrained {pretrained}" if pretrained else "random weights"
+                print(
+                    f"video-gn {self.config.subcommand}: no --ckpt_path given: evaluating {weights}, not a "
+                    "trained checkpoint (add --ckpt_path <default_root_dir>/checkpoints/last.ckpt).",
+                    file=sys.stderr,
                 )
 
         def before_validate(self) -> None:

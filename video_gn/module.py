@@ -235,7 +235,14 @@ class VideoClassifier(L.LightningModule):
             )
         else:
             opt = torch.optim.AdamW(self._param_groups(), lr=lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):
+            raise ValueError(
+                "the learning-rate schedule (warm-up, then cosine or multistep over the whole run) needs a known "
+                "number of optimiser steps: set trainer.max_steps or a finite trainer.max_epochs (got max_epochs "
+                f"{self.trainer.max_epochs}, max_steps {self.trainer.max_steps})"
+            )
+        total = max(1, int(steps))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lr_factor_fn(total, hp))
         rank_zero_info(
             f"lr {hp.lr:g} per {LR_REFERENCE_BATCH} clips, {hp.lr_scaling} scaling to global "
