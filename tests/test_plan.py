@@ -214,6 +214,10 @@ def test_cli_json_csv_plot_and_errors(tmp_path, capsys):
     png = tmp_path / "plan.png"
     assert main([*args, "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main([*args, "--plot", str(tmp_path / "nodir" / "plan.png")]) == 2  # refused before measuring
+    captured = capsys.readouterr()
+    assert "nodir does not exist" in captured.err and captured.out == ""
     assert main([*args, "--budget", "lots"]) == 2
     assert "Cannot parse memory size 'lots'" in capsys.readouterr().err
     assert main([*args, "--precision", "16-mixed"]) == 2

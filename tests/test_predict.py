@@ -93,6 +93,19 @@ def test_predict_missing_path_is_a_one_line_error(what, tiny_root, tiny_ckpt, tm
     assert err.startswith("video-gn predict: error:") and missing in err and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [(["--num_clips", "0"], "num_clips must be an integer >= 1, got 0 (from --num_clips)"),
+     (["--sampling_rate", "0"], "sampling_rate must be an integer >= 1, got 0 (from --sampling_rate)"),
+     (["--std", "0.2", "0", "0.2"], "std must be positive")],
+)  # fmt: skip
+def test_predict_refuses_unusable_view_settings_at_start(flag, message, tiny_root, tiny_ckpt, capsys):
+    video = str(next((tiny_root / "val").rglob("*.mp4")))
+    assert main(["predict", video, "--ckpt_path", str(tiny_ckpt), *flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("video-gn predict: error:") and message in err and "\n" not in err
+
+
 def test_predict_table_shows_top_k_up_to_the_number_of_classes(tiny_root, tiny_ckpt, monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "200")  # rich: one header line per column
     video = str(next((tiny_root / "val").rglob("*.mp4")))

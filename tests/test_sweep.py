@@ -1,6 +1,7 @@
 """Tests for ``video-gn sweep``: grid expansion, run arguments, metrics reading, reports, and a real tiny sweep."""
 
 import csv
+import os
 import statistics
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from video_gn.sweep import (
     append_row,
     backfill_train_top1,
     build_parser,
+    config_id,
     expand_grid,
     fit_args,
     load_spec,
@@ -266,6 +268,78 @@ def tiny_base(tmp_path_factory):
     base = tmp / "tiny.yaml"
     base.write_text(TINY_BASE.format(root=root))
     return base
+
+
+def test_runs_of_other_overrides_are_not_averaged_as_seeds():
+    # The same cell and seed with another learning rate (other overrides, same --out) is another configuration.
+    rows = [
+        {**_row("gn", 4, 4, 0, 0.3, run="a"), "config": "c1"},
+        {**_row("gn", 4, 4, 0, 0.5, run="b"), "config": "c2"},
+        {**_row("gn", 4, 4, 1, 0.7, run="c"), "config": "c2"},
+    ]
+    groups = sorted(aggregate(rows), key=lambda g: g["config"])
+    assert [(g["n"], round(g["video_top1_mean"], 1)) for g in groups] == [(1, 30.0), (2, 60.0)]
+    assert [g["experiment"] for g in groups] == ["x [config c1]", "x [config c2]"]
+    spec = SweepSpec(["a.yaml"], 64, [0, 1], 1, [Cell("gn", 4, 4)])
+    other = SweepSpec(["a.yaml"], 64, [0, 1], 1, [Cell("gn", 4, 4)], overrides=["--model.lr=0.5"])
+    assert config_id(spec, spec.cells[0]) != config_id(other, other.cells[0])
+    assert config_id(spec, spec.cells[0]) in {config_id(spec, Cell("gn", 4, 4))}  # seeds share it
+
+
+def test_a_cell_that_cannot_run_fails_before_any_run(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(
+        "video_gn.sweep.run._run_subprocess", lambda *a, **k: started.append(a) or (0, 1.0, 1.0)
+    )
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    spec = SweepSpec([str(base)], 64, [0], 1, [Cell("bn", 4, 4), Cell("syncbn", 4, 4)])
+    with pytest.raises(ValueError, match="syncbn"):
+        run_sweep(spec, tmp_path / "out", log=False)
+    assert started == []
+
+
+def test_a_stopped_sweep_kills_its_training_run(tmp_path):
+    # SIGTERM to the sweep (a scheduler's time limit, kill) must not leave the fit it started running alone.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fake_python = tmp_path / "python"  # stands in for the training run: prints its pid, then waits
+    fake_python.write_text("#!/bin/sh\necho $$\nexec sleep 60\n")
+    fake_python.chmod(0o755)
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "import sys, types\n"
+        "import video_gn.sweep.run as run\n"
+        f"run.sys = types.SimpleNamespace(executable={str(fake_python)!r})\n"
+        "from video_gn.sweep.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    grid = tmp_path / "grid.yaml"
+    (tmp_path / "a.yaml").write_text("model: {}\n")
+    grid.write_text(
+        f"base: {tmp_path / 'a.yaml'}\nclips: 8\nseeds: [0]\nexperiments:\n"
+        "  b: {norms: [gn], batch: [4], frames: [4]}\n"
+    )
+    sweep = subprocess.Popen([sys.executable, str(script), "-g", str(grid), "--out", str(tmp_path / "out")])
+    log = None
+    deadline = time.time() + 60
+    while time.time() < deadline and sweep.poll() is None:
+        logs = list((tmp_path / "out" / "runs").glob("*/fit.log"))
+        if logs and len(logs[0].read_text().splitlines()) >= 2:
+            log = logs[0]
+            break
+        time.sleep(0.2)
+    assert log is not None, "the sweep never started its run"
+    child = int(log.read_text().splitlines()[1])
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=30) == 128 + signal.SIGTERM
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    assert "[sweep] stopped: the run was killed with the sweep" in log.read_text()
 
 
 def test_tiny_sweep_end_to_end_and_resume(tiny_base, tmp_path, capsys):

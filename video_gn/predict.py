@@ -129,6 +129,22 @@ def resolve_view_settings(
     return out
 
 
+def view_settings_problem(settings: dict[str, Any]) -> tuple[str, str] | None:
+    """The first invalid view setting as (key, message), or None when all are usable."""
+    for key in ("num_frames", "sampling_rate", "test_short_side", "crop_size", "num_clips"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return key, f"{key} must be an integer >= 1, got {value!r}"
+    if settings["num_crops"] not in (1, 3):
+        return "num_crops", f"num_crops must be 1 or 3, got {settings['num_crops']!r}"
+    for key in ("mean", "std"):
+        if len(settings[key]) != 3:
+            return key, f"{key} needs 3 values (R, G, B), got {list(settings[key])}"
+    if any(v <= 0 for v in settings["std"]):
+        return "std", f"std must be positive, got {list(settings['std'])}"
+    return None
+
+
 def find_videos(paths: list[str]) -> list[Path]:
     """Expand files and folders into a sorted list of video files.
 
@@ -258,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     flags = {k: getattr(args, k) for k in VIEW_KEYS}
     data_hp = resolve_view_settings(ckpt_data, config, flags)
+    if problem := view_settings_problem(data_hp):
+        where = "--" + problem[0] if flags.get(problem[0]) is not None else "-c CONFIG or the checkpoint"
+        print(f"video-gn predict: error: {problem[1]} (from {where})", file=sys.stderr)
+        return 2
     results, failures = predict_videos(model, data_hp, names, videos, top_k=args.top_k)
     if args.json:
         print(

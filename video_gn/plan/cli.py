@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -82,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget = parse_bytes(args.budget) if args.budget is not None else None
         if args.json and args.csv:
             raise ValueError("--json and --csv are exclusive; pick one.")
+        if args.plot:  # before minutes of measuring, not after
+            folder = os.path.dirname(os.path.abspath(args.plot))
+            if not os.path.isdir(folder):
+                raise ValueError(f"--plot {args.plot}: the folder {folder} does not exist")
+            try:
+                import matplotlib  # noqa: F401 - the [plot] extra
+            except ImportError:
+                raise ImportError("--plot needs matplotlib: pip install 'video_gn[plot]'") from None
         if args.threads:
             torch.set_num_threads(args.threads)
         steps = args.steps if args.steps is not None else (5 if args.device == "cuda" else 2)
@@ -103,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         try:
             plot(plan, args.plot)
-        except ImportError as err:
+        except (ImportError, OSError) as err:
             print(f"video-gn plan: error: {err}", file=sys.stderr)
             return 2
     return 0

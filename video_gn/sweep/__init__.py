@@ -53,6 +53,7 @@ from video_gn.sweep.results import (
 from video_gn.sweep.run import (
     BASE_FINGERPRINTS,
     check_base_configs_unchanged,
+    config_id,
     fit_args,
     max_steps,
     run_id,
@@ -71,6 +72,7 @@ __all__ = [
     "backfill_train_top1",
     "build_parser",
     "check_base_configs_unchanged",
+    "config_id",
     "expand_grid",
     "fit_args",
     "load_spec",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -135,6 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+
+    def stop(signum, _frame):  # SIGTERM (kill, a scheduler's time limit): unwind, killing the current run
+        raise SystemExit(128 + signum)
+
+    previous = (
+        signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    )
+    try:
+        return _main(args, extra, out)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args, extra: list[str], out: Path) -> int:
     try:
         if not args.report_only:
             spec = spec_from_args(args, extra)

@@ -16,7 +16,10 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Group ``ok`` rows by (norm, batch, frames, sampling rate, clips, devices): mean and std over seeds.
+    """Group ``ok`` rows by configuration (``config``: base configs, overrides, clips, devices and the cell;
+    rows written before that column by (norm, batch, frames, sampling rate, clips, devices)): mean and std over
+    seeds. Two configurations of the same cell (other overrides into the same ``--out``) stay two rows, their
+    experiment labelled with the configuration id.
 
     The latest row of a run id wins (a re-run replaces an earlier one).
 
@@ -37,13 +40,20 @@ def aggregate(rows: list[dict]) -> list[dict]:
             r.get("sampling_rate", ""),
             r.get("clips", ""),
             r.get("devices", ""),
+            r.get("config", ""),
         )
         groups.setdefault(key, []).append(r)
+    configs_per_cell: dict[tuple, int] = {}
+    for key in groups:
+        configs_per_cell[key[:-1]] = configs_per_cell.get(key[:-1], 0) + 1
     out = []
-    for (norm, batch, frames, rate, clips, devices), rs in groups.items():
+    for (norm, batch, frames, rate, clips, devices, config), rs in groups.items():
+        experiment = rs[0].get("experiment", "")
+        if configs_per_cell[(norm, batch, frames, rate, clips, devices)] > 1:
+            experiment = f"{experiment} [config {config or 'unrecorded'}]"
         g = {"norm": norm, "batch": batch, "frames": frames, "sampling_rate": rate, "n": len(rs),
-             "clips": clips, "devices": devices,
-             "experiment": rs[0].get("experiment", ""), "seeds": sorted(int(r["seed"]) for r in rs)}  # fmt: skip
+             "clips": clips, "devices": devices, "config": config,
+             "experiment": experiment, "seeds": sorted(int(r["seed"]) for r in rs)}  # fmt: skip
         for m in ("clip_top1", "clip_top5", "video_top1", "video_top5"):
             g[f"{m}_mean"], g[f"{m}_std"] = _mean_std([100 * float(r[m]) for r in rs])
         train = [100 * float(r["train_top1"]) for r in rs if r.get("train_top1") not in (None, "")]

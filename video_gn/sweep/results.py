@@ -18,7 +18,7 @@ GPU_PEAK_METRIC = "train/gpu_peak_mib"
 CSV_FIELDS = [
     "run_id", "experiment", "norm", "batch", "frames", "sampling_rate", "devices", "global_batch", "seed",
     "clips", "max_steps", "clip_top1", "clip_top5", "video_top1", "video_top5", "val_loss", "wall_s",
-    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1", "peak_gpu_mib",
+    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1", "peak_gpu_mib", "config",
 ]  # fmt: skip
 
 

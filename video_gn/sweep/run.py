@@ -14,14 +14,31 @@ from video_gn.sweep.grid import Cell, SweepSpec
 from video_gn.sweep.results import GPU_PEAK_METRIC, TRAIN_METRIC, append_row, read_rows, read_val_metrics
 
 
+def _digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
+
+
 def run_id(spec: SweepSpec, cell: Cell, seed: int) -> str:
     """Stable id of one run: readable cell fields plus a hash of everything that changes the training."""
-    key = json.dumps(
-        [spec.base, spec.clips, spec.devices, spec.overrides, cell.norm, cell.batch, cell.frames,
-         cell.sampling_rate, seed]
+    digest = _digest(
+        spec.base, spec.clips, spec.devices, spec.overrides, cell.norm, cell.batch, cell.frames,
+        cell.sampling_rate, seed,
     )  # fmt: skip
-    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{cell.norm.replace('+', '')}_b{cell.batch}_t{cell.frames}_s{seed}_{digest}"
+
+
+def config_id(spec: SweepSpec, cell: Cell) -> str:
+    """What a run's training depends on except its seed: rows with the same id are seeds of one configuration."""
+    return _digest(
+        spec.base,
+        spec.clips,
+        spec.devices,
+        spec.overrides,
+        cell.norm,
+        cell.batch,
+        cell.frames,
+        cell.sampling_rate,
+    )
 
 
 def max_steps(spec: SweepSpec, cell: Cell) -> int:
@@ -77,17 +94,23 @@ def _run_subprocess(
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = None if timeout is None else start + timeout
-        while True:
-            # wait4 gives this child's own rusage (its peak RSS, or its children's if larger).
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                log.write(f"\n[sweep] killed after the {timeout:.0f} s timeout\n")
-                break
-            time.sleep(0.2)
+        try:
+            while True:
+                # wait4 gives this child's own rusage (its peak RSS, or its children's if larger).
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid == proc.pid:
+                    break
+                if deadline is not None and time.perf_counter() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    log.write(f"\n[sweep] killed after the {timeout:.0f} s timeout\n")
+                    break
+                time.sleep(0.2)
+        except BaseException:  # the sweep is stopped (Ctrl-C, SIGTERM): its training must not run on alone
+            proc.kill()
+            proc.wait()
+            log.write("\n[sweep] stopped: the run was killed with the sweep\n")
+            raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024
 
@@ -146,6 +169,8 @@ def run_sweep(
     if not dry_run:  # a dry run only prints: it creates nothing
         out.mkdir(parents=True, exist_ok=True)
         check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
+    for cell in spec.cells:  # a cell that cannot run fails now, not after the runs before it
+        fit_args(spec, cell, spec.seeds[0], out / "runs" / "check")
     done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
     # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
     todo = [(c, s) for s in spec.seeds for c in spec.cells if run_id(spec, c, s) not in done]
@@ -181,6 +206,7 @@ def run_sweep(
         gpu_peak = metrics.get(GPU_PEAK_METRIC)  # logged by the model on CUDA only
         row = {
             "run_id": rid,
+            "config": config_id(spec, cell),
             "experiment": "+".join(cell.experiments),
             "norm": cell.norm,
             "batch": cell.batch,
