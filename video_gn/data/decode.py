@@ -31,6 +31,7 @@ last decoded frame.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -139,9 +140,17 @@ def count_frames(path: str, fps: float) -> int:
     """Frames of the first video stream from the timestamps of its packets (demuxed, not decoded).
 
     Seeks to the last key frame and demuxes to the end (the whole file if the container has no index),
-    so it costs one GOP of reading. Frames are numbered as :func:`decode_frames` numbers them, so the
-    last packet's timestamp gives the count. 0 if no packet carries a timestamp.
+    so it costs one GOP of reading, once per file and process (cached by path, size and modification
+    time: the views of an eval video and later epochs reuse it). Frames are numbered as
+    :func:`decode_frames` numbers them, so the last packet's timestamp gives the count. 0 if no packet
+    carries a timestamp.
     """
+    st = os.stat(path)
+    return _count_frames(path, st.st_size, st.st_mtime_ns, fps)
+
+
+@functools.lru_cache(maxsize=8192)
+def _count_frames(path: str, _size: int, _mtime_ns: int, fps: float) -> int:
 
     def last_ts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
         last = None
