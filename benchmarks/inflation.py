@@ -188,7 +188,7 @@ def decode_clips(args: argparse.Namespace) -> dict[str, torch.Tensor]:
         sampling_rate=4,
         batch_size=16,
         num_workers=1,
-        train_short_side=(64, 72),  # as configs/quickstart.yaml
+        train_short_side=(64, 72),  # short side 64 (the 64x80 videos), jitter to 72
         crop_size=args.crop,
         test_short_side=64,
         num_clips=1,
@@ -196,7 +196,7 @@ def decode_clips(args: argparse.Namespace) -> dict[str, torch.Tensor]:
         hflip=False,
         persistent_workers=False,
         seed=args.seed,
-        synthetic=SyntheticSpec(),  # quickstart.yaml's dataset: 10 classes, 40 + 10 videos each, 64x80
+        synthetic=SyntheticSpec(),  # the generator's default: 10 classes, 40 + 10 videos each, 64x80
     )
     dm.prepare_data()  # generates the dataset into --data if it is not there (about a minute)
     dm.setup("fit")
@@ -250,7 +250,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/inflation"))
     p.add_argument(
-        "--data", default="data/synthetic_motion", help="synthetic motion dataset (quickstart.yaml)"
+        "--data",
+        default="data/synthetic_motion_default",
+        help="synthetic motion dataset of the generator's default spec (10 classes at 64x80; generated if missing; "
+        "not the quick start's data/synthetic_motion, a different spec)",
     )
     p.add_argument(
         "--ckpt", type=Path, default=None, help="2D checkpoint path (default OUT/bit2d_shapes.pth)"
