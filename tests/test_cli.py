@@ -380,6 +380,18 @@ def test_last_every_n_steps_writes_between_validations(tiny_root, tmp_path):
     assert state["best_model_path"].endswith("best-epoch001-step8.ckpt")
 
 
+def test_last_every_n_steps_writes_nothing_in_a_fast_dev_run(tiny_root, tmp_path):
+    # Lightning writes no checkpoint in a debug run; a periodic last.ckpt would make the folder "taken".
+    run = tmp_path / "run"
+    assert (
+        main(
+            ["fit", *_quick(tiny_root, run, "--trainer.fast_dev_run=2", "--checkpoint.last_every_n_steps=1")]
+        )
+        == 0
+    )
+    assert not list(run.rglob("*.ckpt"))
+
+
 def test_last_every_n_steps_must_be_positive(tiny_root, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_lightning_cli(

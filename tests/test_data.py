@@ -617,3 +617,41 @@ def test_host_memory_stays_flat(tmp_path):
             assert fds[n] == fds[200], f"open file descriptors grew: {fds}"
             assert rss[n] - rss[200] < _RSS_GROWTH_BOUND, {k: f"{v / 2**20:.1f} MiB" for k, v in rss.items()}
     assert rss[2000] <= 1.10 * rss[200], rss
+
+
+def test_training_clips_depend_on_seed_epoch_and_video_only(root):
+    # Persistent workers keep their random state across epochs, and a resume starts new ones: the clips of an
+    # epoch must not depend on either (nor on the number of workers), and the training process's own random
+    # stream (dropout) must not move when it loads data itself (num_workers=0).
+    def epochs(**kw) -> list[dict[int, torch.Tensor]]:
+        dm = _dm(root, hflip=False, **kw)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        out = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            out.append({int(v): b["video"][i] for b in loader for i, v in enumerate(b["video_index"])})
+        return out
+
+    plain = epochs(num_workers=0)
+    dm = _dm(root)
+    dm.setup("fit")
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    dm.datasets["train"][5]
+    assert torch.equal(torch.rand(3), before)  # the caller's stream did not move
+    for other in (
+        epochs(num_workers=2, persistent_workers=True),
+        epochs(num_workers=1, persistent_workers=False),
+    ):
+        for ours, theirs in zip(plain, other):
+            assert ours.keys() == theirs.keys()
+            assert all(torch.equal(ours[v], theirs[v]) for v in ours)
+    assert any(not torch.equal(plain[0][v], plain[1][v]) for v in plain[0])  # a new draw every epoch
+    resumed = _dm(root, hflip=False)
+    resumed.setup("fit")
+    loader = resumed.train_dataloader()
+    loader.sampler.set_epoch(1)  # a run resumed at epoch 1: the same clips as the uninterrupted one
+    again = {int(v): b["video"][i] for b in loader for i, v in enumerate(b["video_index"])}
+    assert all(torch.equal(again[v], plain[1][v]) for v in again)

@@ -275,3 +275,15 @@ def test_model_summary_skips_the_example_clip_when_a_norm_group_holds_one_channe
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=data)
     assert model.example_input_array is None and trainer.global_step == 1
+
+
+def test_lr_is_scaled_by_the_batch_of_a_plain_dataloader():
+    # No data module with a batch_size: the loader's batch size counts (it was taken as 1 before).
+    model = _tiny(lr=0.1, schedule="multistep", milestones=[100], warmup_fraction=0.0)
+    seen = _LrAtStep()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[seen],
+    )  # fmt: skip
+    trainer.fit(model, train_dataloaders=_RandomClips(batch_size=4).train_dataloader())
+    assert seen.lrs == [[pytest.approx(0.1 * 4 / 64)] * 2]

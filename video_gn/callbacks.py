@@ -72,7 +72,13 @@ class VideoCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         n, step = self.last_every_n_steps, trainer.global_step
         # With gradient accumulation several batches end at the same global step: write once.
-        if n and step > 0 and step % n == 0 and step not in (self._periodic_step, self._last_written_step):
+        if (
+            n
+            and not trainer.fast_dev_run  # Lightning writes no checkpoint in a debug run: neither do we
+            and step > 0
+            and step % n == 0
+            and step not in (self._periodic_step, self._last_written_step)
+        ):
             self._write_last_only(trainer)
             self._periodic_step = step
 

@@ -198,7 +198,15 @@ class VideoClassifier(L.LightningModule):
         batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule is not None else None
         if batch is None:
             loader = trainer.train_dataloader
-            batch = getattr(loader, "batch_size", None) or 1
+            if loader is None:  # in configure_optimizers Lightning has not attached its loader yet
+                source = getattr(trainer.fit_loop, "_data_source", None)
+                loader = source.dataloader() if source is not None and source.is_defined() else None
+            batch = getattr(loader, "batch_size", None)
+        if batch is None:
+            raise ValueError(
+                "VideoClassifier scales model.lr (given per 64 clips) to the global batch, but finds no batch size: "
+                "give the data module a batch_size attribute, or train from a DataLoader with a batch_size"
+            )
         return int(trainer.world_size * batch * trainer.accumulate_grad_batches)
 
     def scaled_lr(self) -> float:
@@ -351,7 +359,8 @@ class VideoClassifier(L.LightningModule):
     # ------------------------------------------------------- checkpoint hygiene
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # RNG states travel with the checkpoint so `fit --ckpt_path last` continues the same random
-        # stream (clip windows, crops, dropout) as an uninterrupted run.
+        # stream (dropout, ...) as an uninterrupted run; the data's draws (windows, crops, flips) are seeded
+        # per (seed, epoch, video) by the dataset itself, in any worker (video_gn.data.VideoClipDataset).
         checkpoint["video_gn_rng"] = {
             "torch": torch.get_rng_state(),
             "python": random.getstate(),

@@ -365,6 +365,7 @@ class KineticsDataModule(L.LightningDataModule):
                 num_frames=self.num_frames,
                 sampling_rate=self.sampling_rate,
                 thread_count=self.decoder_threads,
+                seed=self.seed,
                 transform=train_transform(
                     short_side=self.train_short_side,
                     crop_size=self.crop_size,
@@ -432,6 +433,7 @@ class KineticsDataModule(L.LightningDataModule):
             seed=self.seed,
             num_replicas=world,
             rank=rank,
+            fold_epoch=train,  # training items seed their draws by (seed, epoch, video)
         )
         workers = self.num_workers
         return ClipDataLoader(

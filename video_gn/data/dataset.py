@@ -24,6 +24,7 @@ video read as 8 x 2 gives frames 0 2 4 6 8 0 2 4. Nothing is padded with black f
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,23 @@ __all__ = ["VideoClipDataset", "collate_clips", "failure_reason", "load_video_vi
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
+def item_seed(seed: int, epoch: int, video: int) -> int:
+    """The seed of one training item's random draws: a hash of (seed, epoch, video), 63 bits."""
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{video}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
 class VideoClipDataset(Dataset):
     """Clips of labelled videos: one random window per video (train) or every view (eval).
 
     In eval mode item ``i`` is view ``i % V`` of video ``i // V``, with ``V = num_clips * num_crops``;
     view ``v`` is clip ``v // num_crops`` (a :class:`UniformWindows` window) and crop ``v % num_crops``.
+
+    In training, item ``i`` is video ``i % num_videos`` in epoch ``i // num_videos`` (the data module's
+    sampler folds the epoch into the index: :class:`~video_gn.data.sampler.ShardedVideoSampler` with
+    ``fold_epoch``), and its random draws (window, scale, crop, flip, a replacement for an unreadable file)
+    come from a generator seeded by (``seed``, epoch, video) alone: the same clips whatever the number of
+    workers, whether they persist across epochs, and after a resume.
 
     Args:
         videos: pytorchvideo LabeledVideoPaths (or any sequence of ``(path, label)``).
@@ -59,6 +72,7 @@ class VideoClipDataset(Dataset):
         max_retries: training only: how many other random videos to try after a failure.
         thread_type: PyAV decoder threading (see :func:`~video_gn.data.decode.decode_frames`).
         thread_count: decoder threads per clip (0: FFmpeg chooses).
+        seed: training only: base seed of every item's random draws.
     """
 
     def __init__(
@@ -74,6 +88,7 @@ class VideoClipDataset(Dataset):
         max_retries: int = 10,
         thread_type: str | None = None,
         thread_count: int = 1,
+        seed: int = 0,
     ) -> None:
         if isinstance(videos, ptv_labeled_video_paths.LabeledVideoPaths):
             pairs = [(p, int(meta["label"])) for p, meta in (videos[i] for i in range(len(videos)))]
@@ -96,6 +111,7 @@ class VideoClipDataset(Dataset):
         self.uniform_windows = UniformWindows(num_frames, sampling_rate, max(1, num_clips))
         self.max_retries = max_retries
         self.thread_type, self.thread_count = thread_type, thread_count
+        self.seed = int(seed)
         self._cache_key: tuple[int, int] | None = None  # last decoded eval clip, reused by its other crops
         self._cache_frames: torch.Tensor | None = None
         self._cache_error = ""  # why the cached clip failed to decode
@@ -114,9 +130,16 @@ class VideoClipDataset(Dataset):
         return self.num_videos * self.views_per_video
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.train and index >= 0 and self.num_videos:
+            epoch, video = divmod(index, self.num_videos)
+            # Seeded per (seed, epoch, video), restoring the caller's stream after: with num_workers=0 this
+            # runs in the training process, whose own random stream (dropout ...) must not move.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(item_seed(self.seed, epoch, video))
+                return self._train_item(video)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        return self._train_item(index) if self.train else self._eval_item(index)
+        return self._eval_item(index)
 
     def _train_item(self, video: int) -> dict[str, Any]:
         failed: list[tuple[str, str]] = []

@@ -98,7 +98,10 @@ class ShardedVideoSampler(Sampler[int]):
       their views, so every video is seen exactly once across ranks, with no padding duplicates (shard
       sizes may then differ by one video).
 
-    Call :meth:`set_epoch` before each epoch (Lightning does so for a DataLoader's ``sampler``).
+    Call :meth:`set_epoch` before each epoch (Lightning does so for a DataLoader's ``sampler``). With
+    ``fold_epoch`` (training in the data module) each index also carries the epoch, ``epoch * len(dataset) +
+    index``, so that a training item can seed its random draws by epoch inside worker processes that
+    outlive epochs (see :class:`~video_gn.data.VideoClipDataset`).
 
     Args:
         num_videos: videos in the split.
@@ -107,6 +110,7 @@ class ShardedVideoSampler(Sampler[int]):
         seed: base seed of the shuffle (same on every rank).
         num_replicas: world size R.
         rank: this process's global rank.
+        fold_epoch: add ``epoch * num_videos * views_per_video`` to every index.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class ShardedVideoSampler(Sampler[int]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        fold_epoch: bool = False,
     ) -> None:
         if num_videos < 0:
             raise ValueError(f"num_videos must be >= 0, got {num_videos}")
@@ -130,6 +135,7 @@ class ShardedVideoSampler(Sampler[int]):
         self.num_videos, self.views_per_video = num_videos, views_per_video
         self.shuffle, self.seed = shuffle, seed
         self.num_replicas, self.rank = num_replicas, rank
+        self.fold_epoch = fold_epoch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -149,8 +155,9 @@ class ShardedVideoSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         v = self.views_per_video
+        offset = self.epoch * self.num_videos * v if self.fold_epoch else 0
         for video in self.videos():
-            yield from range(video * v, video * v + v)
+            yield from range(offset + video * v, offset + video * v + v)
 
     def num_shard_videos(self) -> int:
         """Number of videos in this rank's shard."""
