@@ -771,6 +771,7 @@ def test_a_batchnorm_resnetv2_is_not_taken_for_bit() -> None:
     m3 = build("bit_c2d_r50x1", num_classes=10, norm="bn", ws=False, dropout=0.0).eval()
     report = inflate(m3, m2.state_dict(), method="center")
     assert not any("WS folded" in n for n in report.notes), report.notes
+    assert any("is not BiT" in n for n in report.notes), report.notes
     with torch.no_grad():
         y2, y3 = m2(x), m3(_constant_clip(x, 2))
     # the 3D stem pool pads like BiT's (timm's resnetv2_50 pads its max-pool by 1): close, not identical

@@ -456,6 +456,12 @@ def inflate(
         if scale != 1.0:
             report.scaled[tkey] = scale
             _rescale_running_stats(model3d, tkey, scale, report)
+    if family == "bit" and any(k.endswith("running_mean") for k in state_dict_2d):
+        report.notes.append(
+            "A ResNetV2 with BatchNorm (such as timm's resnetv2_50) is not BiT: its stem usually pads the max-pool "
+            "by 1 where BiT's 'fixed' stem pads the input (a state dict does not say which); the 3D model "
+            "follows BiT, so its function is close to, not exactly, the 2D network's"
+        )
     if geometry:
         report.notes.append(
             "The spatial geometry differs from the 2D network's ("
