@@ -243,7 +243,9 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                 import torch
 
                 self.config[sub].model.pretrained = None
-                hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters")
+                # Lightning has just read it whole; memory-mapped, only the hyper-parameters are read again.
+                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+                hparams = ckpt.get("hyper_parameters")
                 self._ckpt_num_classes = (hparams or {}).get("num_classes")
 
         def _check_ckpt_classes(self) -> None:

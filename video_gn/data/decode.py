@@ -170,7 +170,7 @@ def _count_frames(path: str, _size: int, _mtime_ns: int, fps: float) -> int:
                 container.seek(start + int(1e9 / scale), stream=stream, backward=True, any_frame=False)
                 last = last_ts(container, stream)
             except (av.FFmpegError, OverflowError):
-                last = None
+                pass  # the whole file is read below
     if last is None:  # no index to seek with, or the seek ran off the end: read the whole file
         with av.open(path) as container:
             last = last_ts(container, container.streams.video[0])

@@ -431,8 +431,8 @@ def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool =
             # truncation check's reference is what the header announces: its count, or a Matroska
             # segment's duration (written when the file was finished, so a cut file still announces its
             # full length); MPEG-TS/PS durations come from the file's last timestamps and announce nothing.
-            total = decode.header_frames(vs, fps) or decode.count_frames(path, fps)
             announced = decode.header_frames(vs, fps)
+            total = announced or decode.count_frames(path, fps)
             if not announced and "matroska" in c.format.name:
                 announced = int(math.floor(duration * fps + 0.5))
             if total <= 0:

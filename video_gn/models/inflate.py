@@ -235,11 +235,11 @@ def _rescale_running_stats(model3d: nn.Module, conv_key: str, scale: float, repo
         )
         return
     if _is_bn(norm):
-        with torch.no_grad():
-            norm.running_mean.mul_(scale)
-            norm.running_var.mul_(scale * scale)
+        norm.running_mean.mul_(scale)
+        norm.running_var.mul_(scale * scale)
 
 
+@torch.no_grad()
 def inflate(
     model3d: nn.Module,
     state_dict_2d: Mapping[str, Tensor],
@@ -304,9 +304,10 @@ def inflate(
     if family not in ("resnet", "bit"):
         raise ValueError(f"source must be 'auto', 'resnet' or 'bit', got {source!r}.")
     ws_eps = SOURCE_FAMILIES[family] if source_ws_eps == "auto" else source_ws_eps
-    if family == "bit" and source_ws_eps == "auto" and any(k.endswith("running_mean") for k in state_dict_2d):
-        # A ResNetV2 with BatchNorm (timm's resnetv2_50, not BiT): BiT's convs are WS and its norms GN, which
-        # keep no statistics; a BN ResNetV2's convs are plain.
+    # A ResNetV2 with BatchNorm (timm's resnetv2_50, not BiT): BiT's convs are WS and its norms GN, which keep no
+    # statistics; a BN ResNetV2's convs are plain.
+    bn_resnetv2 = family == "bit" and any(k.endswith("running_mean") for k in state_dict_2d)
+    if bn_resnetv2 and source_ws_eps == "auto":
         ws_eps = None
     is_preact = isinstance(model3d, PreActResNet3d)
     if (family == "bit") != is_preact:
@@ -456,7 +457,7 @@ def inflate(
         if scale != 1.0:
             report.scaled[tkey] = scale
             _rescale_running_stats(model3d, tkey, scale, report)
-    if family == "bit" and any(k.endswith("running_mean") for k in state_dict_2d):
+    if bn_resnetv2:
         report.notes.append(
             "A ResNetV2 with BatchNorm (such as timm's resnetv2_50) is not BiT: its stem usually pads the max-pool "
             "by 1 where BiT's 'fixed' stem pads the input (a state dict does not say which); the 3D model "

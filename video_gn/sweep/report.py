@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 from video_gn.sweep.results import backfill_train_top1, read_rows
@@ -43,9 +44,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
             r.get("config", ""),
         )
         groups.setdefault(key, []).append(r)
-    configs_per_cell: dict[tuple, int] = {}
-    for key in groups:
-        configs_per_cell[key[:-1]] = configs_per_cell.get(key[:-1], 0) + 1
+    configs_per_cell = Counter(key[:-1] for key in groups)
     out = []
     for (norm, batch, frames, rate, clips, devices, config), rs in groups.items():
         experiment = rs[0].get("experiment", "")

@@ -18,27 +18,21 @@ def _digest(*parts) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
 
 
+def _config_parts(spec: SweepSpec, cell: Cell) -> tuple:
+    """Everything a run's training depends on except its seed."""
+    return (spec.base, spec.clips, spec.devices, spec.overrides, cell.norm, cell.batch, cell.frames,
+            cell.sampling_rate)  # fmt: skip
+
+
 def run_id(spec: SweepSpec, cell: Cell, seed: int) -> str:
     """Stable id of one run: readable cell fields plus a hash of everything that changes the training."""
-    digest = _digest(
-        spec.base, spec.clips, spec.devices, spec.overrides, cell.norm, cell.batch, cell.frames,
-        cell.sampling_rate, seed,
-    )  # fmt: skip
+    digest = _digest(*_config_parts(spec, cell), seed)
     return f"{cell.norm.replace('+', '')}_b{cell.batch}_t{cell.frames}_s{seed}_{digest}"
 
 
 def config_id(spec: SweepSpec, cell: Cell) -> str:
     """What a run's training depends on except its seed: rows with the same id are seeds of one configuration."""
-    return _digest(
-        spec.base,
-        spec.clips,
-        spec.devices,
-        spec.overrides,
-        cell.norm,
-        cell.batch,
-        cell.frames,
-        cell.sampling_rate,
-    )
+    return _digest(*_config_parts(spec, cell))
 
 
 def max_steps(spec: SweepSpec, cell: Cell) -> int:
@@ -46,11 +40,16 @@ def max_steps(spec: SweepSpec, cell: Cell) -> int:
     return max(1, spec.clips // (cell.batch * spec.devices))
 
 
-def fit_args(spec: SweepSpec, cell: Cell, seed: int, run_dir: Path) -> list[str]:
-    """The ``video-gn fit`` arguments of one run (base config, then the cell's overrides)."""
-    steps = max_steps(spec, cell)
+def check_cell(spec: SweepSpec, cell: Cell) -> None:
+    """Raise ValueError for a cell that cannot run in this sweep."""
     if cell.kind == "syncbn" and spec.devices < 2:
         raise ValueError("norm 'syncbn' only differs from 'bn' under DDP: set devices >= 2 or use 'bn'.")
+
+
+def fit_args(spec: SweepSpec, cell: Cell, seed: int, run_dir: Path) -> list[str]:
+    """The ``video-gn fit`` arguments of one run (base config, then the cell's overrides)."""
+    check_cell(spec, cell)
+    steps = max_steps(spec, cell)
     args = [
         "fit", *[a for b in spec.base for a in ("-c", b)],
         f"--seed_everything={seed}",
@@ -170,7 +169,7 @@ def run_sweep(
         out.mkdir(parents=True, exist_ok=True)
         check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
     for cell in spec.cells:  # a cell that cannot run fails now, not after the runs before it
-        fit_args(spec, cell, spec.seeds[0], out / "runs" / "check")
+        check_cell(spec, cell)
     done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
     # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
     todo = [(c, s) for s in spec.seeds for c in spec.cells if run_id(spec, c, s) not in done]
