@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--failures", default=None, help="failures CSV (default: <out>/failures.csv)")
     p.add_argument("--limit", type=bounded_int(0), default=None, help="process at most N clips")
     args = p.parse_args(argv)
-    if not args.retry_wait >= 0:
-        p.error(f"argument --retry-wait: must be >= 0 seconds, got {args.retry_wait}")
+    if not 0 <= args.retry_wait < float("inf"):
+        p.error(f"argument --retry-wait: must be a number of seconds >= 0, got {args.retry_wait}")
     problem = output_path_problem(args.out, directory=True)
     if problem:
         p.error(f"--out: {problem}")

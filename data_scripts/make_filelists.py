@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root)
     if why := folder_problem(root):
         p.error(f"dataset root {root} {why}")
-    if args.out_dir and (problem := output_path_problem(args.out_dir, directory=True)):
-        p.error(f"--out-dir: {problem}")
+    if problem := output_path_problem(args.out_dir or root, directory=True):  # before listing every folder
+        p.error(
+            f"--out-dir: {problem}" if args.out_dir else f"{problem} (--out-dir writes the lists elsewhere)"
+        )
     classes = None
     if args.classes:
         path = Path(args.classes)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Resize every video under SRC so its short side is 256 or 320 px (aspect and fps kept, H.264 MP4) into DST.
 
-The folder structure is mirrored; rerunning skips outputs that exist and are newer than their source (the
-settings are recorded in DST/.resize.json, and a rerun into DST with another --short-side is refused, since
-it would keep the old outputs). Videos already smaller than --short-side are scaled up, as the usual
+The folder structure is mirrored (a SRC/classes.txt is copied, so label indices stay); rotated (phone)
+videos are turned upright. Rerunning skips outputs that exist and are newer than their source (the settings
+are recorded in DST/.resize.json, and a rerun into DST with another --short-side is refused, since it would
+keep the old outputs). Videos already smaller than --short-side are scaled up, as the usual
 Kinetics preprocessing does (every video gets the same short side); the summary says how many, and
 --no-upscale keeps them at their size instead. Exit status: 0 all resized, 1 some failed (listed in the
 --failures CSV), 2 bad input (nothing done).
@@ -17,11 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from video_gn.data.prep import bounded_int, output_path_problem, resize_tree, write_rows_csv
-
-X264_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
-)  # fmt: skip
+from video_gn.data.prep import X264_PRESETS, bounded_int, output_path_problem, resize_tree, write_rows_csv
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,6 +152,22 @@ def test_read_annotations_formats(tmp_path: Path) -> None:
     bad = write_csv(tmp_path / "bad.csv", ["label", "id"], [["x", GOOD_ID]])
     with pytest.raises(ValueError, match="missing columns youtube_id,time_start,time_end .*found label,id"):
         read_annotations(bad)
+    # bad times are rejected rows naming the column (an infinite time crashed the run with OverflowError)
+    times = write_csv(
+        tmp_path / "times.csv",
+        K_HEADER,
+        [
+            ["a", GOOD_ID, 0, "inf", "train"],
+            ["a", GOOD_ID, "nan", 2, "train"],
+            ["a", GOOD_ID, "", 2, "train"],
+        ],
+    )
+    anns, rejected = read_annotations(times)
+    assert anns == [] and [reason for _, reason in rejected] == [
+        "time_end 'inf' is not a finite time >= 0 seconds",
+        "time_start 'nan' is not a finite time >= 0 seconds",
+        "time_start '' is not a number of seconds",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -219,6 +235,33 @@ def test_download_trim_resume_and_failures(tmp_path: Path, source_video: Path) -
     assert set(fake2.calls) == {"broken_id_1"}
 
 
+def test_download_deletes_what_a_killed_run_left(tmp_path: Path, source_video: Path) -> None:
+    """A killed run (SIGKILL, preemption) leaves its work folders, each holding a full downloaded video, in
+    <out>/.downloads: the next run deletes those of dead processes on this host (they piled up before)."""
+    import os
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid names no process now
+    downloads = tmp_path / "out" / ".downloads"
+    host = socket.gethostname()
+    left = {
+        "dead": downloads / f"{host}.{dead.pid}.{GOOD_ID}-x1",
+        "alive": downloads / f"{host}.{os.getppid()}.{OTHER_ID}-x2",  # a live process (pytest's parent)
+        "other_host": downloads / f"{host}x.{dead.pid}.{OTHER_ID}-x3",
+    }
+    for d in left.values():
+        d.mkdir(parents=True)
+        (d / "video.mp4.part").write_bytes(b"x" * 1000)
+    k = write_csv(tmp_path / "k.csv", K_HEADER, [["a", GOOD_ID, 0, 2, "train"]])
+    summary = download_kinetics(
+        k, tmp_path / "out", download_fn=FakeDownloader(source_video), workers=1, progress=False
+    )
+    assert len(summary.done) == 1
+    assert not left["dead"].exists() and left["alive"].is_dir() and left["other_host"].is_dir()
+
+
 def test_clip_path_stays_inside(tmp_path: Path) -> None:
     anns, _ = read_annotations(
         write_csv(
@@ -245,6 +288,45 @@ def test_transcode_rejects_empty_range(tmp_path: Path, source_video: Path) -> No
     assert not list(tmp_path.iterdir())  # the partial output was removed
 
 
+@pytest.mark.parametrize(("degrees", "bright"), [(-90, "top"), (90, "bottom"), (180, "right")])
+def test_transcode_turns_rotated_videos_upright(tmp_path: Path, degrees: int, bright: str) -> None:
+    """A phone video stores landscape frames plus a display matrix saying how to turn them. The re-encoded
+    file has no display matrix, so its pixels must be turned (as players and ffmpeg do), and the short side
+    is that of the upright frame; before, the output lay on its side with the rotation lost."""
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        if not hasattr(s, "set_display_rotation"):
+            pytest.skip("this PyAV cannot write a display matrix")
+        s.set_display_rotation(degrees)  # counter-clockwise, as VideoFrame.rotation reads it
+        img = np.zeros((64, 96, 3), np.uint8)
+        img[:, :48] = 255  # stored frame: left half white
+        for _ in range(10):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode(None))
+    with av.open(str(src)) as c:
+        if (next(c.decode(video=0)).rotation - degrees) % 360:  # 180 reads back as -180
+            pytest.skip("this PyAV/FFmpeg does not read the display matrix back")
+    info = transcode(src, tmp_path / "out.mp4", start=0.2, short_side=32)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        frames = [f for f in c.decode(video=0)]
+    assert len(frames) == info["frames"] == 8
+    assert frames[0].rotation == 0
+    upright = (48, 32) if degrees % 180 else (32, 48)  # (H, W): the 64 px side becomes 32 px
+    assert (frames[0].height, frames[0].width) == (info["height"], info["width"]) == upright
+    assert (info["source_height"], info["source_width"]) == ((96, 64) if degrees % 180 else (64, 96))
+    img = frames[0].to_ndarray(format="rgb24").astype(float)
+    h, w = img.shape[:2]
+    halves = {
+        "top": img[: h // 2],
+        "bottom": img[h // 2 :],
+        "left": img[:, : w // 2],
+        "right": img[:, w // 2 :],
+    }
+    assert halves[bright].mean() > 230 and img.mean() == pytest.approx(127.5, abs=10)
+
+
 def test_scaled_size() -> None:
     assert scaled_size(240, 320, 256) == (256, 342)
     assert scaled_size(1080, 1920, 320) == (320, 568)
@@ -257,8 +339,10 @@ def test_resize_tree(tmp_path: Path) -> None:
     make_video(src / "train" / "a" / "v1.mp4", seconds=1.0, fps=15, size=(48, 64))
     make_video(src / "train" / "b" / "v2.mp4", seconds=1.0, fps=12, size=(64, 36))  # portrait
     (src / "train" / "b" / "broken.mp4").write_bytes(b"not a video")
+    (src / "classes.txt").write_text("b\na\n")  # not sorted: label 0 is b
     r = resize_tree(src, tmp_path / "dst", short_side=32, workers=2, progress=False)
     assert len(r["done"]) == 2 and len(r["failed"]) == 1 and "broken.mp4" in r["failed"][0][0]
+    assert find_classes(tmp_path / "dst") == ["b", "a"]  # the labels keep their indices (were sorted: a, b)
     n, h, w, fps = probe(tmp_path / "dst" / "train" / "a" / "v1.mp4")
     assert (n, h, w, fps) == (15, 32, 42, 15.0)  # 64 * 32 / 48 = 42.7 -> even 42
     n, h, w, fps = probe(tmp_path / "dst" / "train" / "b" / "v2.mp4")
@@ -502,6 +586,28 @@ def test_progress_bar_writes_plain_lines_when_stderr_is_not_a_terminal(capsys, m
         parallel_map(abs, [-1], workers=1, description="job")
 
 
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_parallel_map_stops_at_the_first_error_or_ctrl_c(error: type[BaseException]) -> None:
+    """A failing item (or Ctrl-C, which reaches the map as KeyboardInterrupt) stops the map: the queued items
+    are dropped, not all run before the error is raised (a download run went on for hours after Ctrl-C)."""
+    import threading
+    import time
+
+    ran, lock = [], threading.Lock()
+
+    def work(i: int) -> int:
+        if i == 0:
+            raise error("stop")
+        time.sleep(0.05)
+        with lock:
+            ran.append(i)
+        return i
+
+    with pytest.raises(error, match="stop"):
+        parallel_map(work, list(range(100)), workers=2, threads=True, progress=False)
+    assert len(ran) < 20, f"{len(ran)} of 99 queued items ran after the error"
+
+
 # --------------------------------------------------------------------------- script errors and summaries
 
 K_HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
@@ -674,6 +780,10 @@ def _bad_download_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "out_is_file": ([str(good), "--out", str(tmp_path / "a_file")], "--out: "),
         "failures_is_dir": ([str(good), *out, "--failures", str(tmp_path / "a_dir")], "--failures: "),
         "bad_retries": ([str(good), *out, "--retries", "-1"], "argument --retries: must be >= 0"),
+        "retry_wait_inf": (
+            [str(good), *out, "--retry-wait", "inf"],
+            "argument --retry-wait: must be a number",
+        ),
         "no_rows_of_split": ([str(good), *out, "--split", "validate"], "no clips of split 'val' in"),
         "header_only": ([str(write_csv(tmp_path / "h.csv", K_HEADER, [])), *out], "list no clips"),
     }
@@ -691,6 +801,7 @@ def _bad_download_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "out_is_file",
         "failures_is_dir",
         "bad_retries",
+        "retry_wait_inf",
         "no_rows_of_split",
         "header_only",
     ],  # fmt: skip
@@ -795,6 +906,46 @@ def test_verify_script_bad_input(tmp_path: Path) -> None:
         code, _, err = run_script("verify_videos.py", *args)
         assert code == 2 and "Traceback" not in err and expected in err, (args, err)
     assert not list(tmp_path.glob("*bad_videos.csv"))
+
+
+def test_unwritable_outputs_fail_at_start_up(tmp_path: Path) -> None:
+    """An output the user may not write (a read-only shared dataset folder, where verify_videos.py puts its
+    default bad-file list) is an error before any file is checked or listed, not a traceback at the end."""
+    import os
+    import shutil
+    import subprocess
+
+    videos = tmp_path / "videos"
+    make_video(videos / "train" / "a" / "x.mp4", seconds=0.5, size=(48, 40))
+    videos.joinpath("train", "a").chmod(0o555)
+    videos.joinpath("train").chmod(0o555)
+    videos.chmod(0o555)
+    prefix = []
+    if os.access(videos, os.W_OK):  # root: drop the capabilities that let it write anywhere
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot make a folder unwritable")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+    cases = [
+        (
+            ["verify_videos.py", str(videos / "train"), "--bad", str(videos / "bad.csv")],
+            "--bad: cannot create",
+        ),
+        (["make_filelists.py", str(videos)], f"{videos} is not writable"),
+        (
+            ["make_filelists.py", str(tmp_path), "--out-dir", str(videos / "lists")],
+            "--out-dir: cannot create",
+        ),
+    ]
+    try:
+        for (script, *args), expected in cases:
+            cmd = [*prefix, sys.executable, str(SCRIPTS / script), *args]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+            assert proc.returncode == 2 and expected in proc.stderr, (script, proc.stderr)
+            assert "Traceback" not in proc.stderr and "/1 (" not in proc.stderr, proc.stderr  # no progress
+    finally:
+        for d in (videos, videos / "train", videos / "train" / "a"):
+            d.chmod(0o755)
+    assert not (videos / "bad.csv").exists() and not (videos / "train.csv").exists()
 
 
 def test_resize_script_reports_upscaling_and_refuses_bad_folders(tmp_path: Path) -> None:

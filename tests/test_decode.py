@@ -378,3 +378,31 @@ def test_a_codec_without_decoder_is_a_decode_error(tmp_path):
             read(bad)
     check = verify_video(bad)
     assert not check.ok and "no decoder" in check.error
+
+
+@pytest.mark.parametrize(("degrees", "bright"), [(-90, "top"), (90, "bottom"), (180, "right")])
+def test_rotated_videos_are_decoded_upright(tmp_path, degrees: int, bright: str) -> None:
+    """A phone video stores its frames on their side plus a display matrix; the loader turns them upright,
+    as players and ``resize_videos.py`` do (before, training saw them sideways or upside down)."""
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        if not hasattr(s, "set_display_rotation"):
+            pytest.skip("this PyAV cannot write a display matrix")
+        s.set_display_rotation(degrees)  # counter-clockwise, as VideoFrame.rotation reads it
+        img = np.zeros((64, 96, 3), np.uint8)
+        img[:, :48] = 255  # stored frame: left half white
+        for _ in range(12):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode(None))
+    with av.open(str(src)) as c:
+        if (next(c.decode(video=0)).rotation - degrees) % 360:  # 180 reads back as -180
+            pytest.skip("this PyAV/FFmpeg does not read the display matrix back")
+    frames, _ = decode_frames(src, [0, 5, 5, 11])
+    assert frames.shape == ((4, 96, 64, 3) if degrees % 180 else (4, 64, 96, 3))
+    img = frames[0].float()
+    h, w = img.shape[:2]
+    halves = {"top": img[: h // 2], "bottom": img[h // 2 :], "right": img[:, w // 2 :]}
+    assert halves[bright].mean() > 230 and img.mean() == pytest.approx(127.5, abs=10)
+    assert torch.equal(frames[1], frames[2])

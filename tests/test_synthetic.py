@@ -167,6 +167,14 @@ def test_spec_validation() -> None:
         SyntheticSpec(num_classes=len(CLASSES) + 1)
     with pytest.raises(ValueError, match="num_frames"):
         SyntheticSpec(num_frames=1)
+    # these failed only while generating (numpy: "expected non-negative integer"; x264: "returned 22"), or
+    # wrote a dataset of no videos
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        SyntheticSpec(seed=-1)
+    with pytest.raises(ValueError, match="preset must be an x264 preset .*'fastt'"):
+        SyntheticSpec(preset="fastt")
+    with pytest.raises(ValueError, match="no videos"):
+        SyntheticSpec(train_per_class=0, val_per_class=0)
     assert SyntheticSpec.from_dict(SyntheticSpec().to_dict()) == SyntheticSpec()
 
 

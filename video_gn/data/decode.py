@@ -265,6 +265,14 @@ def decode_frames(
     return frames, info
 
 
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (0-3) that ``frame``'s display matrix asks for to show it upright
+    (0 when there is none, it is not a multiple of 90 degrees, or PyAV < 13 does not expose it)."""
+    degrees = getattr(frame, "rotation", 0) or 0
+    turns = round(degrees / 90)
+    return turns % 4 if abs(degrees - 90 * turns) < 1 else 0
+
+
 def _describe_error(exc: BaseException, path: str) -> str:
     """The error as text, saying "empty file (0 bytes)" where FFmpeg would only say "Invalid data"."""
     try:
@@ -343,10 +351,16 @@ class _RGBClip:
         self.length = len(wanted)
         self.out: np.ndarray | None = None  # (T, H, W, 3), allocated at the first frame
         self._reformatter = VideoReformatter()
+        self._turns: int | None = None  # display-matrix quarter turns, read from the first frame
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """The frame as an (H, W, 3) uint8 RGB array (a view into a PyAV buffer)."""
-        return self._reformatter.reformat(frame, format="rgb24", threads=self.threads).to_ndarray()
+        """The frame upright, as an (H, W, 3) uint8 RGB array (a view into a PyAV buffer)."""
+        rgb = self._reformatter.reformat(frame, format="rgb24", threads=self.threads).to_ndarray()
+        if self._turns is None:
+            self._turns = quarter_turns(frame)
+        # A phone video stores its frames on their side plus a display matrix: turn them as players do
+        # (a view; ``put`` copies it into the clip).
+        return np.rot90(rgb, self._turns) if self._turns else rgb
 
     def put(self, idx: int, rgb: np.ndarray) -> None:
         """Write frame ``idx`` into every clip position that asks for it."""

@@ -8,7 +8,8 @@ Library code behind ``data_scripts/download_kinetics.py``. Reads the official an
 
     <out>/<split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4
 
-Resumable (an existing output is complete: it is written under a temporary name and renamed), parallel
+Resumable (an existing output is complete: it is written under a temporary name and renamed; the downloads
+that a killed run left in ``<out>/.downloads`` are deleted by the next run on the same host), parallel
 (threads: the work is mostly network and subprocess), with bounded retries (none for a video yt-dlp reports
 removed or private); rows that fail or are rejected are written to a failures CSV in the input format plus
 an ``error`` column, so it can be fed back in. yt-dlp is checked to be installed before anything is done.
@@ -24,9 +25,12 @@ column, in the file name of a CSV without that column, and in ``split=``) all me
 from __future__ import annotations
 
 import csv
+import glob
+import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -130,10 +134,13 @@ def normalize_split(name: str) -> str:
     return SPLIT_ALIASES.get(name.lower(), name)
 
 
-def _seconds(value: str) -> int:
-    x = float(value)
-    if x < 0 or x != x:
-        raise ValueError(f"negative or NaN time {value!r}")
+def _seconds(name: str, value: str) -> int:
+    try:
+        x = float(value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not a number of seconds") from None
+    if not (math.isfinite(x) and x >= 0):
+        raise ValueError(f"{name} {value!r} is not a finite time >= 0 seconds")
     return int(round(x))
 
 
@@ -199,7 +206,7 @@ def read_annotations(
             rejected.append((out_row, f"invalid youtube id {vid!r} (expected 11 of [A-Za-z0-9_-])"))
             continue
         try:
-            start, end = _seconds(get("time_start")), _seconds(get("time_end"))
+            start, end = _seconds("time_start", get("time_start")), _seconds("time_end", get("time_end"))
             if end <= start:
                 raise ValueError(f"time_end {end} <= time_start {start}")
             folder = sanitize_name(label)
@@ -319,6 +326,30 @@ class DownloadSummary:
         return "\n".join(lines)
 
 
+def _work_prefix(pid: int | None = None) -> str:
+    """``<host>.<pid>.``: names this process's work folders in ``<out>/.downloads`` (see :func:`_remove_stale`)."""
+    return f"{socket.gethostname()}.{os.getpid() if pid is None else pid}."
+
+
+def _remove_stale(downloads: Path) -> None:
+    """Delete the work folders (full downloaded videos) that runs killed on this host left in ``downloads``.
+
+    A folder is stale when the process named in it (:func:`_work_prefix`) is gone; folders of live
+    processes and of other hosts (a shared file system) are left alone.
+    """
+    host = socket.gethostname()
+    for d in downloads.glob(f"{glob.escape(host)}.*"):
+        pid = d.name[len(host) + 1 :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:  # e.g. PermissionError: alive, another user's
+            pass
+
+
 def _fetch_one(
     ann: Annotation,
     *,
@@ -336,7 +367,9 @@ def _fetch_one(
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(retry_wait * attempt)
-        work = Path(tempfile.mkdtemp(prefix=f"{ann.youtube_id}-", dir=out_root / ".downloads"))
+        work = Path(
+            tempfile.mkdtemp(prefix=f"{_work_prefix()}{ann.youtube_id}-", dir=out_root / ".downloads")
+        )
         try:
             raw = Path(download_fn(ann.youtube_id, work))
             info = transcode(raw, target, start=ann.start, end=ann.end, short_side=short_side, crf=crf)
@@ -431,6 +464,7 @@ def download_kinetics(
             unique.append(a)
     anns = unique[:limit] if limit is not None else unique
     (out_root / ".downloads").mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_root / ".downloads")
     fn = download_fn or yt_dlp_download
     workers = 2 * (os.cpu_count() or 1) if workers is None else workers
 

@@ -9,14 +9,18 @@ renamed on success, so an existing output file is always complete (this is what 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 from video_gn.data import decode
 from video_gn.data.progress import parallel_map, progress_bar
@@ -24,6 +28,7 @@ from video_gn.data.progress import parallel_map, progress_bar
 __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoCheck",
+    "X264_PRESETS",
     "bounded_int",
     "find_videos",
     "make_filelists",
@@ -43,7 +48,12 @@ __all__ = [
 
 #: File extensions treated as videos everywhere (dataset folders, ``predict`` on folders, the data scripts).
 VIDEO_EXTENSIONS = (
-    ".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ogv", ".ts", ".webm", ".wmv",
+    ".3g2", ".3gp", ".asf", ".avi", ".f4v", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg",
+    ".mts", ".mxf", ".ogv", ".ts", ".vob", ".webm", ".wmv",
+)  # fmt: skip
+#: The x264 presets, fastest first (the ``preset`` of every H.264 writer here).
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
 )  # fmt: skip
 
 
@@ -92,7 +102,8 @@ def transcode(
     """Re-encode the video stream of ``src`` as H.264 MP4 ``dst``, optionally trimmed and resized.
 
     The frame rate is kept; frames whose timestamp lies in ``[start, end)`` seconds are kept; audio is
-    dropped. The output is written to ``<dst>.part`` and renamed to ``dst`` only on success.
+    dropped; a video with a rotation in its display matrix (phone videos) is turned upright, as players
+    show it, and ``short_side`` applies to the upright frame. The output is written to ``<dst>.part`` and renamed to ``dst`` only on success.
 
     Args:
         src: input video (any container/codec PyAV/FFmpeg reads).
@@ -124,23 +135,35 @@ def transcode(
             vin = inp.streams.video[0]
             vin.thread_type = "AUTO"
             fps = _frame_rate(vin)
+            # Timestamps are taken relative to the stream's first timestamp (Kinetics times are offsets).
+            t0 = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
+            frames = _decode_from(str(src), inp, vin, start, t0)
+            first = next(frames, None)
+            # A rotated video (phones: portrait stored as landscape plus a display matrix) is written upright,
+            # as players and ffmpeg show it: the re-encoded file carries no display matrix.
+            turns = decode.quarter_turns(first)
             src_h, src_w = h, w = vin.codec_context.height, vin.codec_context.width
+            if turns % 2:
+                src_h, src_w = h, w = w, h
             if short_side is not None and (upscale or min(h, w) > short_side):
                 h, w = scaled_size(h, w, short_side)
             else:
                 h, w = h - h % 2, w - w % 2  # yuv420p needs even sizes
-            # Timestamps are taken relative to the stream's first timestamp (Kinetics times are offsets).
-            t0 = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
             with av.open(str(part), mode="w", format="mp4") as out:
                 vout = out.add_stream("libx264", rate=fps)
                 vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
                 vout.options = {"crf": str(crf), "preset": preset}
-                for frame in _decode_from(str(src), inp, vin, start, t0):
+                for frame in itertools.chain([first] if first is not None else [], frames):
                     t = None if frame.time is None else frame.time - t0
                     if t is not None and start is not None and t < start - 1e-6:
                         continue
                     if t is not None and end is not None and t >= end - 1e-6:
                         break
+                    if turns:  # scale in the stored orientation, then turn the pixels
+                        sw, sh = (h, w) if turns % 2 else (w, h)
+                        rgb = frame.reformat(width=sw, height=sh, format="rgb24", interpolation="AREA")
+                        turned = np.ascontiguousarray(np.rot90(rgb.to_ndarray(), turns))
+                        frame = av.VideoFrame.from_ndarray(turned, format="rgb24")
                     frame = frame.reformat(width=w, height=h, format="yuv420p", interpolation="AREA")
                     frame.pts, frame.time_base = written, 1 / fps
                     out.mux(vout.encode(frame))
@@ -265,8 +288,9 @@ def resize_tree(
 ) -> dict[str, list]:
     """Resize every video under ``src_root`` into the same relative path (``.mp4``) under ``dst_root``.
 
-    Resumable: an output that exists and is not older than its source is skipped (outputs are written to
-    a temporary name and renamed, so an existing output is complete). The settings are recorded in
+    A ``<src_root>/classes.txt`` (the class order) is copied too. Resumable: an output that exists and is
+    not older than its source is skipped (outputs are written to a temporary name and renamed, so an
+    existing output is complete). The settings are recorded in
     ``<dst_root>/.resize.json``; a rerun into the same ``dst_root`` with another ``short_side`` or
     ``upscale`` is refused (it would skip the outputs of the other size as "already done"). Two sources
     that differ only in their extension (``a.webm``, ``a.mkv``) would write the same ``a.mp4``: the first
@@ -344,6 +368,8 @@ def resize_tree(
     if jobs or result["skipped"]:
         dst_root.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings) + "\n")
+        if (src_root / "classes.txt").is_file():  # the class order (label indices) stays that of the source
+            shutil.copyfile(src_root / "classes.txt", dst_root / "classes.txt")
     for src, status, info in parallel_map(
         _resize_job, jobs, workers=workers, description=f"resize -> {short_side}px", progress=progress
     ):
@@ -738,7 +764,8 @@ def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> 
     """Why ``path`` cannot be written as an output file (``directory=False``) or folder, or None if it can.
 
     Checks what can be known before any work is done: the path is a folder where a file is wanted (or the
-    reverse), or one of its parents exists as a file.
+    reverse), one of its parents exists as a file, or this user may not write it (the existing path, or
+    the folder in which it would be created), so a long run does not fail only when it writes its results.
     """
     path = Path(path)
     if path.exists():
@@ -746,8 +773,14 @@ def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> 
             return f"{path} exists and is not a directory"
         if not directory and path.is_dir():
             return f"{path} is a directory, expected a file name"
+        if not os.access(path, os.W_OK):
+            return f"{path} is not writable (permission denied)"
         return None
     for parent in path.absolute().parents:
         if parent.exists():
-            return None if parent.is_dir() else f"cannot create {path}: {parent} is a file, not a directory"
+            if not parent.is_dir():
+                return f"cannot create {path}: {parent} is a file, not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot create {path}: no permission to write in {parent}"
+            return None
     return None

@@ -234,6 +234,9 @@ def parallel_map(
         description: progress bar text.
         progress: show the progress bar.
         threads: use threads instead of processes (for I/O-bound work or unpicklable ``fn``).
+
+    An exception from ``fn`` (or Ctrl-C) stops the map: the items not started yet are dropped, those in
+    progress are waited for, and the exception is raised.
     """
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -251,7 +254,13 @@ def parallel_map(
             pool_cm = process_pool(workers)
         with pool_cm as pool:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                advance()
+            try:
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    advance()
+            except BaseException:
+                # Ctrl-C or a failing item: drop the queued items, or leaving the `with` would run them all
+                # first (a download run would go on for hours after Ctrl-C, with no progress shown).
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return results

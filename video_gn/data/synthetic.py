@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from video_gn.data.prep import output_path_problem
+from video_gn.data.prep import X264_PRESETS, output_path_problem
 
 __all__ = [
     "CLASSES",
@@ -99,7 +99,7 @@ class SyntheticSpec:
         size: frame size ``(height, width)``; both even (H.264 4:2:0) and at least 32.
         fps: frame rate (frames per second) of the written videos.
         num_frames: video length in frames (``num_frames / fps`` seconds).
-        seed: master seed; every video's seed derives from ``(seed, split, class, index)``.
+        seed: master seed (>= 0); every video's seed derives from ``(seed, split, class, index)``.
         crf: x264 constant rate factor (0 = lossless, 23 = x264 default; lower = larger files).
         preset: x264 preset (speed/size trade-off), e.g. ``"veryfast"`` or ``"medium"``.
     """
@@ -120,6 +120,8 @@ class SyntheticSpec:
         for name in ("train_per_class", "val_per_class"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.train_per_class + self.val_per_class == 0:
+            raise ValueError("train_per_class and val_per_class are both 0: the dataset would have no videos")
         if len(self.size) != 2:
             raise ValueError(f"size must be (height, width), got {self.size!r}")
         h, w = (int(s) for s in self.size)
@@ -132,6 +134,12 @@ class SyntheticSpec:
             raise ValueError(f"num_frames must be >= 2 (motion needs two frames), got {self.num_frames}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51 (x264), got {self.crf}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0 (numpy seeds), got {self.seed}")
+        if self.preset not in X264_PRESETS:
+            raise ValueError(
+                f"preset must be an x264 preset ({', '.join(X264_PRESETS)}), got {self.preset!r}"
+            )
 
     def to_dict(self) -> dict:
         """Return the spec as a JSON-serialisable dict (``size`` as a list)."""
