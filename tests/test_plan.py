@@ -23,6 +23,7 @@ from video_gn.plan import (
     tensor_bytes,
 )
 from video_gn.plan.extrapolate import _affine_in_t, _ws_standardized_path
+from video_gn.plan.report import render_table
 
 TINY = dict(model="r3d_18", width=4, crop=32, num_classes=5)
 
@@ -90,12 +91,13 @@ def test_optimizer_state_bytes_sgd_and_adamw():
 
 @pytest.mark.parametrize("norm, ws", [("bn", False), ("gn", False), ("gn", True)])
 def test_extrapolated_cells_equal_direct_measurements(norm, ws):
-    # auto: measures (8,1), (8,2), (16,1), (32,1); predicts (16,3) in B and (64,3) in T. Check both exactly.
+    # auto: measures (8,1), (8,2), (16,1), (16,2), (32,1); predicts (16,3) in B and (64,3) in T. Check both exactly.
     plan = build_plan(**TINY, norm=norm, ws=ws, frames=[8, 16, 32, 64], batches=[1, 2, 3], steps=0)
     assert plan.cell(8, 1).source == "measured"
     assert plan.cell(32, 1).source == "measured"
     assert plan.cell(16, 3).source == "extrapolated-B"
     assert plan.cell(64, 3).source == "extrapolated-T"
+    assert any(n.endswith("checked exactly at T=[32].") for n in plan.notes)
     for t, b in [(16, 3), (64, 3)]:
         torch.manual_seed(0)
         net = build(TINY["model"], num_classes=5, norm=norm, ws=ws, width=TINY["width"]).train()
@@ -221,3 +223,99 @@ def test_cli_json_csv_plot_and_errors(tmp_path, capsys):
     assert main([*args, "--budget", "lots"]) == 2
     assert "Cannot parse memory size 'lots'" in capsys.readouterr().err
     assert main([*args, "--precision", "16-mixed"]) == 2
+
+
+def test_batch_independent_bytes_that_change_with_t_are_measured_not_assumed():
+    # On CPU under bf16-mixed, convs whose temporal size is below their kernel's run in float32 (video_gn.nn.conv),
+    # so the batch-independent saved bytes (bf16 weight copies) change with T. Every number of the few-point plan
+    # must still equal the one measured directly; (16, 3) is extrapolated in B with T=16's own constant.
+    kw = dict(
+        **TINY,
+        norm="bn",
+        ws=False,
+        precision="bf16-mixed",
+        frames=[8, 16, 24, 32],
+        batches=[1, 2, 3],
+        steps=0,
+    )
+    auto, full = build_plan(**kw), build_plan(**kw, measure="all")
+    assert auto.cell(16, 3).source == "extrapolated-B"
+    for cell in auto.cells:
+        if cell.total_bytes is not None:
+            assert cell.total_bytes == full.cell(cell.frames, cell.batch).total_bytes, cell
+    for t in auto.per_clip_bytes:  # the affine-in-B model gives the measured totals too
+        b = auto.batches[-1]
+        predicted = auto.static_bytes + auto.batch_constant_bytes[t] + b * auto.per_clip_bytes[t]
+        assert predicted == full.cell(t, b).total_bytes
+
+
+def test_unknown_cells_are_not_reported_as_fitting_or_not():
+    # T = 36 is off r3d_18's temporal grid: unknown. "Largest B" there is unknown (None), not "none fits" (0).
+    kw = dict(**TINY, norm="gn", frames=[8, 16, 24, 36], batches=[1, 2], steps=0)
+    roomy = build_plan(**kw, budget_bytes=2**40)
+    assert roomy.cell(36, 1).source == "unknown" and roomy.cell(36, 1).fits is None
+    assert roomy.largest_batch(8) == 2 and roomy.largest_batch(36) is None
+    assert roomy.largest_frames(2) is None  # T = 36 might fit as well: unknown
+    tight = build_plan(**kw, budget_bytes=2**10)
+    assert tight.largest_batch(8) == 0 and tight.largest_frames(1) == 0  # nothing fits (T = 36 cannot either)
+    assert build_plan(**kw).largest_batch(8) is None  # no budget
+    table = render_table(roomy)
+    row = next(line for line in table.splitlines() if "T=36" in line)
+    assert "unknown" in row and "?" in row.split("│")[-3] and "none" not in row
+    assert "none" in next(line for line in render_table(tight).splitlines() if "T=8" in line)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--crop", "0"], "--crop"),
+        (["--crop=-5"], "--crop"),
+        (["--crop", "1"], "--crop"),  # GroupNorm of one value per group at B = 1: too small to train
+        (["--threads", "0"], "--threads"),
+        (["--threads=-1"], "--threads"),
+        (["--steps=-1"], "--steps"),
+        (["--budget", "80parsecs"], "--budget"),
+        (["--budget", "1e400"], "--budget"),
+        (["--budget", "0.5"], "--budget"),
+        (["--norm", "bn", "--gn_groups", "2"], "--gn_groups"),
+    ],
+)
+def test_cli_bad_values_name_the_option(extra, message, capsys):
+    args = ["--model", "r3d_18", "--width", "4", "--crop", "32", "--num_classes", "5", "--frames", "2",
+            "--batch", "1", "--steps", "0", "--quiet"]  # fmt: skip
+    assert main([*args, *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and "Traceback" not in captured.err
+
+
+def test_cli_gn_groups_parse_error_names_the_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gn_groups", "many"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--gn_groups" in err and "lambda" not in err and "auto" in err
+
+
+def test_progress_counts_measurements_and_syncbn_is_said(capsys):
+    plan = build_plan(**TINY, norm="syncbn", frames=[2, 4, 8], batches=[1, 2], steps=0, log=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[plan]")]
+    n = sum(c.source == "measured" for c in plan.cells)
+    assert len(lines) == n and f"1/{n}" in lines[0] and f"{n}/{n}" in lines[-1]
+    assert plan.norm == "syncbn" and any("SyncBatchNorm" in note for note in plan.notes)
+
+
+def test_plot_marks_extrapolated_points_hollow(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    from video_gn.plan import plot
+
+    plan = build_plan(**TINY, norm="gn", frames=[2, 4], batches=[1, 2, 4], steps=0)
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    plot(plan, str(tmp_path / "plan.png"))
+    markers = [ln for ln in saved[0].axes[0].get_lines() if ln.get_marker() == "o"]
+    hollow = {(x, y) for ln in markers if ln.get_markerfacecolor() in ("white", (1.0, 1.0, 1.0, 1.0))
+              for x, y in zip(ln.get_xdata(), ln.get_ydata())}  # fmt: skip
+    extrapolated = {
+        (c.frames, c.total_bytes / 1024**3) for c in plan.cells if c.source.startswith("extrapolated")
+    }
+    assert extrapolated and hollow == extrapolated

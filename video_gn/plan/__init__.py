@@ -13,11 +13,13 @@ backward, optimiser step) of the registry model:
 
 Activation bytes are affine in B for a fixed T — every saved tensor either has a leading batch
 dimension or none (BatchNorm's per-channel statistics, standardized weights...) — so two batch sizes
-give every other B exactly. In T they are affine only when every layer's temporal size is proportional to
-T (true for T multiples of the network's temporal stride); the planner fits that line on two clip
-lengths and checks it on a third measured one before extrapolating to longer clips, and the output says
-which cells were measured and which extrapolated. Step time is reported for measured cells only (median
-of ``--steps`` timed steps after the measuring one).
+at a clip length give every other B there exactly. The batch-independent part may change with T (on CPU
+under bf16-mixed some convs run in float32 at small temporal sizes), so it is measured at each fitted T,
+never carried over. In T both parts are affine only when every layer's temporal size is (true for T
+multiples of the network's temporal stride); the planner fits the lines on two clip lengths (two batch
+sizes each) and checks them on a third measured one before extrapolating to longer clips, and the output
+says which cells were measured and which extrapolated. Step times are measured (median of ``--steps``
+timed steps after the measuring one) on the measured cells and estimated, marked ``~``, on the others.
 
 Example::
 

@@ -28,6 +28,15 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return values
 
 
+def _gn_groups(text: str) -> int | str:
+    if text in ("auto", "min32"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, 'auto' or 'min32', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``video-gn plan`` argument parser."""
     p = argparse.ArgumentParser(
@@ -44,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gn_groups",
         "--gn-groups",
-        type=lambda v: v if v in ("auto", "min32") else int(v),
+        type=_gn_groups,
         default=None,
         help="GroupNorm groups, an int, 'auto' or 'min32' (default: the registry's min32: 32, one per channel "
         "below 32 channels; as --model.gn_groups)",
@@ -80,7 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         frames = parse_int_list(args.frames, "--frames")
         batches = parse_int_list(args.batch, "--batch")
-        budget = parse_bytes(args.budget) if args.budget is not None else None
+        try:
+            budget = parse_bytes(args.budget) if args.budget is not None else None
+        except ValueError as err:
+            raise ValueError(f"--budget: {err}") from None
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(
+                f"--threads must be a positive int, got {args.threads}; omit it for torch's default."
+            )
+        if args.steps is not None and args.steps < 0:
+            raise ValueError(f"--steps must be >= 0 (0: no step times), got {args.steps}.")
         if args.json and args.csv:
             raise ValueError("--json and --csv are exclusive; pick one.")
         if args.plot:  # before minutes of measuring, not after

@@ -10,6 +10,7 @@ import contextlib
 import math
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -81,7 +82,7 @@ class Plan:
     batches: list[int]
     cells: list[PlanCell]
     notes: list[str]
-    batch_constant_bytes: int | None = None
+    batch_constant_bytes: dict[int, int] = field(default_factory=dict)
     per_clip_bytes: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -97,25 +98,35 @@ class Plan:
         raise KeyError(f"No cell for T={frames}, B={batch}; the plan has T={self.frames}, B={self.batches}.")
 
     def largest_batch(self, frames: int) -> int | None:
-        """Largest grid B that fits the budget at clip length ``frames`` (None if none fits)."""
-        ok = [c.batch for c in self.cells if c.frames == frames and c.fits]
-        return max(ok) if ok else None
+        """Largest grid B that fits the budget at clip length ``frames``: 0 if none fits, None if unknown.
+
+        Unknown without a budget, or when a cell that decides it has no prediction (memory grows with B, so
+        cells beyond the first one that does not fit do not matter).
+        """
+        return self._largest([(c.batch, c.fits) for c in self.cells if c.frames == frames])
 
     def largest_frames(self, batch: int) -> int | None:
-        """Largest grid T that fits the budget at batch ``batch`` (None if none fits)."""
-        ok = [c.frames for c in self.cells if c.batch == batch and c.fits]
-        return max(ok) if ok else None
+        """Largest grid T that fits the budget at batch ``batch``: 0 if none fits, None if unknown (as above)."""
+        return self._largest([(c.frames, c.fits) for c in self.cells if c.batch == batch])
+
+    def _largest(self, sizes_fits: list[tuple[int, bool | None]]) -> int | None:
+        if self.budget_bytes is None:
+            return None
+        best = 0
+        for size, fits in sorted(sizes_fits):
+            if fits is None:
+                return None
+            if not fits:
+                break
+            best = size
+        return best
 
     def max_batch_linear(self, frames: int) -> int | None:
         """Largest B within the budget from the affine-in-B model (beyond the grid); None if unknown."""
-        if (
-            self.budget_bytes is None
-            or self.batch_constant_bytes is None
-            or frames not in self.per_clip_bytes
-        ):
+        if self.budget_bytes is None or frames not in self.per_clip_bytes:
             return None
         per = self.per_clip_bytes[frames]
-        room = self.budget_bytes - self.static_bytes - self.batch_constant_bytes
+        room = self.budget_bytes - self.static_bytes - self.batch_constant_bytes[frames]
         return max(0, math.floor(room / per)) if per > 0 else None
 
     def to_dict(self) -> dict:
@@ -123,6 +134,7 @@ class Plan:
         d = asdict(self)
         d["static_bytes"] = self.static_bytes
         d["per_clip_bytes"] = {str(k): v for k, v in self.per_clip_bytes.items()}
+        d["batch_constant_bytes"] = {str(k): v for k, v in self.batch_constant_bytes.items()}
         d["largest_batch_per_frames"] = {str(t): self.largest_batch(t) for t in self.frames}
         d["largest_frames_per_batch"] = {str(b): self.largest_frames(b) for b in self.batches}
         d["max_batch_linear_per_frames"] = {str(t): self.max_batch_linear(t) for t in self.frames}
@@ -133,10 +145,10 @@ def _measurement_points(frames: list[int], batches: list[int], device: str, meas
     if measure == "all" or (measure == "auto" and device == "cuda") or len(batches) == 1:
         # (With one batch size the batch-independent bytes cannot be separated: measure each T instead.)
         return [(t, b) for t in frames for b in batches]
-    b_lo = batches[:2]
-    points = [(frames[0], b) for b in b_lo]
-    # One B per further T: the batch-independent bytes come from frames[0]. The third T checks the line.
-    points += [(t, batches[0]) for t in frames[1:3]]
+    # Two B at the first two T give a(T) and c(T) there exactly (c may change with T); the third T, at the
+    # smallest B, checks the lines in T through them.
+    points = [(t, b) for t in frames[:2] for b in batches[:2]]
+    points += [(t, batches[0]) for t in frames[2:3]]
     return points
 
 
@@ -144,6 +156,12 @@ def _fit_affine(xs: Sequence[int], ys: Sequence[int]) -> tuple[float, float]:
     (x0, x1), (y0, y1) = xs[:2], ys[:2]
     slope = (y1 - y0) / (x1 - x0)
     return slope, y0 - slope * x0
+
+
+def _on_line(t_line: tuple[tuple[float, float], tuple[float, float]], frames: int, batch: int) -> float:
+    """Saved bytes B * a(T) + c(T) from the lines in T of the per-clip and batch-independent bytes."""
+    (a_slope, a_icpt), (c_slope, c_icpt) = t_line
+    return batch * (a_slope * frames + a_icpt) + c_slope * frames + c_icpt
 
 
 @torch.no_grad()
@@ -250,7 +268,7 @@ def build_plan(
         precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only).
         optimizer: ``"sgd"`` or ``"adamw"``.
         device: ``"cpu"`` or ``"cuda"``.
-        measure: ``"auto"`` (CPU: the two smallest B at the smallest T and the smallest B at the next two
+        measure: ``"auto"`` (CPU: the two smallest B at the two smallest T and the smallest B at the third
             T; CUDA: every cell) or ``"all"``.
         steps: timed steps per measured point (0: no step time).
         seed: seed for the model initialisation.
@@ -277,25 +295,50 @@ def build_plan(
         raise ValueError("precision 16-mixed needs CUDA; on CPU use 32-true or bf16-mixed.")
     if measure not in ("auto", "all"):
         raise ValueError(f"measure must be 'auto' or 'all', got {measure!r}.")
+    if crop < 1:
+        raise ValueError(f"crop (--crop) must be a positive number of pixels, got {crop}.")
+    if steps < 0:
+        raise ValueError(f"steps (--steps) must be >= 0, got {steps}.")
+    if gn_groups is not None and norm != "gn":
+        raise ValueError(f"gn_groups (--gn_groups) only applies to norm 'gn', got norm {norm!r}; drop it.")
+    notes: list[str] = []
     if norm == "syncbn":
-        norm = "bn"  # one process: SyncBatchNorm is BatchNorm; its memory per device is the same
+        notes.append(
+            "syncbn measured as BatchNorm: in one process SyncBatchNorm keeps the same bytes per device."
+        )
     torch.manual_seed(seed)
+    net_norm = "bn" if norm == "syncbn" else norm
     norm_kwargs = {"norm_kwargs": {"num_groups": gn_groups}} if gn_groups is not None and norm == "gn" else {}
     net = (
-        build(model, num_classes=num_classes, norm=norm, ws=ws, width=width, **norm_kwargs).to(device).train()
+        build(model, num_classes=num_classes, norm=net_norm, ws=ws, width=width, **norm_kwargs)
+        .to(device)
+        .train()
     )
     opt = make_optimizer(net, optimizer)
-    notes: list[str] = []
 
     measured: dict[tuple[int, int], StepMeasurement] = {}
     with _ws_standardized_path(ws and device == "cpu", notes):
-        for t, b in _measurement_points(frames, batches, device, measure):
+        points = _measurement_points(frames, batches, device, measure)
+        start = time.perf_counter()
+        for i, (t, b) in enumerate(points, 1):
             if log:
-                print(f"[plan] measuring T={t} B={b} on {device} ...", file=sys.stderr, flush=True)
-            measured[(t, b)] = measure_step(
-                net, opt, frames=t, batch=b, crop=crop, num_classes=num_classes, device=device,
-                precision=precision, steps=steps,
-            )  # fmt: skip
+                print(
+                    f"[plan] {i}/{len(points)}: measuring T={t} B={b} on {device} "
+                    f"({time.perf_counter() - start:.0f} s so far) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            try:
+                measured[(t, b)] = measure_step(
+                    net, opt, frames=t, batch=b, crop=crop, num_classes=num_classes, device=device,
+                    precision=precision, steps=steps,
+                )  # fmt: skip
+            except (RuntimeError, ValueError) as err:
+                raise ValueError(
+                    f"A training step of {model} at T={t}, B={b}, crop {crop} failed: {err}. If the clip is too "
+                    "small for the model (e.g. a norm left with one value per channel), use a larger --crop or "
+                    "--frames."
+                ) from err
     trainable = [p for p in net.parameters() if p.requires_grad]
     param_bytes = tensor_bytes(list(net.parameters()))
     buffer_bytes = tensor_bytes(list(net.buffers())) if list(net.buffers()) else 0
@@ -304,45 +347,62 @@ def build_plan(
     static = param_bytes + buffer_bytes + grad_bytes + opt_bytes
     input_per_clip = 3 * crop * crop * 4  # float32 clip bytes per frame
 
-    # Affine model of saved bytes: A(T, B) = B * a(T) + c, with a(T) = alpha * T + beta.
-    ok = {k: m for k, m in measured.items() if not m.oom}
-    c: int | None = None
-    per_clip: dict[int, float] = {}
+    # Affine model of saved bytes: A(T, B) = B * a(T) + c(T), exact in B at each T measured at two batch sizes.
+    # c(T) (batch-independent: weight copies, norm statistics...) is usually constant, but need not be: on CPU
+    # under bf16-mixed some convs run in float32 at small temporal sizes (video_gn.nn.conv).
     by_t: dict[int, list[StepMeasurement]] = {}
-    for m in ok.values():
-        by_t.setdefault(m.frames, []).append(m)
-    for t in sorted(by_t):
-        ms = sorted(by_t[t], key=lambda m: m.batch)
+    for m in measured.values():
+        if not m.oom:
+            by_t.setdefault(m.frames, []).append(m)
+    fits: dict[int, tuple[float, float]] = {}  # T -> (a, c)
+    for t, ms in by_t.items():
+        ms.sort(key=lambda m: m.batch)
         if len(ms) >= 2:
-            a, c_t = _fit_affine([m.batch for m in ms], [m.saved_bytes for m in ms])
-            per_clip[t] = a
-            if c is None:
-                c = round(c_t)
-            elif abs(c_t - c) > max(1.0, T_FIT_RTOL * c):
-                notes.append(f"batch-independent saved bytes differ between clip lengths ({c} vs {c_t:.0f}).")
-    if c is not None:
-        for t, ms in by_t.items():
-            if t not in per_clip:
-                per_clip[t] = (ms[0].saved_bytes - c) / ms[0].batch
-    t_line: tuple[float, float] | None = None
+            fits[t] = _fit_affine([m.batch for m in ms], [m.saved_bytes for m in ms])
+    fit_ts = sorted(fits)
+    c_values = [fits[t][1] for t in fit_ts]
+    c_constant = bool(c_values) and max(c_values) - min(c_values) <= max(1.0, T_FIT_RTOL * max(c_values))
+    if not c_constant and c_values:
+        notes.append(
+            "Batch-independent saved bytes change with T ("
+            + ", ".join(f"T={t}: {round(fits[t][1])}" for t in fit_ts)
+            + "); each clip length uses its own, measured at two batch sizes."
+        )
+    # Lines in T through the first two fitted clip lengths, for a(T) and c(T); every other measured T checks them.
+    t_line: tuple[tuple[float, float], tuple[float, float]] | None = None
     t_status = "none"
-    fit_ts = sorted(per_clip)
+    checked_ts: list[int] = []
     if len(fit_ts) >= 2:
-        t_line = _fit_affine(fit_ts[:2], [per_clip[t] for t in fit_ts[:2]])
-        if len(fit_ts) >= 3:
-            errs = [abs(t_line[0] * t + t_line[1] - per_clip[t]) / per_clip[t] for t in fit_ts[2:]]
+        t_line = (
+            _fit_affine(fit_ts[:2], [fits[t][0] for t in fit_ts[:2]]),
+            _fit_affine(fit_ts[:2], [fits[t][1] for t in fit_ts[:2]]),
+        )
+        checks = [m for t in sorted(by_t) if t not in fit_ts[:2] for m in by_t[t]]
+        checked_ts = sorted({m.frames for m in checks})
+        if checks:
+            errs = [abs(_on_line(t_line, m.frames, m.batch) - m.saved_bytes) / m.saved_bytes for m in checks]
             t_status = "verified" if max(errs) <= T_FIT_RTOL else "failed"
             if t_status == "failed":
                 notes.append(
-                    f"Activation bytes are not affine in T (error {max(errs):.2%} at T={fit_ts[2:]}; temporal "
-                    "strides round sizes); unmeasured clip lengths are left unknown: use --measure all."
+                    f"Activation bytes are not affine in T (error {max(errs):.2%} at T={checked_ts}; "
+                    "temporal strides round sizes, or layers change dtype with T); unmeasured clip lengths are "
+                    "left unknown: use --measure all."
                 )
         else:
             t_status = "unverified"
+    # A clip length measured at one batch size only: its a(T), c(T) from the lines where they were checked there,
+    # else with the batch-independent bytes of the fitted clip lengths when those agree.
+    for t, ms in by_t.items():
+        if t in fits:
+            continue
+        if t_status == "verified":
+            fits[t] = (t_line[0][0] * t + t_line[0][1], t_line[1][0] * t + t_line[1][1])
+        elif c_constant and len(fit_ts) >= 2:
+            fits[t] = ((ms[0].saved_bytes - c_values[0]) / ms[0].batch, c_values[0])
     # Extrapolate in T only to clip lengths whose every temporal size is on the fitted line (exact); others
     # (e.g. T = 36 for a model that halves T three times) stay unknown.
     t_exact: dict[int, bool] = {}
-    unmeasured = [t for t in frames if t not in per_clip]  # the only clip lengths the line is used for
+    unmeasured = [t for t in frames if t not in by_t]  # the only clip lengths the line is used for
     if t_line is not None and t_status != "failed" and unmeasured:
         probes = {t: temporal_sizes(net, t, device) for t in {*fit_ts[:2], *unmeasured}}
         t_exact = {t: _affine_in_t(probes, fit_ts[0], fit_ts[1], t) for t in unmeasured}
@@ -353,6 +413,9 @@ def build_plan(
                 "multiple of the model's temporal downsampling), so the line is not exact there; left unknown: "
                 "use --measure all or a multiple of the fitted clip lengths."
             )
+    for t in unmeasured:
+        if t_exact.get(t):
+            fits[t] = (t_line[0][0] * t + t_line[0][1], t_line[1][0] * t + t_line[1][1])
 
     cells: list[PlanCell] = []
     for t in frames:
@@ -370,17 +433,14 @@ def build_plan(
                     total, act = static + m.input_bytes + m.saved_bytes, m.saved_bytes
                 cells.append(PlanCell(t, b, total, act, m.input_bytes, step_time, "measured"))
                 continue
-            if device == "cuda" or c is None:
+            if device == "cuda" or t not in fits:
                 cells.append(PlanCell(t, b, None, None, inp, None, "unknown"))
                 continue
-            if t in per_clip:
-                a, source = per_clip[t], "extrapolated-B"
-            elif t_exact.get(t):
-                a = t_line[0] * t + t_line[1]
-                source = "extrapolated-T" if t_status == "verified" else "extrapolated-T-unverified"
+            a, c = fits[t]
+            if t in by_t:
+                source = "extrapolated-B"
             else:
-                cells.append(PlanCell(t, b, None, None, inp, None, "unknown"))
-                continue
+                source = "extrapolated-T" if t_status == "verified" else "extrapolated-T-unverified"
             act = round(b * a + c)
             cells.append(PlanCell(t, b, static + inp + act, act, inp, None, source))
     for cell in cells:
@@ -405,17 +465,11 @@ def build_plan(
         grad_bytes=grad_bytes, optimizer_bytes=opt_bytes, budget_bytes=budget_bytes, frames=frames,
         batches=batches, cells=cells, notes=notes,
     )  # fmt: skip
-    if device == "cpu" and c is not None:
-        plan.batch_constant_bytes = c
-        for t in frames:
-            if t in per_clip:
-                a = per_clip[t]
-            elif t_exact.get(t):
-                a = t_line[0] * t + t_line[1]
-            else:
-                continue
-            plan.per_clip_bytes[t] = round(a + t * input_per_clip)
     if device == "cpu":
+        for t in frames:
+            if t in fits:
+                plan.batch_constant_bytes[t] = round(fits[t][1])
+                plan.per_clip_bytes[t] = round(fits[t][0] + t * input_per_clip)
         notes.insert(
             0,
             "CPU: memory = params + buffers + grads + optimiser state + input + distinct activation storages "
@@ -425,8 +479,8 @@ def build_plan(
         )
         if t_status in ("verified", "unverified"):
             notes.append(
-                f"Activations per clip fitted as a line in T on T={fit_ts[:2]}"
-                + (f", checked exactly at T={fit_ts[2:]}." if t_status == "verified" else " (not checked).")
+                f"Activations fitted as lines in T on T={fit_ts[:2]}"
+                + (f", checked exactly at T={checked_ts}." if t_status == "verified" else " (not checked).")
             )
     else:
         notes.insert(0, "CUDA: memory = allocator peak of a steady-state training step (workspace included).")

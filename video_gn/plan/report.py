@@ -22,10 +22,16 @@ _SOURCE_MARK = {
 def _cell_text(cell: PlanCell) -> str:
     if cell.source == "oom":
         return "OOM"
-    text = "?" if cell.total_bytes is None else format_bytes(cell.total_bytes) + _SOURCE_MARK[cell.source]
+    text = (
+        "unknown" if cell.total_bytes is None else format_bytes(cell.total_bytes) + _SOURCE_MARK[cell.source]
+    )
     if cell.step_time_s is not None:
         text += f" · {'~' if cell.step_time_estimated else ''}{cell.step_time_s:.2f}s"
     return text
+
+
+def _largest_text(size: int | None) -> str:
+    return "?" if size is None else ("none" if size == 0 else str(size))
 
 
 def render_table(plan: Plan) -> str:
@@ -55,10 +61,10 @@ def render_table(plan: Plan) -> str:
         if plan.budget_bytes is not None:
             lb = plan.largest_batch(t)
             mb = plan.max_batch_linear(t)
-            row += ["none" if lb is None else str(lb), "-" if mb is None else str(mb)]
+            row += [_largest_text(lb), "-" if mb is None else str(mb)]
         table.add_row(*row)
     if plan.budget_bytes is not None:
-        row = ["largest T"] + [str(plan.largest_frames(b) or "none") for b in plan.batches] + ["", ""]
+        row = ["largest T"] + [_largest_text(plan.largest_frames(b)) for b in plan.batches] + ["", ""]
         table.add_row(*row, style="italic")
     buf = io.StringIO()
     console = Console(file=buf, width=max(100, 24 + 32 * len(plan.batches)), force_terminal=False)
@@ -72,7 +78,8 @@ def render_table(plan: Plan) -> str:
     console.print(
         "no mark = measured; * = extrapolated in B (exact: saved tensors are affine in B); "
         "** = extrapolated in T (line checked exactly on a third T); ? = extrapolated in T, unchecked; "
-        "~ = estimated step time."
+        "~ = estimated step time; unknown = not exactly predictable (see the notes); largest B/T ? = decided by "
+        "an unknown cell."
     )
     for note in plan.notes:
         console.print(f"note: {note}")
@@ -98,7 +105,7 @@ def to_csv(plan: Plan) -> str:
 
 
 def plot(plan: Plan, path: str) -> None:
-    """Save a PNG of predicted memory vs T, one line per B, with the budget as a dashed line.
+    """Save a PNG of predicted memory vs T, one line per B (extrapolated points hollow), budget dashed.
 
     Args:
         plan: the plan.
@@ -113,16 +120,26 @@ def plot(plan: Plan, path: str) -> None:
         raise ImportError("--plot needs matplotlib: pip install 'video_gn[plot]'") from None
     fig, ax = plt.subplots(figsize=(6, 4))
     for b in plan.batches:
-        pts = [(c.frames, c.total_bytes / 1024**3) for c in plan.cells if c.batch == b and c.total_bytes]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=f"B={b}")
+        cells = [c for c in plan.cells if c.batch == b and c.total_bytes]
+        if not cells:
+            continue
+        (line,) = ax.plot([c.frames for c in cells], [c.total_bytes / 1024**3 for c in cells], label=f"B={b}")
+        for measured in (True, False):  # measured points filled, extrapolated ones hollow
+            pts = [(c.frames, c.total_bytes / 1024**3) for c in cells if (c.source == "measured") == measured]
+            if pts:
+                ax.plot(
+                    *zip(*pts), "o", color=line.get_color(), markerfacecolor=None if measured else "white"
+                )
     if plan.budget_bytes:
         ax.axhline(plan.budget_bytes / 1024**3, color="k", linestyle="--", label="budget")
     ax.set_xscale("log", base=2)
     ax.set_xticks(plan.frames, [str(t) for t in plan.frames])
     ax.set_xlabel("frames per clip (T)")
     ax.set_ylabel("peak training memory (GiB)")
-    ax.set_title(f"{plan.model} w{plan.width} {plan.norm}{'+WS' if plan.ws else ''} crop {plan.crop}")
+    ax.set_title(
+        f"{plan.model} w{plan.width} {plan.norm}{'+WS' if plan.ws else ''} crop {plan.crop} "
+        "(hollow: extrapolated)"
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

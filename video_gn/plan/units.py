@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -42,9 +43,10 @@ def parse_bytes(text: str | int | float) -> int:
                 "e.g. 80GiB, 16GB, 512MiB, 24G."
             )
         value, unit = float(match.group(1)), match.group(2).lower()
-    if value <= 0:
-        raise ValueError(f"Memory size must be positive, got {text!r}.")
-    return int(value * _UNITS[unit])
+    n = value * _UNITS[unit]
+    if not math.isfinite(n) or n < 1:
+        raise ValueError(f"Memory size must be at least one byte and finite, got {text!r}.")
+    return int(n)
 
 
 def format_bytes(n: float | None) -> str:
