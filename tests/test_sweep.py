@@ -27,6 +27,7 @@ from video_gn.sweep import (
     read_val_metrics,
     run_id,
     run_sweep,
+    setup_id,
     spec_from_args,
     write_reports,
 )
@@ -408,3 +409,229 @@ def test_old_csv_is_migrated_and_train_top1_backfilled_from_run_logs(tmp_path):
     table = markdown_table(aggregate(read_rows(csv_path)))
     assert table.splitlines()[0].count("train top-1") == 1
     assert "| 60.0 ± 10.0 | 100.0 ± 0.0 | 30.0 ± 5.0 | 100.0 ± 0.0 | - |" in table
+
+
+def _fake_runs(monkeypatch, wall: float = 1.0) -> list[list[str]]:
+    """Replace the training subprocess: record its `video-gn fit` arguments, take ``wall`` seconds, log nothing."""
+    started: list[list[str]] = []
+
+    def fake(args, log_path, timeout, threads=None):
+        started.append(args)
+        return 0, wall, 1.0
+
+    monkeypatch.setattr("video_gn.sweep.run._run_subprocess", fake)
+    return started
+
+
+def test_a_seed_listed_twice_runs_once(tmp_path, monkeypatch):
+    started = _fake_runs(monkeypatch)
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    spec = SweepSpec([str(base)], 8, [0, 0, 1], 1, [Cell("gn", 4, 4)])
+    rows = run_sweep(spec, tmp_path / "out", log=False)
+    assert [r["seed"] for r in rows] == [0, 1] and len(started) == 2
+    assert len({r["run_id"] for r in rows}) == 2
+
+
+def test_clips_that_batch_x_devices_does_not_divide_are_refused_before_any_run(tmp_path, monkeypatch):
+    # 10 clips: B=4 would take 2 steps (8 clips), B=2 5 steps (10 clips); 2 clips at B=4: 1 step of 4 clips.
+    started = _fake_runs(monkeypatch)
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    for clips, devices in ((10, 1), (2, 1), (12, 2)):
+        spec = SweepSpec([str(base)], clips, [0], devices, [Cell("gn", 2, 4), Cell("gn", 4, 4)])
+        with pytest.raises(
+            ValueError, match=f"clips {clips} is not a multiple of batch 4 x devices {devices}"
+        ):
+            run_sweep(spec, tmp_path / "out", log=False)
+    assert started == []
+    spec = SweepSpec([str(base)], 16, [0], 2, [Cell("gn", 2, 4), Cell("gn", 4, 4)])
+    assert [r["max_steps"] * r["global_batch"] for r in run_sweep(spec, tmp_path / "out", log=False)] == [
+        16,
+        16,
+    ]
+
+
+@pytest.mark.parametrize("flag", ["--clips", "--devices", "--threads", "--timeout", "--max-runs", "--span"])
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_cli_refuses_non_positive_numbers_naming_the_option(flag, value, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    grid = "configs/sweep/synthetic_batch.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-g", grid, "--out", str(tmp_path / "out"), "--dry-run", flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be > 0, got {value}" in capsys.readouterr().err
+
+
+def test_grid_file_span_that_is_not_a_number_names_the_key(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "base: a.yaml\nclips: 8\nspan: sixteen\nexperiments:\n  b: {norms: [gn], batch: [4], frames: [4]}\n"
+    )
+    with pytest.raises(ValueError, match="span must be an int"):
+        load_spec(grid)
+
+
+def test_progress_gives_an_eta_from_the_runs_so_far(tmp_path, monkeypatch, capsys):
+    _fake_runs(monkeypatch, wall=10.0)
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    # Work per run is clips x frames: the T=8 cell counts twice the T=4 cells, whatever the batch.
+    spec = SweepSpec([str(base)], 8, [0], 1, [Cell("gn", 4, 4), Cell("gn", 2, 4), Cell("gn", 4, 8)])
+    rows = run_sweep(spec, tmp_path / "out")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "elapsed" in line]
+    assert len(lines) == 3
+    assert "(elapsed 0:00:10; 2 left, ETA 0:00:30)" in lines[0]  # 10 s per 32 units, 96 left
+    assert "(elapsed 0:00:20; 1 left, ETA 0:00:20)" in lines[1]
+    assert lines[2].endswith("(elapsed 0:00:30)")
+    assert {r["setup"] for r in rows} == {setup_id(spec)}  # one sweep: one set-up
+
+
+def test_a_sweep_killed_with_sigkill_takes_its_training_run_with_it(tmp_path):
+    # SIGKILL (the OOM killer, kill -9) cannot be caught: the run must still not go on training alone, into
+    # the folder that the next call reruns it in.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\necho $$\nexec sleep 60\n")
+    fake_python.chmod(0o755)
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "import sys, types\n"
+        "import video_gn.sweep.run as run\n"
+        f"run.sys = types.SimpleNamespace(executable={str(fake_python)!r})\n"
+        "from video_gn.sweep.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    grid = tmp_path / "grid.yaml"
+    (tmp_path / "a.yaml").write_text("model: {}\n")
+    grid.write_text(
+        f"base: {tmp_path / 'a.yaml'}\nclips: 8\nseeds: [0]\nexperiments:\n"
+        "  b: {norms: [gn], batch: [4], frames: [4]}\n"
+    )
+    sweep = subprocess.Popen([sys.executable, str(script), "-g", str(grid), "--out", str(tmp_path / "out")])
+    child = None
+    deadline = time.time() + 60
+    while time.time() < deadline and sweep.poll() is None:
+        logs = list((tmp_path / "out" / "runs").glob("*/fit.log"))
+        if logs and len(logs[0].read_text().splitlines()) >= 2:
+            child = int(logs[0].read_text().splitlines()[1])
+            break
+        time.sleep(0.2)
+    assert child is not None, "the sweep never started its run"
+    sweep.kill()
+    assert sweep.wait(timeout=30) == -signal.SIGKILL
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_a_row_appended_after_a_torn_line_is_kept(tmp_path):
+    csv_path = tmp_path / "runs.csv"
+    append_row(csv_path, _row("bn", 8, 8, 0, 0.5))
+    with csv_path.open("a") as f:
+        f.write("bn_8_8_1,x,bn,8")  # a crash mid-write
+    append_row(csv_path, _row("bn", 8, 8, 2, 0.6))  # the resumed sweep's next run
+    rows = read_rows(csv_path)
+    assert [(r["run_id"], r["status"]) for r in rows] == [("bn_8_8_0", "ok"), ("bn_8_8_2", "ok")]
+    # A line cut after its finished_at (but before the last columns) is torn too.
+    line = csv_path.read_text().splitlines()[1]
+    with csv_path.open("a") as f:
+        f.write(line.replace("bn_8_8_0", "bn_8_8_3").rsplit(",", 3)[0])
+    assert [r["run_id"] for r in read_rows(csv_path)] == ["bn_8_8_0", "bn_8_8_2"]
+
+
+def test_an_edited_included_config_is_detected(tmp_path):
+    from video_gn.sweep import check_base_configs_unchanged
+
+    (tmp_path / "shared.yaml").write_text("model: {lr: 0.1}\n")
+    base = tmp_path / "exp.yaml"
+    base.write_text("config: shared.yaml\ndata: {batch_size: 2}\n")
+    spec = SweepSpec([str(base)], 8, [0], 1, [Cell("gn", 4, 4)])
+    out = tmp_path / "out"
+    out.mkdir()
+    check_base_configs_unchanged(spec, out)
+    check_base_configs_unchanged(spec, out)  # unchanged: fine
+    (tmp_path / "shared.yaml").write_text("model: {lr: 0.2}\n")
+    with pytest.raises(ValueError, match="shared.yaml"):
+        check_base_configs_unchanged(spec, out)
+
+
+def test_reports_keep_two_setups_in_one_folder_apart(tmp_path, monkeypatch):
+    # Two grids (other overrides) run into one --out: same cells, same accuracies. The table says which
+    # set-up a row is, and the plots draw one line per norm and set-up instead of one zigzag line per norm.
+    rows = []
+    for setup, accs in (("s1", (0.5, 0.5)), ("s2", (0.5, 0.7))):
+        for batch, acc in zip((8, 2), accs):
+            rows.append({**_row("gn", batch, 8, 0, acc, run=f"{setup}{batch}"), "config": f"{setup}{batch}",
+                         "setup": setup})  # fmt: skip
+    groups = aggregate(rows)
+    table = markdown_table(groups)
+    assert (
+        "| norm | batch | frames | rate | setup | seeds |" in table and "| gn | 8 | 8 | 4 | s2 | 1 |" in table
+    )
+    assert "setup" not in markdown_table(aggregate(rows[:2]))
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    drawn = []
+    errorbar = matplotlib.axes.Axes.errorbar
+
+    def record(self, x, y, *args, label=None, **kwargs):
+        drawn.append((label, list(x), list(y)))
+        return errorbar(self, x, y, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", record)
+    from video_gn.sweep import plot_groups
+
+    assert [p.name for p in plot_groups(groups, tmp_path)] == ["acc_vs_batch.png"]
+    assert sorted(drawn) == [("gn [setup s1]", [2, 8], [50.0, 50.0]), ("gn [setup s2]", [2, 8], [70.0, 50.0])]
+
+
+@pytest.mark.parametrize(
+    ("code", "log", "status"),
+    [
+        (1, "FloatingPointError: Non-finite training loss on rank(s) [0] of 1", "failed(1: non-finite loss)"),
+        (1, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", "failed(1: out of memory)"),
+        (-9, "\n[sweep] killed after the 5 s timeout\n", "failed(-9: timeout)"),
+        (-9, "Epoch 0: 10/40", "failed(-9: killed by SIGKILL: out of host memory?)"),
+        (2, "video-gn fit: error: something else", "failed(2)"),
+    ],
+)
+def test_a_failed_run_records_why_and_the_sweep_goes_on(code, log, status, tmp_path, monkeypatch):
+    def fake(args, log_path, timeout, threads=None):
+        log_path.write_text("$ python -m video_gn.cli fit ...\nTraceback (most recent call last):\n" + log)
+        return code, 1.0, 1.0
+
+    monkeypatch.setattr("video_gn.sweep.run._run_subprocess", fake)
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    spec = SweepSpec([str(base)], 8, [0], 1, [Cell("gn", 4, 4), Cell("gn", 2, 4)])
+    rows = run_sweep(spec, tmp_path / "out", log=False)
+    assert [r["status"] for r in rows] == [status, status]  # the second cell still ran
+    assert [r["status"] for r in read_rows(tmp_path / "out" / "runs.csv")] == [status, status]
+    summary = write_reports(tmp_path / "out" / "runs.csv", tmp_path / "out", plots=False)
+    assert f"{rows[0]['run_id']} {status}" in summary
+
+
+def test_missing_matplotlib_is_reported_before_any_run(tmp_path, monkeypatch, capsys):
+    import sys
+
+    started = _fake_runs(monkeypatch)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    flags = ["--base", str(base), "--clips", "8", "--norms", "gn", "--batch", "4,2", "--frames", "4"]
+    assert main([*flags, "--out", str(tmp_path / "out")]) == 2
+    assert "--no-plots" in capsys.readouterr().err and started == []
+    assert main([*flags, "--out", str(tmp_path / "out"), "--no-plots"]) == 1  # runs (they log nothing here)
+    assert len(started) == 2

@@ -58,6 +58,7 @@ from video_gn.sweep.run import (
     max_steps,
     run_id,
     run_sweep,
+    setup_id,
 )
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "rewrite_rows",
     "run_id",
     "run_sweep",
+    "setup_id",
     "spec_from_args",
     "write_reports",
 ]

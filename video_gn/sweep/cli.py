@@ -34,17 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norms", help="comma-separated norms, e.g. bn,gn,gn+ws (crossed with --batch/--frames)")
     p.add_argument("--batch", help="comma-separated per-device batch sizes")
     p.add_argument("--frames", help="comma-separated clip lengths")
-    p.add_argument("--clips", type=int, help="training clips seen per run")
+    p.add_argument("--clips", type=_positive(int), help="training clips seen per run")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
-    p.add_argument("--devices", type=int, help="devices per run (DDP when > 1)")
-    p.add_argument("--span", type=int, help="sampling_rate = span // frames")
-    p.add_argument("--timeout", type=float, help="kill a run after this many seconds")
+    p.add_argument("--devices", type=_positive(int), help="devices per run (DDP when > 1)")
+    p.add_argument("--span", type=_positive(int), help="sampling_rate = span // frames")
+    p.add_argument("--timeout", type=_positive(float), help="kill a run after this many seconds")
     p.add_argument(
         "--threads",
-        type=int,
+        type=_positive(int),
         help="CPU threads per run (sets OMP_NUM_THREADS; 1 is fastest on a busy machine)",
     )
-    p.add_argument("--max-runs", type=int, help="run at most this many runs now (resume later)")
+    p.add_argument("--max-runs", type=_positive(int), help="run at most this many runs now (resume later)")
     p.add_argument("--dry-run", action="store_true", help="print the `video-gn fit` commands and exit")
     p.add_argument(
         "--report-only", action="store_true", help="only rebuild summary.md and plots from runs.csv"
@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume although a base config file changed since the sweep started",
     )
     return p
+
+
+def _positive(kind: type):
+    """An argparse type: a number > 0 (argparse names the option and exits with status 2 otherwise)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's message for a non-number: "invalid int value: 'x'"
+    return parse
 
 
 def _split_ints(text: str, what: str, minimum: int = 1) -> list[int]:
@@ -113,11 +126,11 @@ def spec_from_args(args: argparse.Namespace, extra: list[str]) -> SweepSpec:
         spec.cells = expand_grid({"cli": grid}, args.span)
     if args.base:
         spec.base = [b for b in args.base.split(",") if b]
-    if args.clips:
+    if args.clips is not None:
         spec.clips = args.clips
     if args.seeds:
         spec.seeds = _split_ints(args.seeds, "--seeds", minimum=0)
-    if args.devices:
+    if args.devices is not None:
         spec.devices = args.devices
     spec.overrides = spec.overrides + extra
     for base in spec.base:
@@ -155,6 +168,14 @@ def _main(args, extra: list[str], out: Path) -> int:
     try:
         if not args.report_only:
             spec = spec_from_args(args, extra)
+            if not (args.no_plots or args.dry_run):  # fail now, not after the sweep's hours of training
+                try:
+                    import matplotlib  # noqa: F401
+                except ImportError:
+                    raise ImportError(
+                        "Plots need matplotlib: pip install 'video_gn[plot]', or pass --no-plots (the plots can "
+                        "be made later with --report-only)."
+                    ) from None
             run_sweep(
                 spec,
                 out,

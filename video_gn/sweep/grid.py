@@ -156,6 +156,7 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         if key not in data:
             raise ValueError(f"{path}: missing key {key!r}.")
     overrides = data.get("overrides") or []
+    span = data.get("span")
     if not isinstance(overrides, list):
         raise ValueError(f"{path}: overrides must be a list of 'video-gn fit' arguments, got {overrides!r}.")
     return SweepSpec(
@@ -163,6 +164,6 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         clips=_int_list(data["clips"], "clips")[0],
         seeds=_int_list(data.get("seeds", [0]), "seeds", minimum=0),
         devices=_int_list(data.get("devices", 1), "devices")[0],
-        cells=expand_grid(data["experiments"], data.get("span")),
+        cells=expand_grid(data["experiments"], None if span is None else _int_list(span, "span")[0]),
         overrides=[str(o) for o in overrides],
     )

@@ -51,7 +51,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         if configs_per_cell[(norm, batch, frames, rate, clips, devices)] > 1:
             experiment = f"{experiment} [config {config or 'unrecorded'}]"
         g = {"norm": norm, "batch": batch, "frames": frames, "sampling_rate": rate, "n": len(rs),
-             "clips": clips, "devices": devices, "config": config,
+             "clips": clips, "devices": devices, "config": config, "setup": rs[0].get("setup", ""),
              "experiment": experiment, "seeds": sorted(int(r["seed"]) for r in rs)}  # fmt: skip
         for m in ("clip_top1", "clip_top5", "video_top1", "video_top5"):
             g[f"{m}_mean"], g[f"{m}_std"] = _mean_std([100 * float(r[m]) for r in rs])
@@ -75,9 +75,9 @@ def markdown_table(groups: list[dict]) -> str:
     "train top-1" is the training accuracy of each run's last finished epoch (train mode, augmented clips):
     with the validation accuracy it tells under-fitting from over-fitting.
     """
-    # Rows trained on different budgets (clips seen) or device counts are separate cells; show those columns
-    # only when a folder mixes them.
-    extra = [k for k in ("clips", "devices") if len({str(g.get(k, "")) for g in groups}) > 1]
+    # Rows trained on different budgets (clips seen), device counts or set-ups (base configs and overrides:
+    # another grid run into the same --out) are separate cells; show those columns only when a folder mixes them.
+    extra = [k for k in ("clips", "devices", "setup") if len({str(g.get(k, "")) for g in groups}) > 1]
     gpu = any(g.get("peak_gpu_mib") is not None for g in groups)  # GPU runs: the CUDA allocator's peak too
     lines = [
         "| norm | batch | frames | rate | "
@@ -115,7 +115,8 @@ def _most_common(values: list) -> object:
 
 def plot_groups(groups: list[dict], out: str | os.PathLike, metric: str = "video_top1") -> list[Path]:
     """Write ``acc_vs_batch.png`` (at the most common clip length) and ``acc_vs_frames.png`` (at the most common
-    B×T product with several clip lengths), one line per norm with ± std error bars.
+    B×T product with several clip lengths), one line per norm with ± std error bars (per norm and set-up when
+    the results mix set-ups: other base configs, overrides, clips or devices).
 
     Args:
         groups: output of :func:`aggregate`.
@@ -136,7 +137,12 @@ def plot_groups(groups: list[dict], out: str | os.PathLike, metric: str = "video
         ) from None
     out = Path(out)
     written = []
-    norms = list(dict.fromkeys(g["norm"] for g in groups))
+
+    # One line per norm and set-up (rows written before the setup column: per clips and devices).
+    def series(g: dict) -> tuple:
+        return (g["norm"], g.get("setup") or "", str(g.get("clips", "")), str(g.get("devices", "")))
+
+    lines = list(dict.fromkeys(series(g) for g in groups))
     label = metric.replace("_", " ").replace("top1", "top-1").replace("top5", "top-5")
 
     def draw(
@@ -145,15 +151,23 @@ def plot_groups(groups: list[dict], out: str | os.PathLike, metric: str = "video
         if len({g[x_key] for g in selected}) < 2:
             return
         fig, ax = plt.subplots(figsize=(6, 4))
-        for norm in norms:
+        mixed = len({key[1:] for key in map(series, selected)}) > 1
+        for key in lines:
             pts = sorted(
-                (g[x_key], g[f"{metric}_mean"], g[f"{metric}_std"], g) for g in selected if g["norm"] == norm
+                (
+                    (g[x_key], g[f"{metric}_mean"], g[f"{metric}_std"], g)
+                    for g in selected
+                    if series(g) == key
+                ),
+                key=lambda p: p[0],
             )
-            pts = [p for p in pts]
             if not pts:
                 continue
             xs, ys, es, gs = zip(*pts)
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=norm)
+            legend = key[0]
+            if mixed:
+                legend += f" [setup {key[1]}]" if key[1] else f" [clips {key[2]}, devices {key[3]}]"
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=legend)
             if annotate:
                 for x, y, g in zip(xs, ys, gs):
                     ax.annotate(
@@ -227,9 +241,10 @@ def write_reports(csv_path: str | os.PathLike, out: str | os.PathLike, *, plots:
     text = table
     if failed:
         ids = {r["run_id"] for r in rows if r.get("status") == "ok"}
-        pending = sorted({r["run_id"] for r in failed} - ids)
+        pending = {r["run_id"]: r["status"] for r in failed if r["run_id"] not in ids}  # latest status wins
         if pending:
-            text += f"\nFailed runs (see runs/<id>/fit.log): {', '.join(pending)}\n"
+            listed = ", ".join(f"{rid} {status}" for rid, status in sorted(pending.items()))
+            text += f"\nFailed runs (see runs/<id>/fit.log): {listed}\n"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text)

@@ -18,7 +18,7 @@ GPU_PEAK_METRIC = "train/gpu_peak_mib"
 CSV_FIELDS = [
     "run_id", "experiment", "norm", "batch", "frames", "sampling_rate", "devices", "global_batch", "seed",
     "clips", "max_steps", "clip_top1", "clip_top5", "video_top1", "video_top5", "val_loss", "wall_s",
-    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1", "peak_gpu_mib", "config",
+    "peak_rss_mib", "status", "run_dir", "finished_at", "train_top1", "peak_gpu_mib", "config", "setup",
 ]  # fmt: skip
 
 
@@ -72,12 +72,16 @@ def append_row(csv_path: Path, row: dict) -> None:
     A CSV written by an older version with other columns is first rewritten with today's header.
     """
     new = not csv_path.exists() or csv_path.stat().st_size == 0
+    buf = []
     if not new:
         with csv_path.open(newline="") as f:
             header = next(csv.reader(f), [])
         if header != CSV_FIELDS:
             rewrite_rows(csv_path, read_rows(csv_path))
-    buf = []
+        with csv_path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a torn last line (a crash mid-write): end it, or this row would join it
+                buf.append("")
     if new:
         buf.append(",".join(CSV_FIELDS))
     line = _csv_line([row.get(k, "") for k in CSV_FIELDS])
@@ -127,10 +131,11 @@ def _csv_line(values: list) -> str:
 
 
 def read_rows(csv_path: str | os.PathLike) -> list[dict]:
-    """Rows of a results CSV (an absent file gives no rows; a torn last line is ignored)."""
+    """Rows of a results CSV (an absent file gives no rows; a torn line, with fewer or more fields than the
+    header, is ignored)."""
     path = Path(csv_path)
     if not path.exists():
         return []
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    return [r for r in rows if r.get("finished_at")]
+    return [r for r in rows if r.get("finished_at") and None not in r and None not in r.values()]

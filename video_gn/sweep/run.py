@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import signal
 import subprocess
 import sys
 import time
@@ -18,10 +20,14 @@ def _digest(*parts) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
 
 
+def _setup_parts(spec: SweepSpec) -> tuple:
+    """What a run's training depends on besides its cell and seed."""
+    return (spec.base, spec.clips, spec.devices, spec.overrides)
+
+
 def _config_parts(spec: SweepSpec, cell: Cell) -> tuple:
     """Everything a run's training depends on except its seed."""
-    return (spec.base, spec.clips, spec.devices, spec.overrides, cell.norm, cell.batch, cell.frames,
-            cell.sampling_rate)  # fmt: skip
+    return (*_setup_parts(spec), cell.norm, cell.batch, cell.frames, cell.sampling_rate)
 
 
 def run_id(spec: SweepSpec, cell: Cell, seed: int) -> str:
@@ -35,6 +41,12 @@ def config_id(spec: SweepSpec, cell: Cell) -> str:
     return _digest(*_config_parts(spec, cell))
 
 
+def setup_id(spec: SweepSpec) -> str:
+    """What every cell of one sweep shares (base configs, clips, devices, overrides): the report keeps the
+    cells of two set-ups written into one ``--out`` apart (table column, separate plot lines)."""
+    return _digest(*_setup_parts(spec))
+
+
 def max_steps(spec: SweepSpec, cell: Cell) -> int:
     """Optimiser steps so that every run sees ``spec.clips`` training clips: clips // (batch × devices)."""
     return max(1, spec.clips // (cell.batch * spec.devices))
@@ -44,6 +56,13 @@ def check_cell(spec: SweepSpec, cell: Cell) -> None:
     """Raise ValueError for a cell that cannot run in this sweep."""
     if cell.kind == "syncbn" and spec.devices < 2:
         raise ValueError("norm 'syncbn' only differs from 'bn' under DDP: set devices >= 2 or use 'bn'.")
+    global_batch = cell.batch * spec.devices
+    if spec.clips % global_batch:  # max_steps rounds down (or up to 1 step): the runs would see other numbers
+        raise ValueError(
+            f"clips {spec.clips} is not a multiple of batch {cell.batch} x devices {spec.devices} = "
+            f"{global_batch}: that run would see {max_steps(spec, cell) * global_batch} clips, not the same "
+            "number as the others; choose clips divisible by every global batch of the grid."
+        )
 
 
 def fit_args(spec: SweepSpec, cell: Cell, seed: int, run_dir: Path) -> list[str]:
@@ -91,7 +110,9 @@ def _run_subprocess(
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with(os.getpid())
+        )
         deadline = None if timeout is None else start + timeout
         try:
             while True:
@@ -114,6 +135,52 @@ def _run_subprocess(
     return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+def _die_with(parent: int):
+    """A ``preexec_fn`` that has Linux kill the run when the sweep dies, even by SIGKILL (which the sweep cannot
+    catch to stop it): an orphaned run would go on training into the folder that the next call reruns into."""
+    if platform.system() != "Linux":
+        return None
+    import ctypes
+
+    # Resolved here, in the parent: the child between fork and exec must not import or load anything.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_parent_death_signal() -> None:
+        prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the sweep died before prctl took effect
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
+#: Why a run failed, from the last lines of its log: (text in the log, reason recorded in runs.csv).
+_FAILURE_REASONS = (
+    ("[sweep] killed after the", "timeout"),
+    ("Non-finite training loss", "non-finite loss"),
+    ("OutOfMemoryError", "out of memory"),
+    ("out of memory", "out of memory"),
+)
+
+
+def _failure(code: int, log_path: Path) -> str:
+    """The status of a failed run: ``failed(<exit code>)``, with the reason when its log tells it."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 20000))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        tail = ""
+    reason = next((why for text, why in _FAILURE_REASONS if text in tail), None)
+    if reason is None and code == -signal.SIGKILL:
+        reason = "killed by SIGKILL: out of host memory?"
+    return f"failed({code}: {reason})" if reason else f"failed({code})"
+
+
+def _hms(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 BASE_FINGERPRINTS = "base_configs.json"
 
 
@@ -121,10 +188,16 @@ def check_base_configs_unchanged(spec: SweepSpec, out: Path, *, accept_changes: 
     """Refuse to resume a sweep whose base config files changed since it started (rows would mix configs).
 
     Run ids hash the base configs' paths, not their contents, so an edited base file would otherwise count
-    the old runs as done. The first call writes ``<out>/base_configs.json`` (path -> sha1 of the contents).
+    the old runs as done. The first call writes ``<out>/base_configs.json`` (path -> sha1 of the contents),
+    for the base configs and the files they include (``config: base.yaml``).
     """
+    from video_gn.cli import expand_config_includes  # torch-free
+
     path = out / BASE_FINGERPRINTS
-    now = {b: hashlib.sha1(Path(b).read_bytes()).hexdigest() for b in spec.base}
+    files = list(spec.base)
+    for b in spec.base:
+        files += [f for f in expand_config_includes(["-c", b])[1::2] if Path(f) != Path(b) and f not in files]
+    now = {f: hashlib.sha1(Path(f).read_bytes()).hexdigest() for f in files}
     before = json.loads(path.read_text()) if path.exists() else {}
     changed = [b for b in now if b in before and before[b] != now[b]]
     if changed and not accept_changes:
@@ -170,19 +243,24 @@ def run_sweep(
         check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
     for cell in spec.cells:  # a cell that cannot run fails now, not after the runs before it
         check_cell(spec, cell)
+    seeds = list(dict.fromkeys(spec.seeds))  # a seed listed twice is one run, not two with one id
     done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
     # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
-    todo = [(c, s) for s in spec.seeds for c in spec.cells if run_id(spec, c, s) not in done]
+    todo = [(c, s) for s in seeds for c in spec.cells if run_id(spec, c, s) not in done]
     if log:
-        total = len(spec.cells) * len(spec.seeds)
+        total = len(spec.cells) * len(seeds)
+        now = "" if max_runs is None or max_runs >= len(todo) else f" ({max_runs} now, --max-runs)"
         print(
-            f"[sweep] {total} runs in the grid, {total - len(todo)} already done, {len(todo)} to run",
+            f"[sweep] {total} runs in the grid, {total - len(todo)} already done, {len(todo)} to run{now}",
             flush=True,
         )
+    if max_runs is not None:
+        todo = todo[:max_runs]
+    # ETA: seconds per unit of work (clips seen x frames, what a run's compute grows with) of the runs so far.
+    work = [max_steps(spec, c) * c.batch * spec.devices * c.frames for c, _ in todo]
+    spent_s = spent_work = 0.0
     written: list[dict] = []
     for i, (cell, seed) in enumerate(todo):
-        if max_runs is not None and i >= max_runs:
-            break
         rid = run_id(spec, cell, seed)
         run_dir = out / "runs" / rid
         args = fit_args(spec, cell, seed, run_dir)
@@ -194,7 +272,7 @@ def run_sweep(
             print(f"[sweep] ({i + 1}/{len(todo)}) {rid}: {max_steps(spec, cell)} steps ...", flush=True)
         code, wall, rss = _run_subprocess(args, run_dir / "fit.log", timeout, threads)
         metrics: dict[str, float] = {}
-        status = "ok" if code == 0 else f"failed({code})"
+        status = "ok" if code == 0 else _failure(code, run_dir / "fit.log")
         if code == 0:
             try:
                 metrics = read_val_metrics(run_dir)
@@ -206,6 +284,7 @@ def run_sweep(
         row = {
             "run_id": rid,
             "config": config_id(spec, cell),
+            "setup": setup_id(spec),
             "experiment": "+".join(cell.experiments),
             "norm": cell.norm,
             "batch": cell.batch,
@@ -231,8 +310,15 @@ def run_sweep(
         }
         append_row(csv_path, row)
         written.append(row)
+        spent_s, spent_work = spent_s + wall, spent_work + work[i]
         if log:
             acc = row["video_top1"]
             shown = f"video top-1 {acc:.3f}" if acc is not None else f"see {run_dir / 'fit.log'}"
-            print(f"[sweep]   {status} in {wall:.0f} s, peak RSS {rss:.0f} MiB, {shown}", flush=True)
+            left = len(todo) - i - 1
+            eta = f"; {left} left, ETA {_hms(spent_s / spent_work * sum(work[i + 1 :]))}" if left else ""
+            print(
+                f"[sweep]   {status} in {wall:.0f} s, peak RSS {rss:.0f} MiB, {shown} "
+                f"(elapsed {_hms(spent_s)}{eta})",
+                flush=True,
+            )
     return written
