@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from functools import partial
 from pathlib import Path
 
@@ -454,6 +455,87 @@ def test_load_pretrained_files(tmp_path) -> None:
 
 class _Opaque:
     pass
+
+
+def test_damaged_or_wrong_files_are_value_errors_that_name_the_file(tmp_path) -> None:
+    # The CLI turns a ValueError/FileNotFoundError into a one-line error; safetensors' own SafetensorError and
+    # numpy's messages named neither the file nor what was wrong with it (a traceback in `video-gn fit`).
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    m3 = _video("c2d_r50")
+    save_file(
+        {k: v.contiguous() for k, v in _torchvision_r50().state_dict().items()},
+        str(tmp_path / "a.safetensors"),
+    )
+    data = (tmp_path / "a.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.safetensors").write_text("not a checkpoint " * 20)
+    for name in ("cut.safetensors", "text.safetensors"):
+        with pytest.raises(ValueError, match=rf"{name} could not be read as a \.safetensors file"):
+            load_pretrained(m3, tmp_path / name)
+    np.savez(tmp_path / "ok.npz", a=np.zeros(3))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"cut\.npz could not be read as an \.npz archive"):
+        load_pretrained(m3, tmp_path / "cut.npz")
+    with pytest.raises(ValueError, match=r"ok\.npz: Not an official BiT \.npz"):
+        load_pretrained(m3, tmp_path / "ok.npz")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        load_pretrained(m3, tmp_path)
+
+
+def test_non_float_tensors_for_float_weights_are_refused(tmp_path) -> None:
+    # An integer tensor was silently cast into the float weights (a quantized or damaged export).
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    sd = {
+        k: (v * 100).long() if v.is_floating_point() else v
+        for k, v in _torchvision_r50().state_dict().items()
+    }
+    save_file(sd, str(tmp_path / "int.safetensors"))
+    with pytest.raises(
+        ValueError, match=r"holds torch\.int64 values but 3D blocks\.0\.\S+ is a torch\.float32"
+    ):
+        load_pretrained(_video("c2d_r50"), tmp_path / "int.safetensors")
+    m3 = build("r3d_18", norm="bn", width=8, num_classes=5)
+    torch.save(
+        {k: v.long() if v.is_floating_point() else v for k, v in m3.state_dict().items()}, tmp_path / "3d.pt"
+    )
+    with pytest.raises(ValueError, match=r"non-float tensors .*blocks\.0\.conv\.weight \(torch\.int64\)"):
+        load_pretrained(m3, tmp_path / "3d.pt")
+
+
+def test_nested_wrapper_prefixes_are_removed_in_any_order(tmp_path) -> None:
+    # torch.compile of a DDP model inside a LightningModule: model._orig_mod.module.<key>
+    m2 = _torchvision_r50()
+    nested = {f"model._orig_mod.module.{k}": v for k, v in m2.state_dict().items()}
+    torch.save({"state_dict": nested}, tmp_path / "nested.ckpt")
+    m3 = _video("c2d_r50")
+    assert load_pretrained(m3, tmp_path / "nested.ckpt").source == "resnet"
+    torch.testing.assert_close(m3.blocks[0].conv.weight[:, :, 0], m2.conv1.weight)
+
+
+def test_unrecognised_keys_name_the_prefix_to_remove() -> None:
+    # inflate() takes a bare state dict: a DDP/Lightning prefix got only "Unrecognised 2D checkpoint".
+    sd = _torchvision_r50().state_dict()
+    for prefix in ("module.", "model.module.", "backbone."):
+        with pytest.raises(ValueError, match=rf"carry the prefix '{re.escape(prefix)}': remove it"):
+            inflate(_video("c2d_r50"), {prefix + k: v for k, v in sd.items()})
+    with pytest.raises(ValueError, match="Unrecognised 2D checkpoint") as err:
+        inflate(_video("c2d_r50"), {"features.0.weight": torch.zeros(3)})
+    assert "prefix" not in str(err.value)
+
+
+def test_half_precision_checkpoint_is_inflated_in_the_model_precision() -> None:
+    # w / k_T was rounded to float16 before the copy: errors of ~1e-4 relative on every "mean" kernel.
+    m2 = _torchvision_r50()
+    half = {k: v.half() if v.is_floating_point() else v for k, v in m2.state_dict().items()}
+    m3 = _video("i3d_r50")
+    inflate(m3, half, method="mean")
+    stem = m3.blocks[0].conv.weight.detach()  # (64, 3, 5, 7, 7)
+    expected = half["conv1.weight"].double() / stem.shape[2]
+    assert (stem.double() - expected.unsqueeze(2)).abs().max() <= 1e-7 * expected.abs().max()
 
 
 def test_missing_file_error_says_what_to_download_and_where(tmp_path, monkeypatch) -> None:

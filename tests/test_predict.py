@@ -31,6 +31,28 @@ def test_predict_skips_unreadable_file(tiny_root, tmp_path, capsys):
     assert len(out["predictions"]) == 1 and out["failed"][0]["path"].endswith("broken.mp4")
 
 
+def test_predict_skips_files_that_are_not_videos_and_shows_progress_on_stderr(
+    tiny_root, tiny_ckpt, tmp_path, capsys
+):
+    # FFmpeg's tty demuxer "decodes" a text file as a video: a .txt given by name was classified like a video.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("training notes\n" * 200)
+    good = next((tiny_root / "val").rglob("*.mp4"))
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"Skipping .*notes\.txt: not a video file type \(\.txt") as record:
+        rc = main(["predict", str(good), str(notes), "--ckpt_path", str(tiny_ckpt), "--json"])
+    assert rc == 0
+    # the warning points at predict's code, not into torch's inference_mode wrapper
+    assert {Path(w.filename).name for w in record} == {"predict.py"}
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert [p["path"] for p in out["predictions"]] == [str(good)]
+    assert [f["path"] for f in out["failed"]] == [str(notes)]
+    # progress goes to stderr (stdout holds only the results), also when stderr is not a terminal
+    assert captured.out.startswith("{")
+    assert "predict (videos): 2/2 (100%)" in captured.err
+
+
 @pytest.fixture(scope="module")
 def tiny_ckpt(tiny_root, tmp_path_factory) -> Path:
     """last.ckpt of a 4-class model trained one step on the tiny data (views: 4 frames x 2, side 40, crop 32)."""

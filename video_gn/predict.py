@@ -211,19 +211,28 @@ def _class_names_beside(ckpt: Path) -> list[str] | None:
     return [line.strip() for line in txt.read_text().splitlines() if line.strip()] if txt.is_file() else None
 
 
-@torch.inference_mode()
 def predict_videos(model, data_hp: dict[str, Any], names: list[str], videos: list[Path], *, top_k: int = 5):
     """Average the softmax over all views of each video and return its top-k.
 
     Returns:
         (results, failures): results is a list of ``{"path", "top": [(name, prob), ...]}``; failures
-        lists ``(path, error message)`` for videos that could not be decoded (skipped, not fatal).
+        lists ``(path, error message)`` for files that are not videos (by extension, as in a folder search)
+        or could not be decoded (skipped with a warning, not fatal).
     """
     from video_gn.data import load_video_views
 
     device = next(model.parameters()).device
     results, failures = [], []
     for path in _progress(videos):
+        if Path(path).suffix.lower() not in prep.VIDEO_EXTENSIONS:
+            # FFmpeg "decodes" some other files (its tty demuxer renders a .txt as a video): refuse them by name
+            reason = (
+                f"not a video file type ({Path(path).suffix or 'no extension'}; video files end in "
+                f"{', '.join(sorted(prep.VIDEO_EXTENSIONS))})"
+            )
+            warnings.warn(f"Skipping {path}: {reason}", stacklevel=2)
+            failures.append((str(path), reason))
+            continue
         try:
             views = load_video_views(
                 path,
@@ -240,7 +249,8 @@ def predict_videos(model, data_hp: dict[str, Any], names: list[str], videos: lis
             warnings.warn(f"Skipping {path}: could not decode it ({type(err).__name__}: {err})", stacklevel=2)
             failures.append((str(path), f"{type(err).__name__}: {err}"))
             continue
-        probs = model(views.to(device)).float().softmax(dim=-1).mean(dim=0)  # (num_classes,)
+        with torch.inference_mode():
+            probs = model(views.to(device)).float().softmax(dim=-1).mean(dim=0)  # (num_classes,)
         p, idx = probs.topk(min(top_k, probs.numel()))
         results.append(
             {"path": str(path), "top": [(names[i], float(v)) for v, i in zip(p.tolist(), idx.tolist())]}
@@ -249,12 +259,24 @@ def predict_videos(model, data_hp: dict[str, Any], names: list[str], videos: lis
 
 
 def _progress(items: list[Path]):
-    if len(items) < 2 or not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.progress import track
+    """Iterate ``items`` with progress on stderr (stdout holds the results): a bar on a terminal, plain lines
+    every ``VIDEO_GN_PROGRESS_INTERVAL`` seconds otherwise (``VIDEO_GN_PROGRESS`` forces a mode)."""
+    from video_gn.data.progress import TextProgress, forced_progress_mode, log_interval
 
-    yield from track(items, description="predict", console=None, transient=True)
+    mode = forced_progress_mode() or ("rich" if sys.stderr.isatty() else "text")
+    if len(items) < 2 or mode == "off":
+        yield from items
+    elif mode == "text":
+        text = TextProgress(len(items), "predict (videos)", interval=log_interval(None))
+        for item in items:
+            yield item
+            text.advance()
+        text.close()
+    else:
+        from rich.console import Console
+        from rich.progress import track
+
+        yield from track(items, description="predict", console=Console(stderr=True), transient=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if failures:
             print(
-                f"{len(failures)} of {len(videos)} videos could not be decoded and were skipped:",
+                f"{len(failures)} of {len(videos)} files are not videos or could not be decoded; skipped:",
                 file=sys.stderr,
             )
             for p, e in failures:

@@ -351,6 +351,12 @@ def inflate(
                 unplaced.append(f"{key} {_shape(value)} -> {tkey or '?'}")
             continue
         dst = target[tkey]
+        if dst.is_floating_point() and not value.is_floating_point():
+            raise ValueError(
+                f"2D {key} holds {value.dtype} values but 3D {tkey} is a {dst.dtype} tensor: the checkpoint is "
+                "not a float state dict (a quantized or damaged export?). Save the float weights "
+                "(model.float().state_dict())."
+            )
         if tkey.startswith(head):  # classifier: a 1x1 conv (BiT) or a linear layer
             src = value.reshape(value.shape[0], -1) if value.ndim == 4 else value
             if _shape(src) == _shape(dst):
@@ -445,7 +451,7 @@ def inflate(
         kernel_t = dst.shape[2]
         pad_t = conv.padding[0] if isinstance(conv.padding, tuple) else None
         w3, scale = inflate_kernel(
-            value,
+            value.to(dst.dtype),  # a half-precision checkpoint: inflate in the model's precision, not fp16
             kernel_t,
             method=method,
             center_index=pad_t if isinstance(pad_t, int) and 0 <= pad_t < kernel_t else None,

@@ -37,10 +37,23 @@ def detect_family(state_dict_2d: Mapping[str, Tensor]) -> str:
     if "stem.conv.weight" in keys and any(k.startswith("stages.0.blocks.0.") for k in keys):
         return "bit"
     sample = sorted(keys)[:6]
+    # A wrapper's prefix (DDP "module.", Lightning "model.") in front of a known layout: say which to remove.
+    prefixes = [
+        k[: -len(first)]
+        for k in keys
+        for first, then in (("conv1.weight", "layer1.0."), ("stem.conv.weight", "stages.0.blocks.0."))
+        if k.endswith("." + first) and any(x.startswith(k[: -len(first)] + then) for x in keys)
+    ]
+    hint = (
+        f" The keys carry the prefix {prefixes[0]!r}: remove it first ({{k.removeprefix({prefixes[0]!r}): v}}; "
+        "load_pretrained removes the wrappers' 'module.', 'model.' and '_orig_mod.' itself)."
+        if len(prefixes) == 1
+        else ""
+    )
     raise ValueError(
         f"Unrecognised 2D checkpoint: keys start {sample} ... Supported: torchvision/timm ResNets (keys "
         "'conv1.weight', 'layer1.0.conv1.weight', ...) and timm BiT ResNetV2 (keys 'stem.conv.weight', "
-        "'stages.0.blocks.0.conv1.weight', ...); official BiT .npz files go through load_pretrained."
+        f"'stages.0.blocks.0.conv1.weight', ...); official BiT .npz files go through load_pretrained.{hint}"
     )
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from video_gn.models.inflate import InflationReport, Method, detect_family, inflate
+from video_gn.models.inflate_maps import _more
 
 __all__ = ["bit_npz_to_state_dict", "load_pretrained", "read_state_dict"]
 
@@ -48,9 +49,9 @@ def _unwrap(obj: Any, path: str) -> dict[str, Tensor]:
             f"got {type(obj).__name__} with keys {list(obj)[:6] if isinstance(obj, Mapping) else '-'}."
         )
     sd = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
-    for prefix in _PREFIXES:  # DDP / Lightning / torch.compile wrappers
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    # DDP / Lightning / torch.compile wrappers, nested in any order ("model._orig_mod.module.conv1.weight")
+    while prefix := next((p for p in _PREFIXES if sd and all(k.startswith(p) for k in sd)), None):
+        sd = {k[len(prefix) :]: v for k, v in sd.items()}
     return sd
 
 
@@ -118,8 +119,9 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     """
     p = Path(path).expanduser()
     if not p.is_file():
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
         raise FileNotFoundError(
-            f"Pretrained checkpoint {str(path)!r} does not exist. Give model.pretrained a local .pth, "
+            f"Pretrained checkpoint {str(path)!r} {what}. Give model.pretrained a local .pth, "
             ".safetensors or BiT .npz file (see docs/results.md, '2D → 3D inflation')."
         )
     suffix = p.suffix.lower()
@@ -128,12 +130,29 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
             from safetensors.torch import load_file
         except ImportError as err:
             raise ImportError(f"Reading {p} needs safetensors: pip install safetensors") from err
-        return _unwrap(load_file(str(p)), str(p)), None
+        try:
+            tensors = load_file(str(p))
+        except Exception as err:  # SafetensorError (not a ValueError): truncated or not a safetensors file
+            raise ValueError(
+                f"{p} could not be read as a .safetensors file ({type(err).__name__}: {err}); it is truncated "
+                "or not a safetensors file: download it again."
+            ) from err
+        return _unwrap(tensors, str(p)), None
     if suffix == ".npz":
         import numpy as np
 
-        with np.load(p, allow_pickle=False) as arrays:
-            return bit_npz_to_state_dict({k: arrays[k] for k in arrays.files}), "bit_npz"
+        try:
+            with np.load(p, allow_pickle=False) as arrays:
+                loaded = {k: arrays[k] for k in arrays.files}
+        except Exception as err:  # numpy's messages name neither the file nor the format expected
+            raise ValueError(
+                f"{p} could not be read as an .npz archive ({type(err).__name__}: {err}); it is truncated or "
+                "not an .npz file (object arrays are refused, as they need unpickling): download it again."
+            ) from err
+        try:
+            return bit_npz_to_state_dict(loaded), "bit_npz"
+        except ValueError as err:  # an .npz of something else: say which file
+            raise ValueError(f"{p}: {err}") from err
     if suffix not in (".pth", ".pt", ".bin", ".ckpt"):
         raise ValueError(
             f"Unsupported checkpoint {p.name!r}: expected .pth, .pt, .bin, .ckpt, .safetensors or .npz."
@@ -322,6 +341,11 @@ def load_pretrained(
     if re.match(r"^(timm|torchvision):", spec) and not Path(spec).exists():
         sd, hint = _hub_state_dict(spec)
     else:
+        if Path(spec).expanduser().is_dir():
+            raise FileNotFoundError(
+                f"Pretrained checkpoint {spec!r} is a folder; give model.pretrained the checkpoint file in it "
+                "(.pth, .pt, .bin, .ckpt, .safetensors or BiT .npz)."
+            )
         if not Path(spec).expanduser().is_file():  # nothing is downloaded at run time: say what to fetch
             raise FileNotFoundError(
                 f"Pretrained checkpoint {spec!r} does not exist. {_download_hint(Path(spec), model3d)}"
@@ -346,6 +370,16 @@ def _load_3d(model3d: nn.Module, sd: dict[str, Tensor], path: str) -> InflationR
         if k in target and v.shape != target[k].shape and not k.endswith(("proj.weight", "proj.bias"))
     ]
     unknown = [f"{k} {tuple(v.shape)} (not in the model)" for k, v in sd.items() if k not in target]
+    not_float = [
+        f"{k} ({v.dtype})"
+        for k, v in sd.items()
+        if k in target and target[k].is_floating_point() and not v.is_floating_point()
+    ]
+    if not_float:
+        raise ValueError(
+            f"{path} holds non-float tensors where the model has float weights: {not_float[:4]}{_more(not_float)}. "
+            "It is not a float state dict (a quantized or damaged export?): save the float weights."
+        )
     # Model tensors the file lacks (BN running statistics when the file is a GN model) would silently stay
     # at their initial values; num_batches_tracked is only a counter.
     absent = [
