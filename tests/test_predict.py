@@ -205,3 +205,16 @@ def test_predict_reads_the_config_a_run_saved(tiny_root, tiny_ckpt, capsys):
     video = str(next((tiny_root / "val").rglob("*.mp4")))
     assert main(["predict", video, "--ckpt_path", str(tiny_ckpt), "-c", str(saved), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["predictions"][0]["path"] == video
+
+
+def test_classes_txt_beside_an_old_checkpoint_is_used_only_when_it_matches(tmp_path) -> None:
+    """A checkpoint without saved class names falls back to the classes.txt beside it, but only one with as
+    many names as the model has outputs (another dataset's list would name classes wrongly, or run out)."""
+    from video_gn.predict import _class_names_beside
+
+    ckpt = tmp_path / "old.ckpt"
+    assert _class_names_beside(ckpt, 3) is None  # no classes.txt
+    (tmp_path / "classes.txt").write_text("jump\nrun\n\nswim\n")
+    assert _class_names_beside(ckpt, 3) == ["jump", "run", "swim"]
+    with pytest.warns(UserWarning, match="lists 3 classes but the model .* has 4"):
+        assert _class_names_beside(ckpt, 4) is None

@@ -202,13 +202,29 @@ def load_classifier(ckpt_path: str, device: str):
     model.load_state_dict(ckpt["state_dict"])
     model.eval().to(device)
     data_hp = dict(ckpt.get("datamodule_hyper_parameters", {}))
-    names = hp.get("class_names") or _class_names_beside(path) or [str(i) for i in range(hp["num_classes"])]
+    num_classes = hp["num_classes"]
+    names = (
+        hp.get("class_names")
+        or _class_names_beside(path, num_classes)
+        or [str(i) for i in range(num_classes)]
+    )
     return model, data_hp, list(names)
 
 
-def _class_names_beside(ckpt: Path) -> list[str] | None:
+def _class_names_beside(ckpt: Path, num_classes: int) -> list[str] | None:
+    """Class names from a ``classes.txt`` next to a checkpoint that records none (older checkpoints)."""
     txt = ckpt.parent / "classes.txt"
-    return [line.strip() for line in txt.read_text().splitlines() if line.strip()] if txt.is_file() else None
+    if not txt.is_file():
+        return None
+    names = [line.strip() for line in txt.read_text().splitlines() if line.strip()]
+    if len(names) != num_classes:  # another dataset's list: its names would be wrong, or run out
+        warnings.warn(
+            f"{txt} lists {len(names)} classes but the model in {ckpt} has {num_classes}: not using its names "
+            "(classes are printed as indices)",
+            stacklevel=2,
+        )
+        return None
+    return names
 
 
 def predict_videos(model, data_hp: dict[str, Any], names: list[str], videos: list[Path], *, top_k: int = 5):
