@@ -382,7 +382,7 @@ def test_eval_views_cover_windows_and_crops(root):
 
 
 def test_datamodule_batches(root):
-    dm = _dm(root, num_crops=3)
+    dm = _dm(root, num_crops=3, drop_last=False)  # every video, the last batch of one too
     assert dm.num_classes == 3
     dm.setup("fit")
     train = dm.train_dataloader()
@@ -428,12 +428,30 @@ def test_datamodule_shards_by_rank(root):
     )
     with pytest.raises(ValueError, match="use_distributed_sampler=False"):
         dm.train_dataloader()
-    dm = _dm(root)  # more processes than videos: some rank would have nothing (and fail Lightning's check)
+    dm = _dm(root, batch_size=1)  # more processes than videos: some rank would have nothing (Lightning fails)
     dm.trainer = SimpleNamespace(world_size=7, global_rank=0)
     dm.setup("fit")
     assert len(dm.train_dataloader()) > 0
     with pytest.raises(ValueError, match="split 'val' has 6 videos, fewer than the 7 processes"):
         dm.val_dataloader()
+
+
+def test_training_drops_the_last_incomplete_batch_and_eval_keeps_it(root):
+    """9 train videos at batch 4: two full batches (every step sees batch_size clips; a last batch of one
+    clip would be BatchNorm's worst case), or three with data.drop_last false; eval keeps every view."""
+    dm = _dm(root, eval_batch_size=5)
+    dm.setup("fit")
+    train = dm.train_dataloader()
+    sizes = [len(b["label"]) for b in train]
+    assert len(train) == 2 and sizes == [4, 4]
+    assert [len(b["label"]) for b in dm.val_dataloader()] == [5, 5, 2]  # 6 val videos x 2 clips
+    dm = _dm(root, drop_last=False)
+    dm.setup("fit")
+    assert len(dm.train_dataloader()) == 3 and [len(b["label"]) for b in dm.train_dataloader()] == [4, 4, 1]
+    dm = _dm(root, batch_size=16)
+    dm.setup("fit")
+    with pytest.raises(ValueError, match="9 videos per epoch, fewer than data.batch_size 16"):
+        dm.train_dataloader()
 
 
 @pytest.fixture()
@@ -452,7 +470,7 @@ def root_with_bad(root, tmp_path):
 
 def test_bad_files_are_skipped_warned_once_and_reported(root_with_bad, caplog):
     r, bad = root_with_bad
-    dm = _dm(r, max_fail_fraction=0.5)
+    dm = _dm(r, max_fail_fraction=0.5, drop_last=False)
     dm.setup("fit")
     train = dm.train_dataloader()
     assert len(train) == 4  # 14 files listed, batch 4
@@ -506,7 +524,7 @@ def test_too_many_failures_stop_with_a_list(root_with_bad):
 
 def test_workers_persistent_and_epochs(root_with_bad):
     r, bad = root_with_bad
-    dm = _dm(r, num_workers=2, persistent_workers=True, max_fail_fraction=0.5, batch_size=3)
+    dm = _dm(r, num_workers=2, persistent_workers=True, max_fail_fraction=0.5, batch_size=3, drop_last=False)
     dm.setup("fit")
     train = dm.train_dataloader()
     orders = []
@@ -545,7 +563,7 @@ def test_trainer_fit_keeps_our_sampler(root):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = _dm(root)
+    dm = _dm(root, drop_last=False)
     model = Tiny()
     trainer = L.Trainer(
         max_epochs=2,

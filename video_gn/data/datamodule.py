@@ -172,6 +172,9 @@ class KineticsDataModule(L.LightningDataModule):
         eval_batch_size: batch size of validation/test (default: batch_size).
         decoder_threads: FFmpeg threads per decoded clip (0: FFmpeg chooses). The default 1 leaves
             parallelism to the DataLoader workers, which measured fastest on 2 cores.
+        drop_last: drop each epoch's last, incomplete training batch (as PySlowFast does): a batch of one or
+            two clips is BatchNorm's worst case, and with it every optimiser step sees ``batch_size`` clips
+            (``video-gn sweep`` holds clips seen = steps × batch). Validation and test never drop.
     """
 
     def __init__(
@@ -196,6 +199,7 @@ class KineticsDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         eval_batch_size: Optional[int] = None,  # noqa: UP045
         decoder_threads: int = 1,
+        drop_last: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -227,6 +231,7 @@ class KineticsDataModule(L.LightningDataModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.seed = seed
         self.decoder_threads = decoder_threads
+        self.drop_last = drop_last
         self.synthetic = synthetic
         self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
         self.tracker = FailureTracker(max_fail_fraction)
@@ -435,6 +440,12 @@ class KineticsDataModule(L.LightningDataModule):
             rank=rank,
             fold_epoch=train,  # training items seed their draws by (seed, epoch, video)
         )
+        if train and self.drop_last and sampler.num_shard_videos() < self.batch_size:
+            raise ValueError(
+                f"the train split gives each of the {world} process(es) {sampler.num_shard_videos()} videos per "
+                f"epoch, fewer than data.batch_size {self.batch_size}: with data.drop_last true no full batch "
+                "remains; lower data.batch_size, add videos, or set data.drop_last false"
+            )
         workers = self.num_workers
         return ClipDataLoader(
             dataset,
@@ -444,7 +455,7 @@ class KineticsDataModule(L.LightningDataModule):
             collate_fn=collate_clips,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
-            drop_last=False,
+            drop_last=train and self.drop_last,
             split=split,
             tracker=self.tracker,
         )
