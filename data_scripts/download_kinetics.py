@@ -19,6 +19,7 @@ import sys
 
 from video_gn.data.kinetics_download import DownloaderNotFound, download_kinetics
 from video_gn.data.prep import bounded_int, output_path_problem
+from video_gn.data.progress import run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, "finished videos are kept; rerun the same command to resume"))

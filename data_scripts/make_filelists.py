@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from video_gn.data.prep import folder_problem, make_filelists, output_path_problem
+from video_gn.data.progress import run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, "nothing was written; rerun the same command"))

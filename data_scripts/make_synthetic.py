@@ -25,6 +25,7 @@ import sys
 import time
 
 from video_gn.data.prep import bounded_int
+from video_gn.data.progress import run_script
 from video_gn.data.synthetic import PRESETS, check_root, describe, generate
 
 DEFAULT_PRESET = "quickstart"
@@ -106,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, "the dataset folder was not created; rerun the same command"))

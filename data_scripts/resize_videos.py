@@ -19,6 +19,7 @@ import argparse
 import sys
 
 from video_gn.data.prep import X264_PRESETS, bounded_int, output_path_problem, resize_tree, write_rows_csv
+from video_gn.data.progress import run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, "finished videos are kept; rerun the same command to resume"))

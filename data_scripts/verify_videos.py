@@ -37,6 +37,7 @@ from video_gn.data.prep import (
     write_clean_csv,
     write_rows_csv,
 )
+from video_gn.data.progress import run_script
 
 
 def default_bad_csv(target: Path) -> Path:
@@ -125,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, "no list of bad files was written; rerun the same command"))

@@ -1016,3 +1016,25 @@ def test_transcode_cut_starts_at_the_asked_frame(tmp_path: Path, suffix: str) ->
             got = [read_index(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
         assert info["frames"] == len(got) == round((end - start) * 25), (suffix, start)
         assert (got[0], got[-1]) == (round(start * 25), round(end * 25) - 1), (suffix, start)
+
+
+def _sigint_handler_is_ignored(_) -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_ctrl_c_in_a_script_is_one_line_and_workers_leave_it_to_the_parent(capsys) -> None:
+    """Ctrl-C reaches every process of the terminal's group: pool workers ignore it (the parent stops the
+    map and the items in progress finish cleanly, without a traceback per worker), and a script prints one
+    line saying what to do next and exits 130."""
+    from video_gn.data.progress import parallel_map, run_script
+
+    assert parallel_map(_sigint_handler_is_ignored, [0, 1], workers=2, progress=False) == [True, True]
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert run_script(interrupted, "rerun the same command to resume") == 130
+    assert capsys.readouterr().err.strip() == "interrupted: rerun the same command to resume"
+    assert run_script(lambda: 1, "unused") == 1

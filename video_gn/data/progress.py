@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -212,8 +213,26 @@ def progress_bar(
 def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A ProcessPoolExecutor of ``workers`` processes (fork on Linux for a fast start, else spawn)."""
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint
+    ) as pool:
         yield pool
+
+
+def _ignore_sigint() -> None:
+    """Workers ignore Ctrl-C (the terminal sends it to every process of the group): the parent alone stops
+    the map, the items in progress finish cleanly, and no worker prints a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_script(main: Callable[[], int], on_interrupt: str) -> int:
+    """Run a data script's ``main``; Ctrl-C prints one line (``on_interrupt``: what to do next) and exits 130
+    instead of a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {on_interrupt}", file=sys.stderr, flush=True)
+        return 130
 
 
 def parallel_map(
