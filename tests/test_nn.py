@@ -540,3 +540,46 @@ def test_use_safe_conv3d_protects_a_torchvision_model_in_bf16():
     conv = model.layer3[1].conv1[0]
     x = torch.randn(2, 256, 2, 4, 4)
     assert _bf16_weight_grad_error(conv, x, autocast=True) < 0.05
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs torch built with oneDNN")
+@pytest.mark.parametrize("layer", ["safe", "ws_weight", "ws_standardized"])
+def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(layer: str, monkeypatch) -> None:
+    """torch runs a float32 batch-1 3D conv with N·C·T·H ≤ 20480 on its slow im2col kernels (3-6× slower than
+    oneDNN here); our convs route it to oneDNN. Same outputs and gradients as float64, and as torch's own path."""
+    import video_gn.nn.conv as conv_module
+
+    routed = []
+    check = conv_module.cpu_batch1_conv3d_slow
+    monkeypatch.setattr(
+        conv_module, "cpu_batch1_conv3d_slow", lambda *a: routed.append(check(*a)) or routed[-1]
+    )
+    if layer != "safe":
+        monkeypatch.setattr(ws_module, "_FORCE_PATH", layer.removeprefix("ws_"))
+    cls = vnn.conv.SafeConv3d if layer == "safe" else vnn.WSConv3d
+    torch.manual_seed(0)
+    m = cls(16, 24, 3, padding=1, bias=True)
+    ref = copy.deepcopy(m).double()
+    x = torch.randn(1, 16, 8, 10, 12, requires_grad=True)  # N·C·T·H = 1280: torch would pick slow3d
+    if hasattr(torch._C, "_select_conv_backend"):
+        assert check(x, m.weight, m.stride, m.padding, m.dilation, m.groups)
+        assert not check(torch.cat([x, x]), m.weight, m.stride, m.padding, m.dilation, m.groups)
+    results = {}
+    for onednn in (True, False):
+        monkeypatch.setattr(conv_module, "BATCH1_ONEDNN", onednn)
+        routed.clear()
+        m.zero_grad()
+        x.grad = None
+        y = m(x)
+        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        assert any(routed) == onednn
+        results[onednn] = (y.detach(), x.grad.clone(), m.weight.grad.clone(), m.bias.grad.clone())
+    xd = x.detach().double().requires_grad_(True)
+    yd = ref(xd)
+    yd.backward(torch.linspace(-1, 1, yd.numel(), dtype=torch.float64).view_as(yd))
+    for got, torch_path, want in zip(
+        results[True], results[False], (yd, xd.grad, ref.weight.grad, ref.bias.grad)
+    ):
+        scale = want.abs().max()
+        assert (got.double() - want).abs().max() <= 1e-5 * scale
+        assert (got - torch_path).abs().max() <= 1e-5 * scale

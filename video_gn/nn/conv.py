@@ -13,6 +13,15 @@ output cast back to the dtype the caller expects. Only those layers pay fp32 cos
 collapsed ones, so the step-time cost is small. :class:`SafeConv3d` (what the registry builds for non-WS models)
 and :class:`~video_gn.nn.WSConv3d` both apply it; ``tests/test_nn.py`` checks bf16 weight gradients against a
 float64 reference for T = 1…6 and k_T = 1, 3, 5, and fails without the guard on an affected torch.
+
+A second CPU problem, of speed: for a float32 3D conv on a batch of one clip, torch's backend heuristic (written
+for 2D: it looks at N·C·T·H and ignores W) picks its im2col "slow3d" kernels instead of oneDNN whenever
+N·C·T·H ≤ 20480, i.e. for most layers of a CPU-sized video model, and a batch-1 step then takes longer than a
+batch-2 one (measured: 3-6× slower per conv, 1.9-2.7× per r3d_18 training step; docs/benchmarks.md). Batch 1
+is this project's point, so :func:`convolution` / :func:`convolution_backward` (used by :class:`SafeConv3d` and
+by the WS convs) run those convs on oneDNN: the forward directly (``aten.mkldnn_convolution``), the backward on
+the clip plus an all-zero second clip (which adds nothing to the weight and bias gradients; its input gradient
+is dropped). Same results up to float rounding, no extra memory kept for backward.
 """
 
 from __future__ import annotations
@@ -21,8 +30,18 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-__all__ = ["SafeConv3d", "cpu_bf16_conv3d_unsafe"]
+__all__ = [
+    "SafeConv3d",
+    "convolution",
+    "convolution_backward",
+    "cpu_batch1_conv3d_slow",
+    "cpu_bf16_conv3d_unsafe",
+]
+
+#: Route batch-1 CPU 3D convs to oneDNN (module docstring); benchmarks switch it off to measure torch's own path.
+BATCH1_ONEDNN = True
 
 
 def cpu_bf16_conv3d_unsafe(
@@ -45,6 +64,111 @@ def cpu_bf16_conv3d_unsafe(
     )
 
 
+def cpu_batch1_conv3d_slow(
+    x: Tensor,
+    weight: Tensor,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> bool:
+    """True when torch would run this conv on its slow batch-1 "slow3d" CPU kernels and oneDNN can take it.
+
+    Args:
+        x: the conv input (N, C, T, H, W) in the dtype the conv runs in (autocast already applied).
+        weight: (C_out, C_in / groups, kT, kH, kW).
+        stride, padding, dilation: 3-sequences of ints (numeric zero padding).
+        groups: conv groups.
+    """
+    if not (
+        BATCH1_ONEDNN
+        and x.dim() == 5
+        and x.shape[0] == 1
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    ):
+        return False
+    select = getattr(torch._C, "_select_conv_backend", None)
+    if select is None:  # torch's heuristic (aten/src/ATen/native/ConvUtils): native unless one of these holds
+        n, c, t, h = x.shape[:4]
+        return not (groups > 1 or (weight.shape[-1] > 3 and weight.shape[-2] > 3) or n * c * t * h > 20480)
+    ints = [[int(v) for v in a] for a in (stride, padding, dilation)]  # numpy ints are refused
+    backend = select(x, weight, None, *ints, False, [0, 0, 0], int(groups), None)
+    return backend == torch._C._ConvBackend.Slow3d
+
+
+def convolution(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> Tensor:
+    """``aten.convolution`` (not differentiable: for use inside autograd Functions), on oneDNN for the batch-1 CPU
+    3D convs that torch would run on its slow kernels (module docstring)."""
+    if cpu_batch1_conv3d_slow(x, weight, stride, padding, dilation, groups):
+        stride, padding, dilation = ([int(v) for v in a] for a in (stride, padding, dilation))
+        return torch.ops.aten.mkldnn_convolution(
+            x.contiguous(), weight.contiguous(), bias, padding, stride, dilation, int(groups)
+        )
+    zeros = [0] * len(stride)
+    return torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, False, zeros, groups)
+
+
+def convolution_backward(
+    grad_out: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    bias_sizes: Sequence[int] | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    output_mask: Sequence[bool],
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``aten.convolution_backward`` → (∂L/∂x, ∂L/∂w, ∂L/∂b); a batch-1 CPU 3D conv that torch would run on its slow
+    kernels runs on oneDNN as a batch of two, the clip and an all-zero one (no weight or bias gradient from it)."""
+    zeros = [0] * len(stride)
+    slow = cpu_batch1_conv3d_slow(x, weight, stride, padding, dilation, groups)
+    if slow:
+        grad_out = torch.cat([grad_out, grad_out.new_zeros(grad_out.shape)])
+        x = torch.cat([x, x.new_zeros(x.shape)])
+    grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, bias_sizes, stride, padding, dilation, False, zeros, groups, list(output_mask)
+    )
+    if slow and grad_x is not None:
+        grad_x = grad_x[:1]
+    return grad_x, grad_w, grad_b
+
+
+class _Conv(torch.autograd.Function):
+    """A plain conv through :func:`convolution` / :func:`convolution_backward` (batch-1 CPU 3D convs only)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.args = (stride, padding, dilation, groups)
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        return convolution(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.args
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and ctx.bias_sizes is not None
+        grads = convolution_backward(
+            grad_out, x, weight, ctx.bias_sizes, stride, padding, dilation, groups, [need_x, need_w, need_b]
+        )
+        return (*grads, None, None, None, None)
+
+
 class SafeConv3d(nn.Conv3d):
     """``nn.Conv3d`` that runs in float32 where a CPU bf16 conv would get wrong weight gradients.
 
@@ -56,7 +180,19 @@ class SafeConv3d(nn.Conv3d):
         autocast = torch.is_autocast_enabled("cpu") and input.device.type == "cpu"
         dtype = torch.get_autocast_dtype("cpu") if autocast else input.dtype
         if not cpu_bf16_conv3d_unsafe(input, self.kernel_size, self.dilation, dtype):
-            return super()._conv_forward(input, weight, bias)
+            return self._conv(input, weight, bias, autocast)
         with torch.autocast("cpu", enabled=False):
-            out = super()._conv_forward(input.float(), weight.float(), None if bias is None else bias.float())
+            out = self._conv(input.float(), weight.float(), None if bias is None else bias.float(), False)
         return out.to(dtype)  # what the caller would have got: bf16 under autocast or for a bf16 model
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None, autocast: bool) -> Tensor:
+        if (
+            not autocast  # under autocast torch's conv runs in bf16, which takes oneDNN anyway
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and cpu_batch1_conv3d_slow(x, weight, self.stride, self.padding, self.dilation, self.groups)
+        ):
+            return _Conv.apply(
+                x, weight, bias, list(self.stride), list(self.padding), list(self.dilation), self.groups
+            )
+        return super()._conv_forward(x, weight, bias)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from video_gn.nn.conv import SafeConv3d, cpu_bf16_conv3d_unsafe
+from video_gn.nn.conv import SafeConv3d, convolution, convolution_backward, cpu_bf16_conv3d_unsafe
 
 __all__ = [
     "WSConv1d",
@@ -159,7 +159,6 @@ class _WSConvFunction(torch.autograd.Function):
         ctx.x_dtype = x.dtype
         ctx.bias_shape = None if bias is None else list(bias.shape)
         ctx.bias_dtype = None if bias is None else bias.dtype
-        zeros = [0] * len(stride)
         # Autocast does not look inside a custom Function's backward, so we do its casting by hand and
         # remember the compute dtype; the conv then runs with autocast off.
         # As for torch's own ops, autocast never lowers float64.
@@ -181,17 +180,9 @@ class _WSConvFunction(torch.autograd.Function):
             if weight_domain:
                 rstd = torch.rsqrt(var + eps)
                 view = (1, -1) + (1,) * len(stride)
-                raw = torch.ops.aten.convolution(x, weight, None, stride, padding, dilation, False, zeros, 1)
-                box = torch.ops.aten.convolution(
-                    x.sum(1, keepdim=True),
-                    _ones_kernel(weight, x.dtype),
-                    None,
-                    stride,
-                    padding,
-                    dilation,
-                    False,
-                    zeros,
-                    1,
+                raw = convolution(x, weight, None, stride, padding, dilation, 1)
+                box = convolution(
+                    x.sum(1, keepdim=True), _ones_kernel(weight, x.dtype), None, stride, padding, dilation, 1
                 )  # (N, 1, *spatial_out): every filter position's input sum
                 # conv(x, w) and boxsum(x) give the per-filter sums of ∂L/∂ŵ·w and ∂L/∂ŵ in backward
                 # by reductions over the (small) output, instead of passes over the (large) weight.
@@ -205,9 +196,7 @@ class _WSConvFunction(torch.autograd.Function):
                 if dtype is not None:
                     x, w_hat = x.to(dtype), w_hat.to(dtype)
                     bias = bias.to(dtype) if bias is not None else None
-                out = torch.ops.aten.convolution(
-                    x, w_hat, bias, stride, padding, dilation, False, zeros, groups
-                )
+                out = convolution(x, w_hat, bias, stride, padding, dilation, groups)
                 compute_dtype = w_hat.dtype
                 del w_hat
                 extra = (None, None)
@@ -222,7 +211,6 @@ class _WSConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, mean, rstd, raw, box = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
-        zeros = [0] * len(stride)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.bias_shape is not None
         grad_out = grad_out.to(ctx.compute_dtype)
@@ -233,12 +221,12 @@ class _WSConvFunction(torch.autograd.Function):
             # g·r is ∂L/∂(conv(x, w)) per output channel: one conv backward gives convᵀ(g·r, w) for ∂L/∂x and
             # r·∂L/∂ŵ for the weight, exactly what the plain conv would compute.
             grad_r = grad_out * rstd.view(view)
-            grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-                grad_r, x, weight, None, stride, padding, dilation, False, zeros, 1, [need_x, need_w, False]
+            grad_x, grad_w, _ = convolution_backward(
+                grad_r, x, weight, None, stride, padding, dilation, 1, [need_x, need_w, False]
             )
             if need_x:  # minus convᵀ(Σ_o g_o·r_o·μ_o, ones), the same for every input channel
                 h = torch.einsum("no...,o->n...", grad_out, mean * rstd).unsqueeze(1)
-                grad_x -= torch.ops.aten.convolution_backward(
+                grad_x -= convolution_backward(
                     h,
                     x[:, :1],
                     _ones_kernel(weight, h.dtype),
@@ -246,8 +234,6 @@ class _WSConvFunction(torch.autograd.Function):
                     stride,
                     padding,
                     dilation,
-                    False,
-                    zeros,
                     1,
                     [True, False, False],
                 )[0]
@@ -270,7 +256,7 @@ class _WSConvFunction(torch.autograd.Function):
                 grad_b = grad_out.sum(dim=[0, *range(2, grad_out.dim())])
         else:
             w_hat = _restandardize(weight, mean, rstd)  # (C_out, K); one weight-sized temporary
-            grad_x, grad_w_hat, grad_b = torch.ops.aten.convolution_backward(
+            grad_x, grad_w_hat, grad_b = convolution_backward(
                 grad_out,
                 x,
                 w_hat.view_as(weight).to(ctx.compute_dtype),
@@ -278,8 +264,6 @@ class _WSConvFunction(torch.autograd.Function):
                 stride,
                 padding,
                 dilation,
-                False,
-                zeros,
                 groups,
                 [need_x, need_w, need_b],
             )
