@@ -544,7 +544,14 @@ def test_use_safe_conv3d_protects_a_torchvision_model_in_bf16():
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs torch built with oneDNN")
 @pytest.mark.parametrize("layer", ["safe", "ws_weight", "ws_standardized"])
-def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(layer: str, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "thw"),
+    [(16, 24, (8, 10, 12)), (64, 64, (2, 6, 6))],
+    ids=["activation_heavy", "weight_heavy"],
+)
+def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(
+    layer: str, c_in, c_out, thw, monkeypatch
+) -> None:
     """torch runs a float32 batch-1 3D conv with N·C·T·H ≤ 20480 on its slow im2col kernels (3-6× slower than
     oneDNN here); our convs route it to oneDNN. Same outputs and gradients as float64, and as torch's own path."""
     import video_gn.nn.conv as conv_module
@@ -558,9 +565,9 @@ def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(layer: str, monk
         monkeypatch.setattr(ws_module, "_FORCE_PATH", layer.removeprefix("ws_"))
     cls = vnn.conv.SafeConv3d if layer == "safe" else vnn.WSConv3d
     torch.manual_seed(0)
-    m = cls(16, 24, 3, padding=1, bias=True)
+    m = cls(c_in, c_out, 3, padding=1, bias=True)
     ref = copy.deepcopy(m).double()
-    x = torch.randn(1, 16, 8, 10, 12, requires_grad=True)  # N·C·T·H = 1280: torch would pick slow3d
+    x = torch.randn(1, c_in, *thw, requires_grad=True)  # N·C·T·H ≤ 1280: torch would pick slow3d
     if hasattr(torch._C, "_select_conv_backend"):
         assert check(x, m.weight, m.stride, m.padding, m.dilation, m.groups)
         assert not check(torch.cat([x, x]), m.weight, m.stride, m.padding, m.dilation, m.groups)

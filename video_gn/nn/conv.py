@@ -21,7 +21,9 @@ batch-2 one (measured: 3-6× slower per conv, 1.9-2.7× per r3d_18 training step
 is this project's point, so :func:`convolution` / :func:`convolution_backward` (used by :class:`SafeConv3d` and
 by the WS convs) run those convs on oneDNN: the forward directly (``aten.mkldnn_convolution``), the backward on
 the clip plus an all-zero second clip (which adds nothing to the weight and bias gradients; its input gradient
-is dropped). Same results up to float rounding, no extra memory kept for backward.
+is dropped) where the activations are at least half the weights' size; in weight-heavy layers torch's own
+batch-1 backward is the faster one and is kept. Same results up to float rounding, no extra memory kept for
+backward.
 """
 
 from __future__ import annotations
@@ -132,9 +134,14 @@ def convolution_backward(
     output_mask: Sequence[bool],
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """``aten.convolution_backward`` → (∂L/∂x, ∂L/∂w, ∂L/∂b); a batch-1 CPU 3D conv that torch would run on its slow
-    kernels runs on oneDNN as a batch of two, the clip and an all-zero one (no weight or bias gradient from it)."""
+    kernels, with activations at least half the weights' size, runs on oneDNN as a batch of two, the clip and an
+    all-zero one (no weight or bias gradient from it)."""
     zeros = [0] * len(stride)
-    slow = cpu_batch1_conv3d_slow(x, weight, stride, padding, dilation, groups)
+    # oneDNN's batch-2 backward wins where the activations are not much smaller than the weights (early layers:
+    # 1.5-5x faster than slow3d here); in weight-heavy layers slow3d's batch-1 backward is faster (up to 4x).
+    slow = 2 * x.numel() >= weight.numel() and cpu_batch1_conv3d_slow(
+        x, weight, stride, padding, dilation, groups
+    )
     if slow:
         grad_out = torch.cat([grad_out, grad_out.new_zeros(grad_out.shape)])
         x = torch.cat([x, x.new_zeros(x.shape)])
