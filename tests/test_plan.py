@@ -319,3 +319,27 @@ def test_plot_marks_extrapolated_points_hollow(tmp_path, monkeypatch):
         (c.frames, c.total_bytes / 1024**3) for c in plan.cells if c.source.startswith("extrapolated")
     }
     assert extrapolated and hollow == extrapolated
+
+
+@pytest.mark.parametrize("times", [{1: 0.30, 2: 0.10}, {1: 0.10, 2: 0.20}], ids=["falling", "rising"])
+def test_step_time_estimates_need_times_that_grow_with_b_x_t(monkeypatch, times) -> None:
+    """A batch-1 step slower than a batch-2 one (torch's slow batch-1 CPU convs did that) made the line in B×T
+    slope downwards and the planner print ``~0.00s`` for bigger cells; now it estimates nothing and says why."""
+    import video_gn.plan.extrapolate as extrapolate
+
+    real = extrapolate.measure_step
+
+    def fake(*args, batch, **kw):
+        m = real(*args, batch=batch, **{**kw, "steps": 0})
+        m.step_times_s = [times[batch] * kw["frames"] / 8]
+        return m
+
+    monkeypatch.setattr(extrapolate, "measure_step", fake)
+    plan = build_plan(**TINY, norm="gn", frames=[8, 16], batches=[1, 2, 4], steps=1)
+    estimated = [c for c in plan.cells if c.source != "measured"]
+    assert estimated and all(c.total_bytes is not None for c in estimated)
+    if times[1] > times[2]:
+        assert all(c.step_time_s is None and not c.step_time_estimated for c in estimated)
+        assert any("do not grow with B×T" in n for n in plan.notes)
+    else:
+        assert all(c.step_time_estimated and c.step_time_s > times[2] for c in estimated)

@@ -449,11 +449,17 @@ def build_plan(
     time_line = _fit_step_time(
         [(c.frames * c.batch, c.step_time_s) for c in cells if c.step_time_s is not None]
     )
-    if time_line is not None:
+    if time_line is not None and time_line[0] <= 0:
+        notes.append(
+            "Measured step times do not grow with B×T (e.g. a small batch slower per step than a larger one on "
+            "this machine), so no step time is estimated for the other cells; use --measure all to time them."
+        )
+    elif time_line is not None:
         for cell in cells:
             if cell.step_time_s is None and cell.source != "oom":
-                cell.step_time_s = max(0.0, time_line[0] * cell.frames * cell.batch + time_line[1])
-                cell.step_time_estimated = True
+                estimate = time_line[0] * cell.frames * cell.batch + time_line[1]
+                if estimate > 0:  # a line through noisy points can cross zero below the measured sizes
+                    cell.step_time_s, cell.step_time_estimated = estimate, True
         notes.append(
             "~ step times are estimates: a least-squares line in B×T through the measured cells (compute is "
             "close to, not exactly, linear in B×T); measured times carry no ~."
