@@ -774,7 +774,8 @@ def test_evaluating_a_checkpoint_needs_neither_its_pretrained_file_nor_lets_clas
 
 def test_a_run_without_a_known_length_is_refused_at_start(tiny_root, tmp_path, capsys):
     assert main(["fit", *_quick(tiny_root, tmp_path / "run", "--trainer.max_epochs=-1")]) == 2
-    assert "needs a known number of optimiser steps: set trainer.max_steps" in capsys.readouterr().err
+    assert "is an endless run, but the learning-rate schedule needs its length" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before any log folder or config.yaml is written
 
 
 def test_start_up_errors_are_one_line_with_exit_status_2(tiny_root, tmp_path, capsys):
