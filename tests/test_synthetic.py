@@ -252,3 +252,18 @@ def test_no_val_videos_means_no_val_split(tmp_path: Path) -> None:
     )
     dm.setup("fit")
     assert "train" in dm.datasets and "val" not in dm.datasets and dm.val_dataloader() == []
+
+
+def test_datamodule_says_generating_only_when_it_generates(tiny_root: Path, monkeypatch) -> None:
+    """A root holding another spec is refused before any "Generating ..." line (nothing is generated)."""
+    import video_gn.data.datamodule as dm_module
+    from video_gn.data import KineticsDataModule
+
+    said = []
+    monkeypatch.setattr(dm_module, "rank_zero_info", said.append)
+    other = KineticsDataModule(str(tiny_root), synthetic=dataclasses.replace(TINY, seed=1))
+    with pytest.raises(ValueError, match="different spec"):
+        other.prepare_data()
+    assert not any("Generating" in s for s in said)
+    KineticsDataModule(str(tiny_root), synthetic=TINY).prepare_data()  # the same spec: reused, silently
+    assert not said

@@ -301,11 +301,13 @@ class KineticsDataModule(L.LightningDataModule):
 
         spec = self.synthetic
         n = spec.num_classes * (spec.train_per_class + spec.val_per_class)
-        rank_zero_info(
-            f"Generating the synthetic motion dataset ({n} videos, {spec.num_classes} classes) into {self.root}"
-        )
         start = time.perf_counter()
         try:
+            if synthetic.check_root(self.root, spec):  # written meanwhile (another process): reuse it
+                return
+            rank_zero_info(
+                f"Generating the synthetic motion dataset ({n} videos, {spec.num_classes} classes) into {self.root}"
+            )
             synthetic.generate(self.root, spec)
         except ValueError as err:  # root holds something else: own videos, or another synthetic spec
             raise ValueError(
