@@ -451,7 +451,7 @@ def test_final_last_checkpoint_is_not_written_from_non_finite_weights(tiny_root,
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
-def test_fit_without_logger(tiny_root, tmp_path):
+def test_fit_without_logger(tiny_root, tmp_path, capsys):
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     run = tmp_path / "run"
@@ -461,6 +461,9 @@ def test_fit_without_logger(tiny_root, tmp_path):
     assert cli.trainer.logger is None and cli.trainer.global_step == 1
     assert not any(isinstance(c, LearningRateMonitor) for c in cli.trainer.callbacks)
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    out = capsys.readouterr()
+    # the printed evaluate command names the config saved in default_root_dir, not a placeholder
+    assert f"evaluate: video-gn validate -c {run / 'config.yaml'} --ckpt_path" in out.out + out.err
     with_logger = run_lightning_cli(["fit", *_quick(tiny_root, tmp_path / "logged")], run=False)
     assert any(isinstance(c, LearningRateMonitor) for c in with_logger.trainer.callbacks)
 

@@ -560,8 +560,9 @@ class FitSummary(L.Callback):
         if log_dir:
             lines.append(f"logs: {log_dir}")
         if best:
-            config = os.path.join(log_dir, "config.yaml") if log_dir else ""
-            config = config if config and os.path.isfile(config) else "CONFIG"
+            # LightningCLI saves the resolved config in the log folder, or in default_root_dir without a logger
+            saved = [os.path.join(d, "config.yaml") for d in (log_dir, trainer.default_root_dir) if d]
+            config = next((c for c in saved if os.path.isfile(c)), "CONFIG")
             lines.append(f"evaluate: video-gn validate -c {config} --ckpt_path {best}")
         return lines
 
