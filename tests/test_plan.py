@@ -343,3 +343,11 @@ def test_step_time_estimates_need_times_that_grow_with_b_x_t(monkeypatch, times)
         assert any("do not grow with B×T" in n for n in plan.notes)
     else:
         assert all(c.step_time_estimated and c.step_time_s > times[2] for c in estimated)
+
+
+def test_group_count_error_names_plans_own_flag(capsys) -> None:
+    """Width 40 gives 40-channel layers that 32 groups do not divide: the error offers plan's --gn-groups, not
+    the fit option --model.gn_groups that plan does not take."""
+    assert main(["--model", "r3d_18", "--width", "40", "--frames", "4", "--batch", "1", "--crop", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--gn-groups auto" in err and "--model.gn_groups" not in err

@@ -119,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             gn_groups=args.gn_groups,
         )  # fmt: skip
     except (ValueError, TypeError, ImportError) as err:
-        print(f"video-gn plan: error: {err}", file=sys.stderr)
+        # Errors from the model builders name the fit/config option; plan's own flag is --gn-groups.
+        print(
+            f"video-gn plan: error: {str(err).replace('--model.gn_groups', '--gn-groups')}", file=sys.stderr
+        )
         return 2
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
