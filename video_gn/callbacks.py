@@ -321,7 +321,8 @@ class TextProgressBar(ProgressBar):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._run_t0, self._run_step0 = self.clock(), trainer.global_step
         epochs, steps = run_totals(trainer)
-        head = f"fit: {_count(epochs)} epochs x {_count(trainer.num_training_batches)} train batches"
+        n = _count(epochs)
+        head = f"fit: {n} epoch{'' if n == '1' else 's'} x {_count(trainer.num_training_batches)} train batches"
         accumulate = getattr(trainer, "accumulate_grad_batches", 1)
         if accumulate > 1:
             head += f" (accumulating {accumulate})"
@@ -533,7 +534,7 @@ class FitSummary(L.Callback):
         line = f"fit done in {self._elapsed()}: {step} optimizer steps"
         if self._step0:
             line += f" ({step - self._step0} in this run)"
-        line += f", {epochs} epochs"
+        line += f", {epochs} epoch{'' if epochs == 1 else 's'}"
         if trainer.max_steps is not None and 0 <= trainer.max_steps <= step:
             line += "; max_steps reached"
         elif trainer.max_epochs is not None and 0 <= trainer.max_epochs <= epochs:
