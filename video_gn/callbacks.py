@@ -322,7 +322,9 @@ class TextProgressBar(ProgressBar):
         self._run_t0, self._run_step0 = self.clock(), trainer.global_step
         epochs, steps = run_totals(trainer)
         n = _count(epochs)
-        head = f"fit: {n} epoch{'' if n == '1' else 's'} x {_count(trainer.num_training_batches)} train batches"
+        head = (
+            f"fit: {n} epoch{'' if n == '1' else 's'} x {_count(trainer.num_training_batches)} train batches"
+        )
         accumulate = getattr(trainer, "accumulate_grad_batches", 1)
         if accumulate > 1:
             head += f" (accumulating {accumulate})"

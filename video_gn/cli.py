@@ -290,7 +290,8 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
                 _checkpoint_files(self.trainer.default_root_dir, prefix="hpc_ckpt_")
             )
             self._check_ckpt_classes()
-            if self.trainer.max_epochs == -1 and self.trainer.max_steps == -1:  # before any log folder is made
+            # An endless run is refused here, before the logger makes a version folder with a config.yaml.
+            if self.trainer.max_epochs == -1 and self.trainer.max_steps == -1:
                 raise StartupError(
                     "trainer.max_epochs -1 with no trainer.max_steps is an endless run, but the learning-rate "
                     "schedule needs its length: set --trainer.max_steps N or a finite --trainer.max_epochs."
