@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from video_fixtures import remux_faststart, write_video
+from video_fixtures import remux_faststart, write_rotated_video, write_video
 
 from video_gn.data.kinetics_download import (
     DownloaderNotFound,
@@ -293,21 +293,9 @@ def test_transcode_turns_rotated_videos_upright(tmp_path: Path, degrees: int, br
     """A phone video stores landscape frames plus a display matrix saying how to turn them. The re-encoded
     file has no display matrix, so its pixels must be turned (as players and ffmpeg do), and the short side
     is that of the upright frame; before, the output lay on its side with the rotation lost."""
-    src = tmp_path / "phone.mp4"
-    with av.open(str(src), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
-        if not hasattr(s, "set_display_rotation"):
-            pytest.skip("this PyAV cannot write a display matrix")
-        s.set_display_rotation(degrees)  # counter-clockwise, as VideoFrame.rotation reads it
-        img = np.zeros((64, 96, 3), np.uint8)
-        img[:, :48] = 255  # stored frame: left half white
-        for _ in range(10):
-            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        c.mux(s.encode(None))
-    with av.open(str(src)) as c:
-        if (next(c.decode(video=0)).rotation - degrees) % 360:  # 180 reads back as -180
-            pytest.skip("this PyAV/FFmpeg does not read the display matrix back")
+    src = write_rotated_video(tmp_path / "phone.mp4", degrees)
+    if src is None:
+        pytest.skip("this PyAV/FFmpeg cannot write or read back a display matrix")
     info = transcode(src, tmp_path / "out.mp4", start=0.2, short_side=32)
     with av.open(str(tmp_path / "out.mp4")) as c:
         frames = [f for f in c.decode(video=0)]

@@ -8,7 +8,14 @@ import av
 import numpy as np
 import pytest
 import torch
-from video_fixtures import index_frame, read_index, remux_faststart, write_corrupt, write_video
+from video_fixtures import (
+    index_frame,
+    read_index,
+    remux_faststart,
+    write_corrupt,
+    write_rotated_video,
+    write_video,
+)
 
 from video_gn.data import DecodeError, clip_indices, decode_frames, load_video_views, probe_video
 from video_gn.data.sampler import UniformWindows
@@ -384,21 +391,9 @@ def test_a_codec_without_decoder_is_a_decode_error(tmp_path):
 def test_rotated_videos_are_decoded_upright(tmp_path, degrees: int, bright: str) -> None:
     """A phone video stores its frames on their side plus a display matrix; the loader turns them upright,
     as players and ``resize_videos.py`` do (before, training saw them sideways or upside down)."""
-    src = tmp_path / "phone.mp4"
-    with av.open(str(src), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
-        if not hasattr(s, "set_display_rotation"):
-            pytest.skip("this PyAV cannot write a display matrix")
-        s.set_display_rotation(degrees)  # counter-clockwise, as VideoFrame.rotation reads it
-        img = np.zeros((64, 96, 3), np.uint8)
-        img[:, :48] = 255  # stored frame: left half white
-        for _ in range(12):
-            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        c.mux(s.encode(None))
-    with av.open(str(src)) as c:
-        if (next(c.decode(video=0)).rotation - degrees) % 360:  # 180 reads back as -180
-            pytest.skip("this PyAV/FFmpeg does not read the display matrix back")
+    src = write_rotated_video(tmp_path / "phone.mp4", degrees, num_frames=12)
+    if src is None:
+        pytest.skip("this PyAV/FFmpeg cannot write or read back a display matrix")
     frames, _ = decode_frames(src, [0, 5, 5, 11])
     assert frames.shape == ((4, 96, 64, 3) if degrees % 180 else (4, 64, 96, 3))
     img = frames[0].float()

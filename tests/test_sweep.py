@@ -300,9 +300,9 @@ def test_a_cell_that_cannot_run_fails_before_any_run(tmp_path, monkeypatch):
     assert started == []
 
 
-def test_a_stopped_sweep_kills_its_training_run(tmp_path):
-    # SIGTERM to the sweep (a scheduler's time limit, kill) must not leave the fit it started running alone.
-    import signal
+def _sweep_with_a_fake_run(tmp_path):
+    """Start ``video-gn sweep`` on a one-run grid whose training run is a shell that prints its pid and sleeps;
+    return (sweep process, the run's fit.log) once the run has started."""
     import subprocess
     import sys
     import time
@@ -325,15 +325,22 @@ def test_a_stopped_sweep_kills_its_training_run(tmp_path):
         "  b: {norms: [gn], batch: [4], frames: [4]}\n"
     )
     sweep = subprocess.Popen([sys.executable, str(script), "-g", str(grid), "--out", str(tmp_path / "out")])
-    log = None
     deadline = time.time() + 60
     while time.time() < deadline and sweep.poll() is None:
         logs = list((tmp_path / "out" / "runs").glob("*/fit.log"))
         if logs and len(logs[0].read_text().splitlines()) >= 2:
-            log = logs[0]
-            break
+            return sweep, logs[0]
         time.sleep(0.2)
-    assert log is not None, "the sweep never started its run"
+    sweep.kill()
+    raise AssertionError("the sweep never started its run")
+
+
+def test_a_stopped_sweep_kills_its_training_run(tmp_path):
+    # SIGTERM to the sweep (a scheduler's time limit, kill) must not leave the fit it started running alone.
+    import signal
+    import time
+
+    sweep, log = _sweep_with_a_fake_run(tmp_path)
     child = int(log.read_text().splitlines()[1])
     sweep.send_signal(signal.SIGTERM)
     assert sweep.wait(timeout=30) == 128 + signal.SIGTERM
@@ -491,37 +498,10 @@ def test_a_sweep_killed_with_sigkill_takes_its_training_run_with_it(tmp_path):
     # SIGKILL (the OOM killer, kill -9) cannot be caught: the run must still not go on training alone, into
     # the folder that the next call reruns it in.
     import signal
-    import subprocess
-    import sys
     import time
 
-    fake_python = tmp_path / "python"
-    fake_python.write_text("#!/bin/sh\necho $$\nexec sleep 60\n")
-    fake_python.chmod(0o755)
-    script = tmp_path / "sweep.py"
-    script.write_text(
-        "import sys, types\n"
-        "import video_gn.sweep.run as run\n"
-        f"run.sys = types.SimpleNamespace(executable={str(fake_python)!r})\n"
-        "from video_gn.sweep.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    grid = tmp_path / "grid.yaml"
-    (tmp_path / "a.yaml").write_text("model: {}\n")
-    grid.write_text(
-        f"base: {tmp_path / 'a.yaml'}\nclips: 8\nseeds: [0]\nexperiments:\n"
-        "  b: {norms: [gn], batch: [4], frames: [4]}\n"
-    )
-    sweep = subprocess.Popen([sys.executable, str(script), "-g", str(grid), "--out", str(tmp_path / "out")])
-    child = None
-    deadline = time.time() + 60
-    while time.time() < deadline and sweep.poll() is None:
-        logs = list((tmp_path / "out" / "runs").glob("*/fit.log"))
-        if logs and len(logs[0].read_text().splitlines()) >= 2:
-            child = int(logs[0].read_text().splitlines()[1])
-            break
-        time.sleep(0.2)
-    assert child is not None, "the sweep never started its run"
+    sweep, log = _sweep_with_a_fake_run(tmp_path)
+    child = int(log.read_text().splitlines()[1])
     sweep.kill()
     assert sweep.wait(timeout=30) == -signal.SIGKILL
     deadline = time.time() + 10

@@ -169,3 +169,24 @@ def write_corrupt(path: str | Path, kind: str, *, source: str | Path | None = No
     else:
         raise ValueError(f"unknown corrupt kind {kind!r}")
     return path
+
+
+def write_rotated_video(path: str | Path, degrees: int, *, num_frames: int = 10) -> Path | None:
+    """A 96x64 H.264 MP4 (left half of each stored frame white) with a display matrix turning it ``degrees``
+    counter-clockwise, as phones write them; None when this PyAV/FFmpeg cannot write or read one back."""
+    path = Path(path)
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        if not hasattr(s, "set_display_rotation"):
+            return None
+        s.set_display_rotation(degrees)  # counter-clockwise, as VideoFrame.rotation reads it
+        img = np.zeros((64, 96, 3), np.uint8)
+        img[:, :48] = 255
+        for _ in range(num_frames):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode(None))
+    with av.open(str(path)) as c:
+        if (next(c.decode(video=0)).rotation - degrees) % 360:  # 180 reads back as -180
+            return None
+    return path
