@@ -590,3 +590,27 @@ def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(
         scale = want.abs().max()
         assert (got.double() - want).abs().max() <= 1e-5 * scale
         assert (got - torch_path).abs().max() <= 1e-5 * scale
+
+
+def test_batch1_routing_keeps_double_backward_forward_ad_and_torch_func(monkeypatch) -> None:
+    """The batch-1 oneDNN routing must not take away what a plain conv supports: double backward (through a
+    differentiable recomputation), forward-mode AD and torch.func (not routed)."""
+    import video_gn.nn.conv as conv_module
+
+    torch.manual_seed(0)
+    m = vnn.conv.SafeConv3d(4, 6, 3, padding=1)
+    x = torch.randn(1, 4, 4, 6, 6, requires_grad=True)
+    results = {}
+    for onednn in (True, False):
+        monkeypatch.setattr(conv_module, "BATCH1_ONEDNN", onednn)
+        (gx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
+        (ggw,) = torch.autograd.grad(gx.square().sum(), m.weight)  # a gradient-penalty style double backward
+        with torch.autograd.forward_ad.dual_level():
+            tangent = torch.autograd.forward_ad.unpack_dual(
+                m(torch.autograd.forward_ad.make_dual(x.detach(), torch.ones_like(x)))
+            ).tangent
+        params = dict(m.named_parameters())
+        fgrad = torch.func.grad(lambda p, xx: torch.func.functional_call(m, p, (xx,)).sum())(params, x.detach())
+        results[onednn] = (gx.detach(), ggw, tangent, fgrad["weight"])
+    for routed, plain in zip(results[True], results[False]):
+        torch.testing.assert_close(routed, plain, rtol=1e-4, atol=1e-5)

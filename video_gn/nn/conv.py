@@ -32,7 +32,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "SafeConv3d",
@@ -89,8 +88,12 @@ def cpu_batch1_conv3d_slow(
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
+        # 1x1 spatial kernels (bottleneck 1x1x1, 3x1x1): torch keeps them off oneDNN on few threads on purpose,
+        # and routed they were 1.2-4x slower (i3d_r50 / slow_r50 steps 25-50 % slower)
+        and not (weight.shape[-1] == 1 and weight.shape[-2] == 1)
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
+        and _plain_eager()
     ):
         return False
     select = getattr(torch._C, "_select_conv_backend", None)
@@ -100,6 +103,16 @@ def cpu_batch1_conv3d_slow(
     ints = [[int(v) for v in a] for a in (stride, padding, dilation)]  # numpy ints are refused
     backend = select(x, weight, None, *ints, False, [0, 0, 0], int(groups), None)
     return backend == torch._C._ConvBackend.Slow3d
+
+
+def _plain_eager() -> bool:
+    """Eager autograd only: torch.compile has no fake-tensor kernel for ``aten.mkldnn_convolution``, and
+    functorch transforms / forward-mode AD need what the routing Function does not define."""
+    return not (
+        torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+        or getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+    )
 
 
 def convolution(
@@ -158,22 +171,33 @@ class _Conv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(x, weight, bias)
         ctx.args = (stride, padding, dilation, groups)
         ctx.bias_sizes = None if bias is None else list(bias.shape)
         return convolution(x, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
+        x, weight, bias = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.bias_sizes is not None
+        if torch.is_grad_enabled():  # create_graph=True (double backward): torch's own differentiable conv
+            return (*_differentiable_grads(grad_out, x, weight, bias, ctx.args, (need_x, need_w, need_b)), None,
+                    None, None, None)  # fmt: skip
         grads = convolution_backward(
             grad_out, x, weight, ctx.bias_sizes, stride, padding, dilation, groups, [need_x, need_w, need_b]
         )
         return (*grads, None, None, None, None)
+
+
+def _differentiable_grads(grad_out, x, weight, bias, args, needs) -> list[Tensor | None]:
+    """Gradients of F.conv3d recomputed with a graph, for double backward through :class:`_Conv`."""
+    stride, padding, dilation, groups = args
+    inputs = [t for t, need in zip((x, weight, bias), needs) if need]
+    y = torch.nn.functional.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    grads = iter(torch.autograd.grad(y, inputs, grad_out, create_graph=True))
+    return [next(grads) if need else None for need in needs]
 
 
 class SafeConv3d(nn.Conv3d):
