@@ -88,9 +88,11 @@ def cpu_batch1_conv3d_slow(
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
-        # 1x1 spatial kernels (bottleneck 1x1x1, 3x1x1): torch keeps them off oneDNN on few threads on purpose,
-        # and routed they were 1.2-4x slower (i3d_r50 / slow_r50 steps 25-50 % slower)
-        and not (weight.shape[-1] == 1 and weight.shape[-2] == 1)
+        # Only full 3D kernels (kT > 1 and kH·kW > 1, e.g. 3x3x3), as measured on whole training steps: routed
+        # 1x1-spatial kernels (bottleneck 1x1x1, 3x1x1) were up to 4x slower per conv, and with the 1x3x3 convs
+        # routed too the i3d_r50 / slow_r50 steps were 18 % slower (docs/benchmarks.md)
+        and weight.shape[2] > 1
+        and weight.shape[-1] * weight.shape[-2] > 1
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
         and _plain_eager()
