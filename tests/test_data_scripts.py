@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import runpy
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -1026,3 +1027,27 @@ def test_ctrl_c_in_a_script_is_one_line_and_workers_leave_it_to_the_parent(capsy
     assert run_script(interrupted, "rerun the same command to resume") == 130
     assert capsys.readouterr().err.strip() == "interrupted: rerun the same command to resume"
     assert run_script(lambda: 1, "unused") == 1
+
+
+def test_a_stopping_download_run_starts_no_further_attempt(tmp_path: Path) -> None:
+    """Ctrl-C reaches yt-dlp too, which then looks like an ordinary failure: the downloads in progress must
+    not be retried (with the default waits that kept a Ctrl-C'd run alive for minutes)."""
+    import threading
+
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def download(youtube_id: str, work: Path) -> Path:
+        with lock:
+            calls.append(youtube_id)
+        if youtube_id.startswith("b"):
+            time.sleep(0.3)
+            raise KeyboardInterrupt  # what Ctrl-C raises in the run
+        raise RuntimeError("yt-dlp killed by SIGINT")  # what the killed downloader looks like
+
+    rows = [["x", "a" * 11, 0, 1, "train"], ["x", "b" * 11, 0, 1, "train"]]
+    k = write_csv(tmp_path / "k.csv", ["label", "youtube_id", "time_start", "time_end", "split"], rows)
+    with pytest.raises(KeyboardInterrupt):
+        download_kinetics(k, tmp_path / "o", download_fn=download, workers=2, retries=3, retry_wait=0.5,
+                          progress=False)  # fmt: skip
+    assert calls.count("a" * 11) <= 2  # without the stop: 4 attempts (0.5 + 1 + 1.5 s of waits)

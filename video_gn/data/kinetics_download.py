@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -359,14 +360,18 @@ def _fetch_one(
     retry_wait: float,
     short_side: int | None,
     crf: int,
+    stop: threading.Event | None = None,
 ) -> tuple[str, Path | list, str]:
     target = clip_path(out_root, ann)
     if target.exists():
         return "skipped", target, ""
     error = ""
     for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(retry_wait * attempt)
+        # The run is stopping (Ctrl-C also killed yt-dlp, which looks like a failure): no further attempt.
+        if attempt and (
+            stop.wait(retry_wait * attempt) if stop is not None else time.sleep(retry_wait * attempt)
+        ):
+            return "failed", ann.row(), f"stopped before attempt {attempt + 1}: {error}"
         work = Path(
             tempfile.mkdtemp(prefix=f"{_work_prefix()}{ann.youtube_id}-", dir=out_root / ".downloads")
         )
@@ -468,14 +473,16 @@ def download_kinetics(
     fn = download_fn or yt_dlp_download
     workers = 2 * (os.cpu_count() or 1) if workers is None else workers
 
+    stop = threading.Event()
+
     def job(ann: Annotation) -> tuple[str, Path | list, str]:
         return _fetch_one(
             ann, out_root=out_root, download_fn=fn, retries=retries, retry_wait=retry_wait,
-            short_side=short_side, crf=crf,
+            short_side=short_side, crf=crf, stop=stop,
         )  # fmt: skip
 
     for status, item, err in parallel_map(
-        job, anns, workers=workers, description="download+cut", progress=progress, threads=True
+        job, anns, workers=workers, description="download+cut", progress=progress, threads=True, stop=stop
     ):
         if status == "failed":
             summary.failed.append((item, err))

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -243,6 +244,7 @@ def parallel_map(
     description: str = "",
     progress: bool = True,
     threads: bool = False,
+    stop: threading.Event | None = None,
 ) -> list:
     """Apply ``fn`` to every item in parallel with a progress bar; return results in input order.
 
@@ -253,6 +255,8 @@ def parallel_map(
         description: progress bar text.
         progress: show the progress bar.
         threads: use threads instead of processes (for I/O-bound work or unpicklable ``fn``).
+        stop: set when the map stops early, before the items in progress are waited for: a long ``fn`` (a
+            download with retries) can check it to give up instead of starting another attempt.
 
     An exception from ``fn`` (or Ctrl-C) stops the map: the items not started yet are dropped, those in
     progress are waited for, and the exception is raised.
@@ -280,6 +284,8 @@ def parallel_map(
             except BaseException:
                 # Ctrl-C or a failing item: drop the queued items, or leaving the `with` would run them all
                 # first (a download run would go on for hours after Ctrl-C, with no progress shown).
+                if stop is not None:
+                    stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return results
