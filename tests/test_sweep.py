@@ -615,3 +615,18 @@ def test_missing_matplotlib_is_reported_before_any_run(tmp_path, monkeypatch, ca
     assert "--no-plots" in capsys.readouterr().err and started == []
     assert main([*flags, "--out", str(tmp_path / "out"), "--no-plots"]) == 1  # runs (they log nothing here)
     assert len(started) == 2
+
+
+def test_rows_from_before_the_setup_column_join_the_sweep_that_resumes_them(tmp_path):
+    # A sweep started by an older version has rows without a setup; resumed, its new rows get one: without the
+    # backfill the report would show one grid as two set-ups (two plot lines per norm).
+    from video_gn.sweep import read_rows, rewrite_rows, run_id, setup_id
+    from video_gn.sweep.run import _fill_setup
+
+    spec = SweepSpec(base=["a.yaml"], clips=64, seeds=[0], devices=1, cells=[Cell("gn", 8, 8)])
+    csv_path = tmp_path / "runs.csv"
+    ours = {**_row("gn", 8, 8, 0, 0.5, run=run_id(spec, spec.cells[0], 0)), "setup": ""}
+    other = {**_row("gn", 4, 8, 0, 0.5, run="another_grid"), "setup": ""}
+    rewrite_rows(csv_path, [ours, other])
+    _fill_setup(read_rows(csv_path), spec, [0], csv_path)
+    assert [r["setup"] for r in read_rows(csv_path)] == [setup_id(spec), ""]

@@ -13,7 +13,14 @@ import time
 from pathlib import Path
 
 from video_gn.sweep.grid import Cell, SweepSpec
-from video_gn.sweep.results import GPU_PEAK_METRIC, TRAIN_METRIC, append_row, read_rows, read_val_metrics
+from video_gn.sweep.results import (
+    GPU_PEAK_METRIC,
+    TRAIN_METRIC,
+    append_row,
+    read_rows,
+    read_val_metrics,
+    rewrite_rows,
+)
 
 
 def _digest(*parts) -> str:
@@ -181,6 +188,17 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _fill_setup(rows: list[dict], spec: SweepSpec, seeds: list[int], csv_path: Path) -> None:
+    """Give rows written before the ``setup`` column existed this sweep's setup id when their run id is one of
+    its runs (the run id hashes the same settings), so a resumed older sweep is not split in two set-ups."""
+    ours = {run_id(spec, c, s) for c in spec.cells for s in seeds}
+    stale = [r for r in rows if not r.get("setup") and r.get("run_id") in ours]
+    if stale:
+        for r in stale:
+            r["setup"] = setup_id(spec)
+        rewrite_rows(csv_path, rows)
+
+
 BASE_FINGERPRINTS = "base_configs.json"
 
 
@@ -244,7 +262,10 @@ def run_sweep(
     for cell in spec.cells:  # a cell that cannot run fails now, not after the runs before it
         check_cell(spec, cell)
     seeds = list(dict.fromkeys(spec.seeds))  # a seed listed twice is one run, not two with one id
-    done = {r["run_id"] for r in read_rows(csv_path) if r.get("status") == "ok"}
+    rows = read_rows(csv_path)
+    if not dry_run:
+        _fill_setup(rows, spec, seeds, csv_path)
+    done = {r["run_id"] for r in rows if r.get("status") == "ok"}
     # Seed-major order: a sweep stopped half-way still has every cell for the first seed(s).
     todo = [(c, s) for s in seeds for c in spec.cells if run_id(spec, c, s) not in done]
     if log:
