@@ -6,7 +6,7 @@ take longer than a batch-2 step. ``video_gn.nn.conv`` routes those convs to oneD
 This script times full training steps (forward, cross-entropy, backward, SGD step) of a registry model at B = 1
 and B = 2 with the routing off (``torch``) and on (``video_gn``), interleaved round by round (odd rounds in
 reverse order) so machine load hits every variant alike, and prints the median step time, per-clip time, and the
-paired ratio torch / video_gn of each round. It also counts how many conv layers torch would send to slow3d.
+paired ratio torch / video_gn of each round. It also counts how many conv layers are routed.
 
 Usage::
 
@@ -30,7 +30,7 @@ from video_gn.models import build
 
 
 def slow3d_convs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """(convs torch would run on slow3d, all 3D convs) for one forward of ``x`` (batch 1)."""
+    """(convs video_gn routes to oneDNN, all 3D convs) for one forward of ``x`` (batch 1)."""
     hits, total = [], []
 
     def hook(mod, args):
@@ -81,7 +81,9 @@ def main() -> None:
             for routing in (False, True):
                 variants[(norm, batch, routing)] = (model, opt, x, y)
         hit, total = slow3d_convs(model, torch.randn(1, 3, args.frames, args.crop, args.crop))
-        print(f"# {norm}: torch picks slow3d for {hit} of {total} 3D convs at B=1")
+        print(
+            f"# {norm}: at B=1, {hit} of {total} 3D convs routed to oneDNN (full 3D kernels torch sends to slow3d)"
+        )
 
     def step(key) -> float:
         model, opt, x, y = variants[key]
