@@ -230,7 +230,7 @@ def test_fold_weight_standardization_is_equivalent_and_removes_ws(clip: torch.Te
     assert n_ws == 53  # ResNet-50 layout: stem + 16 blocks × 3 + 4 shortcut convs
     folded = vnn.fold_weight_standardization(model)
     assert not any(isinstance(m, (vnn.WSConv1d, vnn.WSConv2d, vnn.WSConv3d)) for m in folded.modules())
-    assert sum(type(m) is nn.Conv3d for m in folded.modules()) == n_ws
+    assert sum(type(m) is vnn.SafeConv3d for m in folded.modules()) == n_ws  # the bf16 guard, batch-1 routing
     with torch.no_grad():
         # float32 through 53 layers: folded and unfolded are each ~3e-5 from the float64 result (max |y| ~0.4).
         torch.testing.assert_close(folded(clip), expected, rtol=0, atol=1e-4)

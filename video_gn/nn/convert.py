@@ -17,7 +17,14 @@ from torch import nn
 
 from video_gn.nn.conv import SafeConv3d
 from video_gn.nn.norm import _KIND_KWARGS, BN_LIKE_TYPES, norm_layer, resolve_num_groups
-from video_gn.nn.ws import CONV_BY_DIM, DEFAULT_WS_EPS, WS_CONV_BY_DIM, _standardize, _WSConvMixin
+from video_gn.nn.ws import (
+    CONV_BY_DIM,
+    DEFAULT_WS_EPS,
+    PLAIN_CONV_BY_DIM,
+    WS_CONV_BY_DIM,
+    _standardize,
+    _WSConvMixin,
+)
 
 __all__ = ["convert_norm", "fold_weight_standardization", "use_safe_conv3d", "use_weight_standardization"]
 
@@ -226,7 +233,8 @@ def _conv_like(cls: type[nn.Module], conv: nn.Module, **extra: Any) -> nn.Module
 
 
 def fold_weight_standardization(model: nn.Module) -> nn.Module:
-    """Turn every WS conv into a plain conv whose weight is the standardized weight (for inference).
+    """Turn every WS conv into a plain conv (``nn.Conv1d``/``nn.Conv2d``, :class:`SafeConv3d` for 3D) whose weight is
+    the standardized weight (for inference).
 
     Outputs are unchanged (up to float rounding; ŵ is computed in float64) and the forward pass no longer pays
     for the standardization. Training the folded model is *not* WS training any more.
@@ -242,7 +250,8 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
         if not isinstance(module, _WSConvMixin):
             return None
         w = module.weight
-        new = _conv_like(CONV_BY_DIM[len(module.kernel_size)], module)
+        # 3D: SafeConv3d, so the folded model keeps the bf16 guard and the batch-1 routing (video_gn/nn/conv.py)
+        new = _conv_like(PLAIN_CONV_BY_DIM[len(module.kernel_size)], module)
         with torch.no_grad():
             new.weight.copy_(_standardize(w.detach().double(), module.eps)[0])
             new.weight.requires_grad_(w.requires_grad)
