@@ -154,8 +154,10 @@ def convolution_backward(
     zeros = [0] * len(stride)
     # oneDNN's batch-2 backward wins where the activations are not much smaller than the weights (early layers:
     # 1.5-5x faster than slow3d here); in weight-heavy layers slow3d's batch-1 backward is faster (up to 4x).
-    slow = 2 * x.numel() >= weight.numel() and cpu_batch1_conv3d_slow(
-        x, weight, stride, padding, dilation, groups
+    slow = (
+        (output_mask[0] or output_mask[1])  # a bias gradient alone needs no conv
+        and 2 * x.numel() >= weight.numel()
+        and cpu_batch1_conv3d_slow(x, weight, stride, padding, dilation, groups)
     )
     if slow:
         grad_out = torch.cat([grad_out, grad_out.new_zeros(grad_out.shape)])
