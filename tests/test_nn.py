@@ -610,7 +610,9 @@ def test_batch1_routing_keeps_double_backward_forward_ad_and_torch_func(monkeypa
                 m(torch.autograd.forward_ad.make_dual(x.detach(), torch.ones_like(x)))
             ).tangent
         params = dict(m.named_parameters())
-        fgrad = torch.func.grad(lambda p, xx: torch.func.functional_call(m, p, (xx,)).sum())(params, x.detach())
+        fgrad = torch.func.grad(lambda p, xx: torch.func.functional_call(m, p, (xx,)).sum())(
+            params, x.detach()
+        )
         results[onednn] = (gx.detach(), ggw, tangent, fgrad["weight"])
     for routed, plain in zip(results[True], results[False]):
         torch.testing.assert_close(routed, plain, rtol=1e-4, atol=1e-5)
