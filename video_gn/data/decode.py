@@ -75,8 +75,8 @@ class VideoInfo:
     Attributes:
         num_frames: number of frames (from the container, or estimated from duration x fps).
         fps: native frame rate (frames per second).
-        height: frame height in pixels.
-        width: frame width in pixels.
+        height: frame height in pixels, as stored (a rotated phone video's decoded, upright frames swap them).
+        width: frame width in pixels, as stored.
     """
 
     num_frames: int
