@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,12 +364,11 @@ def _fetch_one(
     target = clip_path(out_root, ann)
     if target.exists():
         return "skipped", target, ""
+    stop = stop or threading.Event()  # never set: its wait() is a plain sleep
     error = ""
     for attempt in range(retries + 1):
         # The run is stopping (Ctrl-C also killed yt-dlp, which looks like a failure): no further attempt.
-        if attempt and (
-            stop.wait(retry_wait * attempt) if stop is not None else time.sleep(retry_wait * attempt)
-        ):
+        if attempt and stop.wait(retry_wait * attempt):
             return "failed", ann.row(), f"stopped before attempt {attempt + 1}: {error}"
         work = Path(
             tempfile.mkdtemp(prefix=f"{_work_prefix()}{ann.youtube_id}-", dir=out_root / ".downloads")
