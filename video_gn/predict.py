@@ -235,64 +235,53 @@ def predict_videos(model, data_hp: dict[str, Any], names: list[str], videos: lis
         lists ``(path, error message)`` for files that are not videos (by extension, as in a folder search)
         or could not be decoded (skipped with a warning, not fatal).
     """
-    from video_gn.data import load_video_views
+    from video_gn.data.progress import progress_bar
 
     device = next(model.parameters()).device
     results, failures = [], []
-    for path in _progress(videos):
-        if Path(path).suffix.lower() not in prep.VIDEO_EXTENSIONS:
-            # FFmpeg "decodes" some other files (its tty demuxer renders a .txt as a video): refuse them by name
-            reason = (
-                f"not a video file type ({Path(path).suffix or 'no extension'}; video files end in "
-                f"{', '.join(sorted(prep.VIDEO_EXTENSIONS))})"
-            )
-            warnings.warn(f"Skipping {path}: {reason}", stacklevel=2)
-            failures.append((str(path), reason))
-            continue
-        try:
-            views = load_video_views(
-                path,
-                num_frames=data_hp["num_frames"],
-                sampling_rate=data_hp["sampling_rate"],
-                num_clips=data_hp["num_clips"],
-                num_crops=data_hp["num_crops"],
-                short_side=data_hp["test_short_side"],
-                crop_size=data_hp["crop_size"],
-                mean=data_hp["mean"],
-                std=data_hp["std"],
-            )  # (V, C, T, H, W)
-        except Exception as err:  # noqa: BLE001 - any decode failure skips the file
-            warnings.warn(f"Skipping {path}: could not decode it ({type(err).__name__}: {err})", stacklevel=2)
-            failures.append((str(path), f"{type(err).__name__}: {err}"))
-            continue
-        with torch.inference_mode():
-            probs = model(views.to(device)).float().softmax(dim=-1).mean(dim=0)  # (num_classes,)
-        p, idx = probs.topk(min(top_k, probs.numel()))
-        results.append(
-            {"path": str(path), "top": [(names[i], float(v)) for v, i in zip(p.tolist(), idx.tolist())]}
-        )
+    # progress on stderr (stdout holds the results): a bar on a terminal, timed plain lines otherwise
+    with progress_bar(total=len(videos), description="predict (videos)", enabled=len(videos) > 1) as advance:
+        for path in videos:
+            result, failure = _predict_one(model, data_hp, names, path, top_k, device)
+            if result is not None:
+                results.append(result)
+            else:
+                failures.append(failure)
+            advance()
     return results, failures
 
 
-def _progress(items: list[Path]):
-    """Iterate ``items`` with progress on stderr (stdout holds the results): a bar on a terminal, plain lines
-    every ``VIDEO_GN_PROGRESS_INTERVAL`` seconds otherwise (``VIDEO_GN_PROGRESS`` forces a mode)."""
-    from video_gn.data.progress import TextProgress, forced_progress_mode, log_interval
+def _predict_one(model, data_hp: dict[str, Any], names: list[str], path: Path, top_k: int, device):
+    """``({"path", "top"}, None)`` for one video, or ``(None, (path, reason))`` when it is skipped (warned)."""
+    from video_gn.data import load_video_views
 
-    mode = forced_progress_mode() or ("rich" if sys.stderr.isatty() else "text")
-    if len(items) < 2 or mode == "off":
-        yield from items
-    elif mode == "text":
-        text = TextProgress(len(items), "predict (videos)", interval=log_interval(None))
-        for item in items:
-            yield item
-            text.advance()
-        text.close()
-    else:
-        from rich.console import Console
-        from rich.progress import track
-
-        yield from track(items, description="predict", console=Console(stderr=True), transient=True)
+    if Path(path).suffix.lower() not in prep.VIDEO_EXTENSIONS:
+        # FFmpeg "decodes" some other files (its tty demuxer renders a .txt as a video): refuse them by name
+        reason = (
+            f"not a video file type ({Path(path).suffix or 'no extension'}; video files end in "
+            f"{', '.join(sorted(prep.VIDEO_EXTENSIONS))})"
+        )
+        warnings.warn(f"Skipping {path}: {reason}", stacklevel=3)
+        return None, (str(path), reason)
+    try:
+        views = load_video_views(
+            path,
+            num_frames=data_hp["num_frames"],
+            sampling_rate=data_hp["sampling_rate"],
+            num_clips=data_hp["num_clips"],
+            num_crops=data_hp["num_crops"],
+            short_side=data_hp["test_short_side"],
+            crop_size=data_hp["crop_size"],
+            mean=data_hp["mean"],
+            std=data_hp["std"],
+        )  # (V, C, T, H, W)
+    except Exception as err:  # noqa: BLE001 - any decode failure skips the file
+        warnings.warn(f"Skipping {path}: could not decode it ({type(err).__name__}: {err})", stacklevel=3)
+        return None, (str(path), f"{type(err).__name__}: {err}")
+    with torch.inference_mode():
+        probs = model(views.to(device)).float().softmax(dim=-1).mean(dim=0)  # (num_classes,)
+    p, idx = probs.topk(min(top_k, probs.numel()))
+    return {"path": str(path), "top": [(names[i], float(v)) for v, i in zip(p.tolist(), idx.tolist())]}, None
 
 
 def main(argv: list[str] | None = None) -> int:

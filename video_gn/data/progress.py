@@ -163,7 +163,7 @@ def log_interval(interval: float | None) -> float:
 def progress_bar(
     *, total: int, description: str, enabled: bool = True, interval: float | None = None
 ) -> Iterator[Callable[..., None]]:
-    """Show progress with ``done/total``, elapsed time and ETA; yields ``advance(n=1)``.
+    """Show progress with ``done/total``, elapsed time and ETA on stderr; yields ``advance(n=1)``.
 
     On a terminal this is a rich progress bar. When stderr is not a terminal (batch and SLURM jobs, logs
     redirected to a file) it writes plain lines instead (:class:`TextProgress`): the total at the start,
@@ -188,6 +188,7 @@ def progress_bar(
         finally:
             text.close()
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -204,6 +205,7 @@ def progress_bar(
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # the terminal the mode was chosen by; stdout stays for results
         transient=False,
     ) as prog:
         task = prog.add_task(description, total=total)
