@@ -17,9 +17,10 @@ float64 reference for T = 1…6 and k_T = 1, 3, 5, and fails without the guard o
 A second CPU problem, of speed: for a float32 3D conv on a batch of one clip, torch's backend heuristic (written
 for 2D: it looks at N·C·T·H and ignores W) picks its im2col "slow3d" kernels instead of oneDNN whenever
 N·C·T·H ≤ 20480, i.e. for most layers of a CPU-sized video model, and a batch-1 step then takes longer than a
-batch-2 one (measured: 3-6× slower per conv, 1.9-2.7× per r3d_18 training step; docs/benchmarks.md). Batch 1
-is this project's point, so :func:`convolution` / :func:`convolution_backward` (used by :class:`SafeConv3d` and
-by the WS convs) run those convs on oneDNN: the forward directly (``aten.mkldnn_convolution``), the backward on
+batch-2 one (measured: forward 1.7-17× slower per conv, up to 4.4× per r3d_18 training step; docs/benchmarks.md).
+Batch 1 is this project's point, so :func:`convolution` / :func:`convolution_backward` (used by
+:class:`SafeConv3d` and by the WS convs) run the full 3D kernels among those convs (kT > 1 and kH·kW > 1: the
+others were slower routed, in whole training steps) on oneDNN: the forward directly (``aten.mkldnn_convolution``), the backward on
 the clip plus an all-zero second clip (which adds nothing to the weight and bias gradients; its input gradient
 is dropped) where the activations are at least half the weights' size; in weight-heavy layers torch's own
 batch-1 backward is the faster one and is kept. Same results up to float rounding, no extra memory kept for
@@ -102,9 +103,15 @@ def cpu_batch1_conv3d_slow(
     if select is None:  # torch's heuristic (aten/src/ATen/native/ConvUtils): native unless one of these holds
         n, c, t, h = x.shape[:4]
         return not (groups > 1 or (weight.shape[-1] > 3 and weight.shape[-2] > 3) or n * c * t * h > 20480)
-    ints = [[int(v) for v in a] for a in (stride, padding, dilation)]  # numpy ints are refused
-    backend = select(x, weight, None, *ints, False, [0, 0, 0], int(groups), None)
+    backend = select(
+        x, weight, None, *_int_lists(stride, padding, dilation), False, [0, 0, 0], int(groups), None
+    )
     return backend == torch._C._ConvBackend.Slow3d
+
+
+def _int_lists(*seqs: Sequence[int]) -> list[list[int]]:
+    """Plain int lists (torch's op bindings refuse numpy ints, which some builders leave in conv geometry)."""
+    return [[int(v) for v in seq] for seq in seqs]
 
 
 def _plain_eager() -> bool:
@@ -129,7 +136,7 @@ def convolution(
     """``aten.convolution`` (not differentiable: for use inside autograd Functions), on oneDNN for the batch-1 CPU
     3D convs that torch would run on its slow kernels (module docstring)."""
     if cpu_batch1_conv3d_slow(x, weight, stride, padding, dilation, groups):
-        stride, padding, dilation = ([int(v) for v in a] for a in (stride, padding, dilation))
+        stride, padding, dilation = _int_lists(stride, padding, dilation)
         return torch.ops.aten.mkldnn_convolution(
             x.contiguous(), weight.contiguous(), bias, padding, stride, dilation, int(groups)
         )

@@ -194,8 +194,9 @@ def _fill_setup(rows: list[dict], spec: SweepSpec, seeds: list[int], csv_path: P
     ours = {run_id(spec, c, s) for c in spec.cells for s in seeds}
     stale = [r for r in rows if not r.get("setup") and r.get("run_id") in ours]
     if stale:
+        setup = setup_id(spec)
         for r in stale:
-            r["setup"] = setup_id(spec)
+            r["setup"] = setup
         rewrite_rows(csv_path, rows)
 
 
