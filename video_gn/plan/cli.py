@@ -97,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(
                 f"--threads must be a positive int, got {args.threads}; omit it for torch's default."
             )
-        if args.steps is not None and args.steps < 0:
-            raise ValueError(f"--steps must be >= 0 (0: no step times), got {args.steps}.")
         if args.json and args.csv:
             raise ValueError("--json and --csv are exclusive; pick one.")
         if args.plot:  # before minutes of measuring, not after

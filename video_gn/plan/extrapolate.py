@@ -158,10 +158,16 @@ def _fit_affine(xs: Sequence[int], ys: Sequence[int]) -> tuple[float, float]:
     return slope, y0 - slope * x0
 
 
+def _lines_at(t_line: tuple[tuple[float, float], tuple[float, float]], frames: int) -> tuple[float, float]:
+    """(a(T), c(T)): per-clip and batch-independent saved bytes at ``frames`` from their lines in T."""
+    (a_slope, a_icpt), (c_slope, c_icpt) = t_line
+    return a_slope * frames + a_icpt, c_slope * frames + c_icpt
+
+
 def _on_line(t_line: tuple[tuple[float, float], tuple[float, float]], frames: int, batch: int) -> float:
     """Saved bytes B * a(T) + c(T) from the lines in T of the per-clip and batch-independent bytes."""
-    (a_slope, a_icpt), (c_slope, c_icpt) = t_line
-    return batch * (a_slope * frames + a_icpt) + c_slope * frames + c_icpt
+    a, c = _lines_at(t_line, frames)
+    return batch * a + c
 
 
 @torch.no_grad()
@@ -396,7 +402,7 @@ def build_plan(
         if t in fits:
             continue
         if t_status == "verified":
-            fits[t] = (t_line[0][0] * t + t_line[0][1], t_line[1][0] * t + t_line[1][1])
+            fits[t] = _lines_at(t_line, t)
         elif c_constant and len(fit_ts) >= 2:
             fits[t] = ((ms[0].saved_bytes - c_values[0]) / ms[0].batch, c_values[0])
     # Extrapolate in T only to clip lengths whose every temporal size is on the fitted line (exact); others
@@ -415,7 +421,7 @@ def build_plan(
             )
     for t in unmeasured:
         if t_exact.get(t):
-            fits[t] = (t_line[0][0] * t + t_line[0][1], t_line[1][0] * t + t_line[1][1])
+            fits[t] = _lines_at(t_line, t)
 
     cells: list[PlanCell] = []
     for t in frames:
