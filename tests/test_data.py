@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from video_fixtures import read_index, write_corrupt, write_video
+from video_fixtures import read_index, remux_faststart, write_corrupt, write_video
 
 from video_gn.data import (
     KineticsDataModule,
@@ -673,3 +673,73 @@ def test_training_clips_depend_on_seed_epoch_and_video_only(root):
     loader.sampler.set_epoch(1)  # a run resumed at epoch 1: the same clips as the uninterrupted one
     again = {int(v): b["video"][i] for b in loader for i, v in enumerate(b["video_index"])}
     assert all(torch.equal(again[v], plain[1][v]) for v in again)
+
+
+def test_a_partly_readable_val_video_is_left_out_of_video_metrics(root, tmp_path):
+    """A truncated file with its index in front decodes its early clips and fails its late ones: the loader
+    reports the video as failed, and VideoClassifier leaves it out of video-level metrics instead of scoring
+    it on the views that happened to decode."""
+    import lightning as L
+
+    from video_gn.module import VideoClassifier
+
+    r = tmp_path / "partial"
+    shutil.copytree(root, r)
+    source = write_video(tmp_path / "long.mp4", num_frames=100, width=64, height=48, gop=10)
+    whole = remux_faststart(source, tmp_path / "fast.mp4").read_bytes()
+    partial = r / "val" / "walk" / "partial.mp4"
+    partial.write_bytes(whole[: int(len(whole) * 0.7)])
+    dm = _dm(r, num_clips=3, eval_batch_size=2, max_fail_fraction=1.0)
+    dm.setup("validate")
+    index = dm.datasets["val"].paths.tolist().index(str(partial))
+    val = dm.val_dataloader()
+    with pytest.warns(RuntimeWarning, match="partial.mp4"):
+        seen = [v for b in val for v in b["video_index"].tolist()]
+    assert 0 < seen.count(index) < 3  # some views decoded, some did not
+    assert val.failed_video_indices() == {index}
+
+    model = VideoClassifier(name="r3d_18", num_classes=3, width=4)
+    counted = []
+    update = model.val_video_top1.update
+    model.val_video_top1.update = lambda probs, labels: (counted.append(len(labels)), update(probs, labels))
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    with pytest.warns(RuntimeWarning, match="partial.mp4"):
+        trainer.validate(model, datamodule=_dm(r, num_clips=3, eval_batch_size=2, max_fail_fraction=1.0))
+    assert counted == [6]  # the 6 whole val videos, not the partly readable one
+
+
+def test_a_header_line_in_a_list_is_skipped(root, tmp_path):
+    """`path label` on the first line would otherwise add a class "label" and a missing file "path"."""
+    data = tmp_path / "header"
+    data.mkdir()
+    pairs = list_split(root, "train", CLASSES)
+    rows = [f"{p} {CLASSES[m['label']]}" for p, m in (pairs[i] for i in range(len(pairs)))]
+    (data / "train.csv").write_text("\n".join(["# made by hand", "path label", *rows]) + "\n")
+    with pytest.warns(UserWarning, match=r"train\.csv, line 2: skipping the header line 'path label'"):
+        assert find_classes(data) == CLASSES
+        got = list_split(data, "train", CLASSES)
+    assert _pairs(got) == _pairs(pairs)
+    from video_gn.data.prep import read_list
+
+    with pytest.warns(UserWarning, match="header"):
+        assert [p for p, _ in read_list(data / "train.csv")] == [p for p, _ in _pairs(pairs)]
+
+
+def test_hflip_warns_on_a_synthetic_dataset_written_beforehand(root, tmp_path):
+    """The warning given for `data.synthetic` also fires for a root written by make_synthetic.py."""
+    data = tmp_path / "synthetic"
+    for split in ("train", "val"):
+        for name in ("move_left", "move_right", "expand"):
+            (data / split / name).mkdir(parents=True)
+            shutil.copy(root / "train" / "run" / "run_0.mp4", data / split / name / "a.mp4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _dm(data, hflip=True).setup("fit")  # own videos whose folders happen to have these names
+        (data / "synthetic.json").write_text("{}")
+        _dm(data, hflip=False).setup("fit")
+    with pytest.warns(
+        UserWarning, match=r"data.hflip is on, but the synthetic classes \['move_left', 'move_right'\]"
+    ):
+        _dm(data, hflip=True).setup("fit")

@@ -319,7 +319,26 @@ class VideoClassifier(L.LightningModule):
                 entry[0] += p
                 entry[2] += 1
 
+    def _failed_eval_videos(self, stage: str) -> set[int]:
+        """Indices of this rank's ``stage`` videos with a view that failed to decode this epoch (reported by
+        :class:`~video_gn.data.ClipDataLoader`; other loaders report nothing)."""
+        trainer = self._trainer
+        if trainer is None:
+            return set()
+        loaders = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        failed: set[int] = set()
+        for loader in loaders:
+            report = getattr(loader, "failed_video_indices", None)
+            if callable(report):
+                failed |= report()
+        return failed
+
     def _eval_epoch_end(self, stage: str) -> None:
+        # A video with any view that failed to decode (a truncated file can fail in its late clips only) is
+        # skipped, as the data module reports: averaging its readable views would score it on part of the video.
+        for vid in self._failed_eval_videos(stage):
+            self._views.pop(vid, None)
         # Each video's views all live on one rank (the data module shards by video), so the
         # per-rank averages are complete and torchmetrics' sum-reduction counts every video once.
         if self._views:

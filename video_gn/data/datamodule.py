@@ -42,11 +42,15 @@ class FailureTracker:
         self.max_fail_fraction = max_fail_fraction
         self.warned: set[str] = set()
         self.epoch_failures: dict[str, list[str]] = {}  # split -> distinct failed paths of the last epoch
+        # split -> dataset indices of the videos with a failed item in the last epoch (evaluation: a video
+        # with any unreadable view is left out of video-level metrics, see VideoClassifier)
+        self.epoch_failed_videos: dict[str, set[int]] = {}
         self.reasons: dict[str, str] = {}  # path -> why it failed (the last reason seen)
 
     def start(self, split: str) -> None:
         """Begin an epoch of ``split``."""
         self.epoch_failures[split] = []
+        self.epoch_failed_videos[split] = set()
 
     def record(self, split: str, failures: list[tuple[str, str]] | list[str], num_videos: int) -> None:
         """Note failed files (``(path, reason)`` pairs, or bare paths); warn once per file, with its reason;
@@ -84,6 +88,19 @@ class FailureTracker:
             )
 
 
+def _warn_if_flip_sensitive(classes: list[str], stacklevel: int) -> None:
+    """Warn when horizontal flips would swap synthetic classes (move_left <-> move_right, ...)."""
+    from video_gn.data.synthetic import FLIP_SENSITIVE
+
+    mirrored = sorted(set(classes) & set(FLIP_SENSITIVE))
+    if mirrored:
+        warnings.warn(
+            f"data.hflip is on, but the synthetic classes {mirrored} turn into each other under a "
+            "horizontal flip, so flipped clips get the wrong label. Set data.hflip: false.",
+            stacklevel=stacklevel,
+        )
+
+
 class ClipDataLoader(DataLoader):
     """A DataLoader that removes failed items' bookkeeping from batches and reports it to a FailureTracker.
 
@@ -103,6 +120,11 @@ class ClipDataLoader(DataLoader):
             return sampler.num_shard_videos()
         return len(self.dataset)
 
+    def failed_video_indices(self) -> set[int]:
+        """Dataset indices of the videos with a view (or clip) that failed to decode in this loader's current
+        or last epoch: evaluation code leaves them out of video-level metrics."""
+        return set(self.tracker.epoch_failed_videos.get(self.split, ()))
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         num_videos = self._num_videos()
         num_batches = len(self)
@@ -110,6 +132,9 @@ class ClipDataLoader(DataLoader):
         finished = False
         for index, batch in enumerate(super().__iter__()):
             failed = batch.pop("failed", [])
+            self.tracker.epoch_failed_videos.setdefault(self.split, set()).update(
+                batch.pop("failed_video_index", ())
+            )
             if failed:
                 self.tracker.record(self.split, failed, num_videos)
             if index == num_batches - 1:
@@ -240,15 +265,9 @@ class KineticsDataModule(L.LightningDataModule):
         # the model was trained and evaluated on. The spec is generation-only and not a plain value.
         self.save_hyperparameters(ignore=["synthetic"])
         if synthetic is not None and hflip:
-            from video_gn.data.synthetic import FLIP_SENSITIVE, class_names
+            from video_gn.data.synthetic import class_names
 
-            mirrored = sorted(set(class_names(synthetic)) & set(FLIP_SENSITIVE))
-            if mirrored:
-                warnings.warn(
-                    f"data.hflip is on, but the synthetic classes {mirrored} turn into each other under a "
-                    "horizontal flip, so flipped clips get the wrong label. Set data.hflip: false.",
-                    stacklevel=2,
-                )
+            _warn_if_flip_sensitive(class_names(synthetic), stacklevel=3)
         self._classes: list[str] | None = None
 
     # ----------------------------------------------------------------- classes
@@ -336,6 +355,8 @@ class KineticsDataModule(L.LightningDataModule):
                 f"(or train.csv/val.csv), or set `synthetic` to generate the demo dataset"
             )
         classes = self.classes
+        if self.hflip and self.synthetic is None and (root / "synthetic.json").is_file():
+            _warn_if_flip_sensitive(classes, stacklevel=3)  # a synthetic dataset written beforehand
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": []}.get(
             stage or "", ["train", "val", "test"]
         )

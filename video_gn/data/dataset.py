@@ -10,10 +10,16 @@ Items are dicts:
 - ``failed``: tuple of ``(path, reason)`` for the files that failed to decode while producing this item
   (``reason``: the decoder's error, one line, without the path).
 
+Batches (:func:`collate_clips`) also carry ``failed_video_index``: the video indices of the dropped evaluation
+views, so that a video with any unreadable view can be left out of video-level metrics (its other views may be
+readable, e.g. in a truncated file, and sit in other batches).
+
 Bad files: in training a file that fails to decode is replaced by another video drawn uniformly from the
 *whole* dataset (so batches stay full; under DDP the replacement may belong to another rank's shard this
 epoch, which only repeats one video) and recorded in ``failed``; in evaluation the view becomes a
-*sentinel* item (``video`` None) that :func:`collate_clips` drops, so a video never counts twice.
+*sentinel* item (``video`` None) that :func:`collate_clips` drops, so a video never counts twice; the
+loader collects the failed videos' indices for the epoch and :class:`~video_gn.module.VideoClassifier` leaves
+those videos out of its video-level metrics, so a partly readable video is skipped, not scored on some views.
 Warnings, counting and the failure threshold happen in the main process
 (:class:`~video_gn.data.datamodule.ClipDataLoader`), so a file is reported once however many workers saw it.
 
@@ -229,14 +235,15 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         dict with ``video`` float (B, C, T, H, W) (None if every item failed), ``label``, ``video_index``,
-        ``clip_index``, ``crop_index`` long (B,), and ``failed``: list of ``(path, reason)`` of the files
-        that failed.
+        ``clip_index``, ``crop_index`` long (B,), ``failed``: list of ``(path, reason)`` of the files
+        that failed, and ``failed_video_index``: list of the video indices of the dropped (failed) items.
     """
     failed = [p for it in items for p in it["failed"]]
     good = [it for it in items if it["video"] is not None]
     batch: dict[str, Any] = {
         "video": torch.stack([it["video"] for it in good]) if good else None,
         "failed": failed,
+        "failed_video_index": [it["video_index"] for it in items if it["video"] is None],
     }
     for key in ("label", "video_index", "clip_index", "crop_index"):
         batch[key] = torch.tensor([it[key] for it in good], dtype=torch.long)

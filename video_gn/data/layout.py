@@ -93,9 +93,24 @@ def _read_csv(csv: Path) -> list[tuple[str, str | None, int]]:
             continue
         if not rows:  # the first data line decides whether this is a `path label` list at all
             check_not_comma_separated(csv, line, lineno)
+            if skip_header_line(csv, line, lineno):
+                continue
         path, label = prep.split_list_line(line)
         rows.append((path, label, lineno))
     return rows
+
+
+def skip_header_line(csv: Path, line: str, lineno: int) -> bool:
+    """True (with a warning) when the first data line of a list is a header such as ``path label``.
+
+    pytorchvideo's lists have no header; read as data, ``path label`` would add a class named "label" (and
+    shift every class index after it) and a missing file named "path".
+    """
+    words = line.lower().split()
+    if not words or not set(words) <= _HEADER_WORDS:
+        return False
+    warnings.warn(f"{csv}, line {lineno}: skipping the header line {line!r}", stacklevel=3)
+    return True
 
 
 def check_not_comma_separated(csv: Path, line: str, lineno: int) -> None:

@@ -568,13 +568,14 @@ def split_list_line(line: str) -> tuple[str, str | None]:
 
 
 def read_list(csv_path: Path) -> list[tuple[str, str]]:
-    """Read a ``path label`` list into ``[(path, label)]`` (label ``""`` if none; :func:`split_list_line`).
+    """Read a ``path label`` list into ``[(path, label)]`` (label ``""`` if none; :func:`split_list_line`); a
+    header line such as ``path label`` is skipped with a warning.
 
     Raises:
         ValueError: the file is comma-separated (e.g. an official Kinetics annotation CSV), with the
             reason and how to convert it (:func:`video_gn.data.layout.check_not_comma_separated`).
     """
-    from video_gn.data.layout import check_not_comma_separated  # layout imports this module
+    from video_gn.data.layout import check_not_comma_separated, skip_header_line  # layout imports this module
 
     rows = []
     for lineno, line in enumerate(Path(csv_path).read_text(encoding="utf-8-sig").splitlines(), start=1):
@@ -582,6 +583,8 @@ def read_list(csv_path: Path) -> list[tuple[str, str]]:
             continue
         if not rows:
             check_not_comma_separated(Path(csv_path), line.strip(), lineno)
+            if skip_header_line(Path(csv_path), line.strip(), lineno):
+                continue
         path, label = split_list_line(line)
         rows.append((path, label or ""))
     return rows
