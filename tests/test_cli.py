@@ -803,3 +803,74 @@ def test_gn_groups_auto_builds_widths_32_does_not_divide(tiny_root, tmp_path):
     )
     groups = {m.num_channels: m.num_groups for m in cli.model.modules() if isinstance(m, torch.nn.GroupNorm)}
     assert groups[10] == 10 and groups[40] == 20 and groups[80] == 20
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        ("--model.weight_decay=-1", "model.weight_decay"),
+        ("--model.gamma=-1", "model.gamma"),
+        ("--model.label_smoothing=2", "model.label_smoothing"),
+        ("--model.momentum=1.5", "model.momentum"),
+    ],
+)
+def test_out_of_range_optimisation_settings_fail_at_start_naming_the_option(
+    option, named, tiny_root, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert main(["fit", *_quick(tiny_root, run, option)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert not (run / "logs").exists()  # refused before the run wrote anything
+
+
+def test_lightning_optimizer_options_are_refused(capsys):
+    """--optimizer / --lr_scheduler would replace VideoClassifier's optimiser, lr scaling and schedule."""
+    for option in ("--optimizer=AdamW", "--lr_scheduler=StepLR"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_config(["-c", str(REPO / "configs" / "quickstart.yaml"), option])
+        assert exit_info.value.code == 2
+        assert option.split("=")[0] in capsys.readouterr().err
+
+
+def test_resuming_with_another_lr_says_which_lr_trains(tiny_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["fit", *_quick(tiny_root, run, "--model.lr=0.1")])
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"resumed at step 4: .* peak lr 0\.00625, not the 0\.0025"):
+        main(
+            ["fit", *_quick(tiny_root, run, "--model.lr=0.04", "--trainer.max_epochs=2", "--ckpt_path=last")]
+        )
+    # An explicit checkpoint file: Lightning puts the checkpoint's model settings over the config's; say so.
+    last = run / "checkpoints" / "last.ckpt"
+    other = _quick(
+        tiny_root, tmp_path / "other", "--model.lr=0.02", "--trainer.max_epochs=2", f"--ckpt_path={last}"
+    )
+    with pytest.warns(
+        UserWarning, match=r"uses the checkpoint's model settings, not the config's: model\.lr 0\.02 -> 0\.04"
+    ):
+        assert main(["fit", *other]) == 0
+
+
+def test_fit_summary_says_when_the_final_model_was_not_validated(tiny_root, tmp_path, capsys):
+    """max_steps in the middle of an epoch: the last validation (and so the best checkpoint) is older."""
+    run = tmp_path / "run"
+    assert main(["fit", *_quick(tiny_root, run, "--trainer.max_epochs=-1", "--trainer.max_steps=6")]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "was not validated" in x)
+    assert "the final model (step 6) was not validated (last validation: step 4)" in line
+    assert line.endswith(f"--ckpt_path {run / 'checkpoints' / 'last.ckpt'}")
+    assert main(["fit", *_quick(tiny_root, tmp_path / "whole")]) == 0  # ends on a validation: no such line
+    assert "was not validated" not in capsys.readouterr().err
+
+
+def test_validate_ckpt_path_best_points_at_the_best_file(tiny_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["fit", *_quick(tiny_root, run)])
+    capsys.readouterr()
+    assert main(["validate", *_quick(tiny_root, run), "--ckpt_path=best"]) == 2
+    err = capsys.readouterr().err
+    best = next((run / "checkpoints").glob("best-*.ckpt"))
+    assert (
+        "--ckpt_path best names the best checkpoint of a fit in this same process" in err and str(best) in err
+    )

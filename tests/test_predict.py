@@ -218,3 +218,14 @@ def test_classes_txt_beside_an_old_checkpoint_is_used_only_when_it_matches(tmp_p
     assert _class_names_beside(ckpt, 3) == ["jump", "run", "swim"]
     with pytest.warns(UserWarning, match="lists 3 classes but the model .* has 4"):
         assert _class_names_beside(ckpt, 4) is None
+
+
+def test_predict_refuses_abbreviated_options_and_names_a_folder_given_as_checkpoint(
+    tiny_root, tiny_ckpt, capsys
+):
+    good = next((tiny_root / "val").rglob("*.mp4"))
+    with pytest.raises(SystemExit) as exit_info:  # --js is not taken for --json, as in fit/validate/test
+        main(["predict", str(good), "--ckpt_path", str(tiny_ckpt), "--js"])
+    assert exit_info.value.code == 2 and "--js" in capsys.readouterr().err
+    assert main(["predict", str(good), "--ckpt_path", str(tiny_ckpt.parent)]) == 2
+    assert f"--ckpt_path {tiny_ckpt.parent} is a folder" in capsys.readouterr().err

@@ -468,6 +468,10 @@ class FitSummary(L.Callback):
         logs: runs/k400/logs/version_0
         evaluate: video-gn validate -c runs/k400/logs/version_0/config.yaml --ckpt_path <best>
 
+    When the run stopped after its last validation (``max_steps`` in the middle of an epoch, or between
+    ``check_val_every_n_epoch`` epochs), the "best" checkpoint is older than the final model: a line says so and
+    gives the command that validates ``last.ckpt``.
+
     Lines without a subject are left out (no checkpoint callback, no logger). If fit stops on an exception
     (a crash, Ctrl-C) it writes one line saying so instead. It never raises.
 
@@ -480,9 +484,15 @@ class FitSummary(L.Callback):
         self.stream, self.clock = stream, clock
         self._t0: float | None = None
         self._step0 = 0
+        self._validated_step: int | None = None  # global step of the last (non-sanity) validation in this fit
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = self.clock()
+        self._validated_step = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_step = trainer.global_step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._step0 = trainer.global_step  # after a resume restored it (on_fit_start is too early)
@@ -562,11 +572,21 @@ class FitSummary(L.Callback):
         log_dir = _log_dir(trainer)
         if log_dir:
             lines.append(f"logs: {log_dir}")
+        # LightningCLI saves the resolved config in the log folder, or in default_root_dir without a logger
+        saved = [os.path.join(d, "config.yaml") for d in (log_dir, trainer.default_root_dir) if d]
+        config = next((c for c in saved if os.path.isfile(c)), "CONFIG")
         if best:
-            # LightningCLI saves the resolved config in the log folder, or in default_root_dir without a logger
-            saved = [os.path.join(d, "config.yaml") for d in (log_dir, trainer.default_root_dir) if d]
-            config = next((c for c in saved if os.path.isfile(c)), "CONFIG")
             lines.append(f"evaluate: video-gn validate -c {config} --ckpt_path {best}")
+        last = getattr(ckpt, "last_model_path", "") or "" if ckpt is not None else ""
+        loaders = trainer.val_dataloaders  # None until validation was set up (sanity check or a first run)
+        has_val = loaders is not None and (len(loaders) > 0 if isinstance(loaders, (list, tuple)) else True)
+        validates = has_val and trainer.limit_val_batches != 0
+        if last and validates and step > self._step0 and self._validated_step != step:
+            when = f"step {self._validated_step}" if self._validated_step is not None else "never in this run"
+            lines.append(
+                f"the final model (step {step}) was not validated (last validation: {when}): "
+                f"video-gn validate -c {config} --ckpt_path {last}"
+            )
         return lines
 
 

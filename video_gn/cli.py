@@ -182,6 +182,24 @@ def _checkpoint_files(dirpath: str | None, prefix: str = "") -> list[str]:
     return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt") and f.startswith(prefix))
 
 
+def _warn_replaced_model_settings(before: Any, after: Any, ckpt_path: str | None) -> None:
+    """Name the model settings of the command line / config that ``fit --ckpt_path FILE`` replaced with the
+    checkpoint's (Lightning's behaviour: the checkpoint's hyper-parameters win), e.g. a lowered model.lr."""
+    old, new = before.as_dict(), after.as_dict()
+    old, new = old.get("init_args", old), new.get("init_args", new)
+    changed = [
+        f"model.{k} {old[k]!r} -> {new[k]!r}"
+        for k in sorted(set(old) & set(new))
+        if old[k] != new[k] and k not in ("pretrained", "class_names")
+    ]
+    if changed:
+        warnings.warn(
+            f"--ckpt_path {ckpt_path}: resuming uses the checkpoint's model settings, not the config's: "
+            f"{'; '.join(changed)}. To train with other settings, start a new run instead of resuming.",
+            stacklevel=2,
+        )
+
+
 class _NoLitLoggerTip(logging.Filter):
     """Drops Lightning's advertisement for its cloud logger, printed at every start ("💡 Tip: ...")."""
 
@@ -235,9 +253,16 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             # Lightning puts the checkpoint's saved model settings over the config. Its weights then replace
             # whatever the model was initialised with, so the 2D/3D file it was first initialised from
             # (model.pretrained) is neither needed nor loaded: the file may be gone, or elsewhere, here.
-            super()._parse_ckpt_path()
-            self._ckpt_num_classes = None
             sub = self.config.get("subcommand")
+            before = (
+                self.config[sub].model.clone() if sub == "fit" and self.config[sub].get("model") else None
+            )
+            super()._parse_ckpt_path()
+            if before is not None:
+                _warn_replaced_model_settings(
+                    before, self.config[sub].model, self.config[sub].get("ckpt_path")
+                )
+            self._ckpt_num_classes = None
             ckpt_path = self.config[sub].get("ckpt_path") if sub else None
             if ckpt_path and os.path.isfile(ckpt_path):
                 import torch
@@ -326,6 +351,16 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
 
         def _check_eval_ckpt(self) -> None:
             ckpt_path = self._get(self.config, "ckpt_path", default=None)
+            if ckpt_path == "best":  # Lightning's "best" is the best of a fit in this same process
+                folder = os.path.join(
+                    self._get(self.config, "trainer", default={}).get("default_root_dir") or ".",
+                    "checkpoints",
+                )
+                found = [os.path.join(folder, f) for f in _checkpoint_files(folder, "best-")]
+                raise StartupError(
+                    "--ckpt_path best names the best checkpoint of a fit in this same process; give the file "
+                    f"instead: {', '.join(found) if found else f'(no best-*.ckpt in {folder})'}"
+                )
             local = ckpt_path not in (None, "last", "best", "hpc") and "://" not in str(ckpt_path)
             if local and not os.path.isfile(ckpt_path):  # remote (s3://, https://) paths: Lightning's to load
                 raise StartupError(
@@ -432,6 +467,9 @@ def run_lightning_cli(args: list[str], run: bool = True, instantiate: bool = Tru
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
             parser_kwargs=_parser_kwargs(),
+            # The optimiser and schedule are VideoClassifier's (model.optimizer, model.lr, ...: lr scaling,
+            # warm-up, no decay on norms). Lightning's --optimizer / --lr_scheduler would silently replace them.
+            auto_configure_optimizers=False,
         )
 
 

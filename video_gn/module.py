@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from video_gn.models import build
@@ -113,6 +114,16 @@ class VideoClassifier(L.LightningModule):
             raise ValueError(f"model.warmup_fraction must be in [0, 1), got {warmup_fraction}.")
         if lr <= 0:
             raise ValueError(f"model.lr must be positive, got {lr}.")
+        if weight_decay < 0:
+            raise ValueError(f"model.weight_decay must be >= 0 (e.g. 1e-4), got {weight_decay}.")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"model.momentum must be in [0, 1) (e.g. 0.9), got {momentum}.")
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(
+                f"model.gamma (the multistep decay factor) must be in (0, 1] (e.g. 0.1), got {gamma}."
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing must be in [0, 1) (e.g. 0.1), got {label_smoothing}.")
         self.save_hyperparameters()
         norm_kwargs = {"num_groups": gn_groups} if (gn_groups is not None and norm == "gn") else None
         self.model = build(
@@ -142,6 +153,8 @@ class VideoClassifier(L.LightningModule):
         self.val_clip_top5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.val_video_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_video_top5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        # Clip-weighted over all ranks: a mean of per-rank means would depend on how the views are sharded.
+        self.val_loss = MeanMetric()
         # Per-video sums of view probabilities for the current eval epoch: {video_index: (probs, label)}.
         self._views: dict[int, list[Any]] = {}
 
@@ -294,7 +307,7 @@ class VideoClassifier(L.LightningModule):
             f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}; this rank's loss {loss.item()}), "
             f"last learning rate {lr:.6g}. Training stopped on every rank before any checkpoint was written from "
             "this state; lower model.lr, lengthen model.warmup_fraction, or use precision 32/bf16-mixed instead "
-            "of 16-mixed."
+            "of 16-mixed, in a new run (a resumed run keeps its checkpoint's learning-rate schedule)."
         )
 
     # --------------------------------------------------------- multi-view eval
@@ -305,7 +318,8 @@ class VideoClassifier(L.LightningModule):
         logits = self(batch["video"])
         labels = batch["label"]
         bsz = labels.shape[0]
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=bsz, sync_dist=True)
+        self.val_loss.update(F.cross_entropy(logits, labels), weight=bsz)
+        self.log(f"{stage}/loss", self.val_loss, batch_size=bsz)
         self.val_clip_top1(logits, labels)
         self.val_clip_top5(logits, labels)
         self.log(f"{stage}/clip_top1", self.val_clip_top1, batch_size=bsz)
@@ -393,6 +407,23 @@ class VideoClassifier(L.LightningModule):
                 f"Refusing to write a checkpoint at global step {self.global_step}: non-finite values in "
                 f"{len(bad)} tensors (first: {bad[:3]}). The previous checkpoint is kept."
             )
+
+    def on_train_start(self) -> None:
+        # A resumed fit restores the optimiser and its schedule from the checkpoint: their peak lr wins over the
+        # one this run's settings give (a changed model.lr, batch or device count). Say so, with the lr in use.
+        if not self.global_step:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            base = getattr(config.scheduler, "base_lrs", None)
+            wanted = self.scaled_lr()
+            if base and not math.isclose(base[0], wanted, rel_tol=1e-6):
+                rank_zero_warn(
+                    f"resumed at step {self.global_step}: the optimiser and learning-rate schedule continue from "
+                    f"the checkpoint, with peak lr {base[0]:.6g}, not the {wanted:.6g} that model.lr "
+                    f"{self.hparams.lr:g} and global batch {self.global_batch_size()} give now. To train with "
+                    "another lr, start a new run (a new trainer.default_root_dir) instead of resuming."
+                )
+                return
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("video_gn_rng")

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "per video, averaged over num_clips x num_crops views. View settings (clip length, sampling rate, "
         "resize, crop, normalisation), first match wins: the flags below, then -c CONFIG's data.* keys, then "
         "the checkpoint's data settings.",
+        allow_abbrev=False,  # as fit/validate/test: a misspelt option must not pass as an abbreviation
     )
     p.add_argument("paths", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument(
@@ -182,8 +183,10 @@ def load_classifier(ckpt_path: str, device: str):
 
     path = Path(ckpt_path)
     if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
         raise FileNotFoundError(
-            f"--ckpt_path {path} does not exist; point it at a .ckpt written by `video-gn fit`."
+            f"--ckpt_path {path} {what}; point it at a .ckpt written by `video-gn fit` "
+            "(<trainer.default_root_dir>/checkpoints/last.ckpt or best-*.ckpt)."
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
