@@ -315,3 +315,19 @@ def test_use_weight_standardization_leaves_convs_with_their_own_forward(caplog) 
     plain = build("r3d_18", ws=False, width=8)  # video_gn's SafeConv3d is replaced (WS carries its guard)
     vnn.use_weight_standardization(plain)
     assert not any(type(m) is vnn.SafeConv3d for m in plain.modules())
+
+
+@pytest.mark.parametrize("kind", ["bn", "frozen_bn"])
+def test_syncbn_converts_to_the_dimensionality_of_the_models_convs(kind: str) -> None:
+    """SyncBatchNorm has no dimensionality of its own: a 2-D model's becomes a 2-D BN, a 3-D model's a 3-D one."""
+    import torchvision
+
+    torch.manual_seed(0)
+    resnet = nn.SyncBatchNorm.convert_sync_batchnorm(torchvision.models.resnet18()).eval()
+    converted = vnn.convert_norm(resnet, kind)
+    assert converted(torch.randn(2, 3, 64, 64)).shape == (2, 1000)
+    assert type(converted.bn1).__name__.endswith("2d")
+    video = vnn.convert_norm(nn.SyncBatchNorm.convert_sync_batchnorm(r3d_18()).eval(), kind)
+    assert video(torch.randn(1, 3, 4, 32, 32)).shape == (1, 400)
+    one = vnn.convert_norm(nn.Sequential(nn.Conv1d(2, 4, 3), nn.SyncBatchNorm(4)).eval(), kind, dim=1)
+    assert one(torch.randn(2, 2, 9)).shape == (2, 4, 7)  # an explicit dim wins

@@ -311,3 +311,9 @@ def test_basic_block_type() -> None:
     model = build("r3d_34", width=8)
     assert all(isinstance(b.branch2, BasicBlock) for b in _residual_blocks(model))
     assert len(_residual_blocks(model)) == 16
+
+
+@pytest.mark.parametrize("norm", ["none", "frozen_bn"])
+def test_ws_without_a_normalising_layer_warns(norm: str) -> None:
+    with pytest.warns(UserWarning, match=r"weight standardization needs a normalising layer"):
+        build("r3d_18", num_classes=4, width=8, norm=norm, ws=True)

@@ -218,6 +218,17 @@ def test_ws_conv_under_cpu_autocast_bf16() -> None:
         assert conv64(x64).dtype == torch.float64 and nn.Conv3d(4, 8, 3).double()(x64).dtype == torch.float64
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_ws_conv_takes_unbatched_input_as_nn_conv_does(dim: int) -> None:
+    conv = {1: vnn.WSConv1d, 2: vnn.WSConv2d, 3: vnn.WSConv3d}[dim](
+        2, 3, 3, padding=1, padding_mode="reflect"
+    )
+    x = torch.randn(2, *[5] * dim)
+    y = conv(x)
+    assert y.shape == (3, *[5] * dim)
+    torch.testing.assert_close(y, conv(x[None])[0])
+
+
 def test_ws_conv_input_rank_error() -> None:
     with pytest.raises(ValueError, match="needs 5"):
         vnn.ws_conv(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 1, 1, 1))
@@ -514,6 +525,25 @@ def test_cpu_bf16_guard_also_covers_bf16_models_without_autocast():
         conv = conv.to(torch.bfloat16)
         x = torch.randn(4, 16, 2, 4, 4).to(torch.bfloat16)
         assert _bf16_weight_grad_error(conv, x, autocast=False) < 0.05
+
+
+def test_bf16_ws_conv_without_autocast_is_as_accurate_as_bf16_rounding():
+    """A model cast to bf16 (no autocast) with weight-heavy layers, where the fp32 path would convolve with the
+    raw weights and cancel (r·conv(x, w) − r·μ·box(x)): it must not do that in bf16 (it lost every digit)."""
+    for seed in range(4):
+        torch.manual_seed(seed)
+        ref = vnn.WSConv3d(32, 64, 3, padding=1, bias=False)
+        with torch.no_grad():
+            ref.weight.add_(0.01)  # a small per-filter mean, as trained filters have
+        x = torch.randn(1, 32, 1, 4, 4)  # weights 4x larger than the input
+        conv = copy.deepcopy(ref).to(torch.bfloat16)
+        xb = x.to(torch.bfloat16).requires_grad_()
+        y = conv(xb)
+        y.float().square().sum().backward()
+        want = ref(x)
+        err = (y.float() - want).norm() / want.norm()
+        assert err < 0.02, (seed, err.item())
+        assert torch.isfinite(conv.weight.grad.float()).all() and torch.isfinite(xb.grad.float()).all()
 
 
 def test_cpu_bf16_guard_condition():

@@ -9,6 +9,7 @@ constructor. ``build`` turns the user-facing strings and flags into those callab
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -184,6 +185,15 @@ def build(
         ws_eps = _WS_EPS[name]
     if not ws_eps > 0:
         raise ValueError(f"ws_eps must be > 0, got {ws_eps!r}.")
+    if ws and norm in ("none", "frozen_bn"):
+        # WS makes every filter unit-variance: with nothing after it that normalises activations, they grow by
+        # about sqrt(fan-in) per layer (logits ~1e16 for r3d_18, non-finite gradients for the ResNet-50s).
+        warnings.warn(
+            f"build({name!r}, norm={norm!r}, ws=True): weight standardization needs a normalising layer after "
+            "each conv (gn, ln, in, bn, syncbn); with this norm activations grow by about sqrt(fan-in) per "
+            "layer and training diverges. Use norm='gn' (GN+WS) or ws=False.",
+            stacklevel=2,
+        )
     builder = _BUILDERS[name]
     params = inspect.signature(builder).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

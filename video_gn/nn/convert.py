@@ -109,14 +109,19 @@ def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
         model: any ``nn.Module``; modified in place.
         kind: one of :data:`video_gn.nn.NORM_KINDS`.
         **kw: the kind's extra arguments (see :func:`video_gn.nn.norm_layer`), plus optional ``eps`` /
-            ``momentum`` overriding the source layer's.
+            ``momentum`` overriding the source layer's, and ``dim`` (1, 2 or 3): the flavour of BN / frozen
+            BN that replaces a ``SyncBatchNorm``, which has none of its own (default: the dimensionality of the
+            model's convs when they all agree, else 3).
 
     Returns:
         The model (a new object only if ``model`` itself is a BN layer).
     """
     eps_override = kw.pop("eps", None)
     momentum_override = kw.pop("momentum", None)
-    default_dim = kw.pop("dim", 3)
+    default_dim = kw.pop("dim", None)
+    if default_dim is None:
+        conv_dims = {len(m.kernel_size) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)}
+        default_dim = conv_dims.pop() if len(conv_dims) == 1 else 3
     norm_layer(kind, dim=default_dim, **kw)  # validate kind and keywords once, before touching the model
     if kind == "gn":  # and every layer's group count, so a failure never leaves a half-converted model
         for name, module in model.named_modules():

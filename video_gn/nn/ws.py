@@ -146,7 +146,7 @@ class _WSConvFunction(torch.autograd.Function):
       ∂L/∂ŵ to ∂L/∂w with the fused kernel. One weight-sized temporary in forward and two in backward. Used on accelerators
       (their caching allocators make the temporaries free), for grouped convs, under autocast, for
       ill-conditioned filters (μ² > 100·σ²) and whenever the weights are not much larger than the input.
-    * weight-domain path (CPU, groups = 1, weights > 4× the input): since ŵ[o] = r_o·(w[o] − μ_o),
+    * weight-domain path (CPU, fp32 / fp64, groups = 1, weights > 4× the input): since ŵ[o] = r_o·(w[o] − μ_o),
       conv(x, ŵ)[o] = r_o·conv(x, w)[o] − r_o·μ_o·box(x), box(x) being the conv of the channel-summed input with
       an all-ones kernel; the input gradient splits the same way, the conv backward run with ∂L/∂y·r yields
       r·∂L/∂ŵ directly, and the per-filter sums Σ∂L/∂ŵ and Σ∂L/∂ŵ·w are reductions of ∂L/∂y against box(x)
@@ -170,6 +170,10 @@ class _WSConvFunction(torch.autograd.Function):
         if (
             _FORCE_PATH != "standardized"
             and dtype is None
+            # Its cancellations (E[w²] − μ², r·conv(x, w) − r·μ·box(x)) need fp32 / fp64: in bf16 they lose every
+            # digit (and the all-ones box conv can overflow)
+            and x.dtype in (torch.float32, torch.float64)
+            and weight.dtype == x.dtype
             and groups == 1
             and x.device.type == "cpu"
             and (weight.numel() > _MIN_WEIGHT_OVER_INPUT * x.numel() or _FORCE_PATH == "weight")
@@ -375,8 +379,10 @@ class _WSConvMixin:
         return x, self.padding
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002 (torch's name)
-        x, padding = self._padded_input(input)
-        return ws_conv(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, self.eps)
+        unbatched = input.dim() == len(self.kernel_size) + 1  # (C, *spatial), as nn.ConvNd accepts
+        x, padding = self._padded_input(input.unsqueeze(0) if unbatched else input)
+        out = ws_conv(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, self.eps)
+        return out.squeeze(0) if unbatched else out
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", eps={self.eps:g}"
