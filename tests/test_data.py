@@ -743,3 +743,18 @@ def test_hflip_warns_on_a_synthetic_dataset_written_beforehand(root, tmp_path):
         UserWarning, match=r"data.hflip is on, but the synthetic classes \['move_left', 'move_right'\]"
     ):
         _dm(data, hflip=True).setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("kw", "named"),
+    [
+        ({"crop_size": 0}, "data.crop_size must be >= 1"),
+        ({"eval_batch_size": -1}, "data.eval_batch_size must be >= 1"),
+        ({"test_short_side": 0}, "data.test_short_side must be >= 1"),
+        ({"std": (0.2, 0.0, 0.2)}, "data.mean and data.std must be 3 values"),
+        ({"max_fail_fraction": 2.0}, "data.max_fail_fraction must be in"),
+    ],
+)
+def test_bad_data_settings_fail_at_construction_naming_the_option(root, kw, named):
+    with pytest.raises(ValueError, match=named):
+        _dm(root, **kw)

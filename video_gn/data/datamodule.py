@@ -38,7 +38,7 @@ class FailureTracker:
 
     def __init__(self, max_fail_fraction: float) -> None:
         if not 0.0 <= max_fail_fraction <= 1.0:
-            raise ValueError(f"max_fail_fraction must be in [0, 1], got {max_fail_fraction}")
+            raise ValueError(f"data.max_fail_fraction must be in [0, 1], got {max_fail_fraction}")
         self.max_fail_fraction = max_fail_fraction
         self.warned: set[str] = set()
         self.epoch_failures: dict[str, list[str]] = {}  # split -> distinct failed paths of the last epoch
@@ -231,21 +231,28 @@ class KineticsDataModule(L.LightningDataModule):
             ("num_frames", num_frames),
             ("sampling_rate", sampling_rate),
             ("batch_size", batch_size),
+            ("num_clips", num_clips),
+            ("crop_size", crop_size),
+            ("test_short_side", test_short_side),
         ):
             if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise ValueError(f"data.{name} must be >= 1, got {value}")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(
+                f"data.eval_batch_size must be >= 1 (or null: data.batch_size), got {eval_batch_size}"
+            )
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         if decoder_threads < 0:
-            raise ValueError(f"decoder_threads must be >= 0 (0: FFmpeg chooses), got {decoder_threads}")
-        if num_clips < 1:
-            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+            raise ValueError(f"data.decoder_threads must be >= 0 (0: FFmpeg chooses), got {decoder_threads}")
         if num_crops not in (1, 3):
-            raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+            raise ValueError(f"data.num_crops must be 1 or 3, got {num_crops}")
         if len(train_short_side) != 2 or not 0 < train_short_side[0] <= train_short_side[1]:
             raise ValueError(
-                f"train_short_side must be (min, max) with 0 < min <= max, got {train_short_side}"
+                f"data.train_short_side must be [min, max] with 0 < min <= max, got {train_short_side}"
             )
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"data.mean and data.std must be 3 values (RGB), std > 0; got {mean}, {std}")
         self.root = str(root)
         self.num_frames, self.sampling_rate = num_frames, sampling_rate
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -351,8 +358,8 @@ class KineticsDataModule(L.LightningDataModule):
             self.prepare_data()
         if not root.is_dir():
             raise FileNotFoundError(
-                f"dataset root {self.root!r} does not exist; point `root` at a folder with train/ and val/ "
-                f"(or train.csv/val.csv), or set `synthetic` to generate the demo dataset"
+                f"data.root {self.root!r} does not exist; point data.root at a folder with train/ and val/ "
+                f"(or train.csv/val.csv), or set data.synthetic to generate the demo dataset"
             )
         classes = self.classes
         if self.hflip and self.synthetic is None and (root / "synthetic.json").is_file():

@@ -165,7 +165,10 @@ def find_classes(root: str | Path) -> list[str]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {str(root)!r} does not exist (or is not a directory)")
+        raise FileNotFoundError(
+            f"dataset root {str(root)!r} does not exist (or is not a directory): point data.root at a folder "
+            "with <split>/<class>/ videos or <split>.csv lists, or set data.synthetic to generate the demo dataset"
+        )
     classes_txt = root / "classes.txt"
     if classes_txt.is_file():
         names = [
