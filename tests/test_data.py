@@ -586,7 +586,9 @@ def test_synthetic_option(tmp_path):
 
     spec = SyntheticSpec(num_classes=2, train_per_class=2, val_per_class=1, size=(32, 32), num_frames=12)
     target = tmp_path / "synth"
-    dm = _dm(target, synthetic=spec, num_frames=2, sampling_rate=2, crop_size=24, test_short_side=32)
+    dm = _dm(
+        target, synthetic=spec, num_frames=2, sampling_rate=2, crop_size=24, test_short_side=32, hflip=False
+    )
     assert dm.num_classes == 2 and dm.classes == class_names(spec)
     assert not target.exists()  # nothing written before prepare_data
     dm.prepare_data()

@@ -82,7 +82,8 @@ def test_forward_backward_any_clip_size(name: str) -> None:
 
 @pytest.mark.parametrize("norm", ["bn", "syncbn", "frozen_bn", "ln", "in", "none"])
 def test_other_norm_kinds_forward(norm: str) -> None:
-    model = build("r3d_18", num_classes=3, norm=norm, ws=norm != "bn", width=8).train()
+    ws = norm not in ("bn", "frozen_bn", "none")  # WS needs a normalising layer after it (build warns)
+    model = build("r3d_18", num_classes=3, norm=norm, ws=ws, width=8).train()
     y = model(torch.randn(2, 3, 4, 32, 32))
     y.sum().backward()
     assert y.shape == (2, 3)
@@ -191,7 +192,7 @@ def test_ws_flag_controls_every_conv(name: str) -> None:
     ],
 )
 def test_norm_kinds_build_expected_modules(norm: str, expected_type: type, groups) -> None:
-    model = build("i3d_r50", norm=norm, width=8)
+    model = build("i3d_r50", norm=norm, ws=norm != "frozen_bn", width=8)
     norms = [m for m in model.modules() if is_norm(m)]
     # stem + 3 per bottleneck block + 1 per projection shortcut (first block of each stage)
     assert len(norms) == 1 + 3 * 16 + 4
@@ -203,7 +204,7 @@ def test_norm_kinds_build_expected_modules(norm: str, expected_type: type, group
 
 
 def test_norm_none_and_norm_kwargs() -> None:
-    model = build("r3d_18", norm="none", width=8)
+    model = build("r3d_18", norm="none", ws=False, width=8)
     assert not any(is_norm(m) for m in model.modules())
     model = build("r3d_18", norm="gn", width=16, norm_kwargs={"num_groups": 4})
     assert {m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)} == {4}

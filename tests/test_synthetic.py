@@ -248,7 +248,7 @@ def test_no_val_videos_means_no_val_split(tmp_path: Path) -> None:
     root = generate(tmp_path / "noval", spec, workers=1, progress=False)
     assert not (root / "val").exists() and len(list((root / "train").rglob("*.mp4"))) == 2
     dm = KineticsDataModule(
-        root=str(root), batch_size=1, num_frames=4, crop_size=32, train_short_side=[32, 32]
+        root=str(root), batch_size=1, num_frames=4, crop_size=32, train_short_side=[32, 32], hflip=False
     )
     dm.setup("fit")
     assert "train" in dm.datasets and "val" not in dm.datasets and dm.val_dataloader() == []
@@ -261,9 +261,11 @@ def test_datamodule_says_generating_only_when_it_generates(tiny_root: Path, monk
 
     said = []
     monkeypatch.setattr(dm_module, "rank_zero_info", said.append)
-    other = KineticsDataModule(str(tiny_root), synthetic=dataclasses.replace(TINY, seed=1))
+    other = KineticsDataModule(str(tiny_root), synthetic=dataclasses.replace(TINY, seed=1), hflip=False)
     with pytest.raises(ValueError, match="different spec"):
         other.prepare_data()
     assert not any("Generating" in s for s in said)
-    KineticsDataModule(str(tiny_root), synthetic=TINY).prepare_data()  # the same spec: reused, silently
+    KineticsDataModule(
+        str(tiny_root), synthetic=TINY, hflip=False
+    ).prepare_data()  # same spec: reused, silently
     assert not said
