@@ -858,3 +858,31 @@ def test_a_batchnorm_resnetv2_is_not_taken_for_bit() -> None:
         y2, y3 = m2(x), m3(_constant_clip(x, 2))
     # the 3D stem pool pads like BiT's (timm's resnetv2_50 pads its max-pool by 1): close, not identical
     assert torch.isfinite(y3).all() and _rel(y3, y2) < 5e-3
+
+
+def test_bit_layout_with_batchnorm_and_ws_reproduces_the_2d_network() -> None:
+    """A BiT-layout model built with BN: the WS convs with temporal kernels (stem, conv1) scale their outputs,
+    and the BatchNorms they feed (the first block's norm1, each block's norm2) get their statistics rescaled."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "benchmarks_inflation", Path(__file__).resolve().parent.parent / "benchmarks" / "inflation.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    kw = dict(num_classes=10, width=16, norm="bn", ws=True, ws_eps=1e-6, dropout=0.0)
+    src = build("bit_c2d_r50x1", **kw)
+    for m in src.modules():  # running statistics of real data, not the initial 0 / 1
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    with torch.no_grad():
+        src.train()(torch.randn(8, 3, 4, 32, 32))
+    state_2d = bench.to_bit_2d_state_dict(src.eval())
+    x = torch.randn(2, 3, 1, 32, 32)
+    with torch.no_grad():
+        want = src(x)
+        m3 = build("bit_i3d_r50x1", **kw)
+        report = inflate(m3, state_2d, method="center", source_ws_eps=1e-6)
+        assert report.scaled and not any("temporal kernel" in n for n in report.notes)
+        assert _rel(m3.eval()(x.repeat(1, 1, 8, 1, 1)), want) <= TOL  # was 43 (statistics not rescaled)

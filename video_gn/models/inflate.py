@@ -215,15 +215,25 @@ def _rescale_running_stats(model3d: nn.Module, conv_key: str, scale: float, repo
     A norm with running statistics (BN in eval mode, frozen BN) is not scale invariant: BN(c·y) with the 2D
     statistics (μ, σ²) is not BN(y). With μ → c·μ and σ² → c²·σ² it is, up to its eps becoming ε/c² (as for GN).
     The norm is found by the registry's naming (``conv`` → ``norm``, ``conv_b`` → ``norm_b``,
-    ``branch1_conv`` → ``branch1_norm``); where none is found, the report gets a note. Pre-activation
-    (BiT) models are GroupNorm throughout and their scaled convs feed GroupNorms (module docstring): nothing to do.
+    ``branch1_conv`` → ``branch1_norm``; in pre-activation (BiT) models the stem → the first block's ``norm1``,
+    ``conv1`` → ``norm2``); where none is found, the report gets a note. GroupNorms (BiT's design) need nothing.
     """
-    if isinstance(model3d, PreActResNet3d):
-        return
     path, _, _ = conv_key.rpartition(".")
-    parent, _, leaf = path.rpartition(".")
-    head, sep, tail = leaf.rpartition("conv")
-    name = f"{parent + '.' if parent else ''}{head}norm{tail}" if sep else ""
+    if isinstance(model3d, PreActResNet3d):
+        # Pre-activation: the stem's output is normalised first by the first block's norm1, a block's conv1
+        # output by its norm2 (conv2's and conv3's outputs meet GroupNorm / the residual sum: see the docstring).
+        parent, _, leaf = path.rpartition(".")
+        name = (
+            "blocks.1.res_blocks.0.norm1"
+            if path == "blocks.0.conv"
+            else f"{parent}.norm2"
+            if leaf == "conv1"
+            else ""
+        )
+    else:
+        parent, _, leaf = path.rpartition(".")
+        head, sep, tail = leaf.rpartition("conv")
+        name = f"{parent + '.' if parent else ''}{head}norm{tail}" if sep else ""
     try:
         norm = model3d.get_submodule(name) if name else None
     except AttributeError:
