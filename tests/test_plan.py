@@ -152,6 +152,8 @@ def test_single_batch_size_measures_every_clip_length_and_estimates_time():
     plan = build_plan(**TINY, norm="gn", frames=[2, 4, 8], batches=[2], steps=1)
     assert [plan.cell(t, 2).source for t in (2, 4, 8)] == ["measured"] * 3
     assert all(plan.cell(t, 2).step_time_s > 0 and not plan.cell(t, 2).step_time_estimated for t in (2, 4, 8))
+    # every cell measured: no note about estimates or lines in T that were not used
+    assert not any(n.startswith("~ step times") or "lines in T" in n for n in plan.notes), plan.notes
     grid = build_plan(**TINY, norm="gn", frames=[2, 4], batches=[1, 2, 4], steps=1)
     estimated = [c for c in grid.cells if c.step_time_estimated]
     assert estimated and all(c.source != "measured" and c.step_time_s >= 0 for c in estimated)
@@ -220,6 +222,9 @@ def test_cli_json_csv_plot_and_errors(tmp_path, capsys):
     assert main([*args, "--plot", str(tmp_path / "nodir" / "plan.png")]) == 2  # refused before measuring
     captured = capsys.readouterr()
     assert "nodir does not exist" in captured.err and captured.out == ""
+    assert main([*args, "--plot", str(tmp_path / "plan.txt")]) == 2  # a format matplotlib cannot write
+    captured = capsys.readouterr()
+    assert "cannot write .txt files" in captured.err and captured.out == ""
     assert main([*args, "--budget", "lots"]) == 2
     assert "Cannot parse memory size 'lots'" in capsys.readouterr().err
     assert main([*args, "--precision", "16-mixed"]) == 2

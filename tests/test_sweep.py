@@ -585,6 +585,11 @@ def test_reports_keep_two_setups_in_one_folder_apart(tmp_path, monkeypatch):
         (-9, "\n[sweep] killed after the 5 s timeout\n", "failed(-9: timeout)"),
         (-9, "Epoch 0: 10/40", "failed(-9: killed by SIGKILL: out of host memory?)"),
         (2, "video-gn fit: error: something else", "failed(2)"),
+        (
+            2,
+            "video-gn fit: error: bad size\n(ValueError raised before training started, at x.py:1: a config ...)",
+            "failed(2: config error: see its log)",
+        ),
     ],
 )
 def test_a_failed_run_records_why_and_the_sweep_goes_on(code, log, status, tmp_path, monkeypatch):
@@ -630,3 +635,53 @@ def test_rows_from_before_the_setup_column_join_the_sweep_that_resumes_them(tmp_
     rewrite_rows(csv_path, [ours, other])
     _fill_setup(read_rows(csv_path), spec, [0], csv_path)
     assert [r["setup"] for r in read_rows(csv_path)] == [setup_id(spec), ""]
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("batch: [2.7]", r"b\.batch must be an int"),
+        ("batch: true", r"b\.batch must be an int"),
+        ("zip: 'false'", "zip must be true or false"),
+    ],
+)
+def test_grid_values_that_are_not_what_they_look_like_are_refused(line, match, tmp_path):
+    """int() would have run batch 2 for 2.7, batch 1 for true, and taken the string 'false' as true."""
+    grid = tmp_path / "grid.yaml"
+    sub = {"norms": "[gn]", "batch": "[4]", "frames": "[4]"}
+    key, _, value = line.partition(": ")
+    sub[key] = value
+    inner = ", ".join(f"{k}: {v}" for k, v in sub.items())
+    grid.write_text(f"base: a.yaml\nclips: 8\nexperiments:\n  b: {{{inner}}}\n")
+    with pytest.raises(ValueError, match=match):
+        load_spec(grid)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            "base: a.yaml\nclips: [16, 32]\nexperiments: {b: {norms: [gn], batch: [4], frames: [4]}}\n",
+            "clips must be one int",
+        ),
+        (
+            "base: a.yaml\nclips: 8\nseeds: [0.5]\nexperiments: {b: {norms: [gn], batch: [4], frames: [4]}}\n",
+            "seeds must be",
+        ),
+        ("base: a.yaml\nclips: 8\nexperiments: {b: {norms: [gn]\n", r"grid\.yaml: not valid YAML"),
+    ],
+)
+def test_grid_file_mistakes_are_value_errors_naming_the_key_or_file(text, match, tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_spec(grid)
+
+
+@pytest.mark.parametrize("override", ["--trainer.accumulate_grad_batches=2", "--trainer.num_nodes=2"])
+def test_options_that_multiply_the_clips_per_step_are_refused(override, tmp_path):
+    spec = SweepSpec([str(tmp_path / "a.yaml")], 8, [0], 1, [Cell("gn", 4, 4)], overrides=[override])
+    with pytest.raises(ValueError, match="not supported in a sweep"):
+        fit_args(spec, Cell("gn", 4, 4), 0, tmp_path / "run")
+    spec.overrides = [override.split("=")[0], "1"]  # a value of 1 changes nothing
+    fit_args(spec, Cell("gn", 4, 4), 0, tmp_path / "run")

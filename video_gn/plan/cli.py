@@ -104,9 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not os.path.isdir(folder):
                 raise ValueError(f"--plot {args.plot}: the folder {folder} does not exist")
             try:
-                import matplotlib  # noqa: F401 - the [plot] extra
+                from matplotlib.backends.backend_agg import FigureCanvasAgg  # the [plot] extra
             except ImportError:
                 raise ImportError("--plot needs matplotlib: pip install 'video_gn[plot]'") from None
+            suffix = os.path.splitext(args.plot)[1].lstrip(".").lower()
+            formats = FigureCanvasAgg.get_supported_filetypes()
+            if suffix and suffix not in formats:  # no suffix: plot() adds .png
+                raise ValueError(
+                    f"--plot {args.plot}: matplotlib cannot write .{suffix} files; use one of "
+                    f"{', '.join('.' + f for f in sorted(formats))}"
+                )
         if args.threads:
             torch.set_num_threads(args.threads)
         steps = args.steps if args.steps is not None else (5 if args.device == "cuda" else 2)
@@ -131,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         try:
             plot(plan, args.plot)
-        except (ImportError, OSError) as err:
+        except (ImportError, OSError, ValueError) as err:
             print(f"video-gn plan: error: {err}", file=sys.stderr)
             return 2
     return 0

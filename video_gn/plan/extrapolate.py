@@ -466,6 +466,7 @@ def build_plan(
                 estimate = time_line[0] * cell.frames * cell.batch + time_line[1]
                 if estimate > 0:  # a line through noisy points can cross zero below the measured sizes
                     cell.step_time_s, cell.step_time_estimated = estimate, True
+    if any(cell.step_time_estimated for cell in cells):
         notes.append(
             "~ step times are estimates: a least-squares line in B×T through the measured cells (compute is "
             "close to, not exactly, linear in B×T); measured times carry no ~."
@@ -489,7 +490,9 @@ def build_plan(
             "peak RSS can be well above it: glibc's malloc keeps freed activations in its heap (2.35x these "
             "bytes in a measured step); run with MALLOC_MMAP_THRESHOLD_=65536 to stay close (+8.7 % there).",
         )
-        if t_status in ("verified", "unverified"):
+        if t_status in ("verified", "unverified") and any(
+            c.source.startswith("extrapolated-T") for c in cells
+        ):
             notes.append(
                 f"Activations fitted as lines in T on T={fit_ts[:2]}"
                 + (f", checked exactly at T={checked_ts}." if t_status == "verified" else " (not checked).")

@@ -72,7 +72,11 @@ def _positive(kind: type):
 
 
 def _split_ints(text: str, what: str, minimum: int = 1) -> list[int]:
-    return _int_list([v for v in text.split(",") if v.strip()], what, minimum)
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be a comma-separated list of ints, got {text!r}.") from None
+    return _int_list(values, what, minimum)
 
 
 def _restrict_cells(cells: list[Cell], args: argparse.Namespace) -> list[Cell]:

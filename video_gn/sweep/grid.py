@@ -75,13 +75,21 @@ def parse_norm(spec: str) -> str:
 
 def _int_list(value: object, what: str, minimum: int = 1) -> list[int]:
     values = value if isinstance(value, list) else [value]
-    try:
-        out = [int(v) for v in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be an int or a list of ints, got {value!r}.") from None
-    if not out or any(v < minimum for v in out):
+    # Whole numbers only: int() would turn 2.7 into 2, 0.5 into 0, true into 1 and run another grid than written.
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{what} must be an int or a list of ints, got {value!r}.")
+    if any(v < minimum for v in values):
         raise ValueError(f"{what} must be integers >= {minimum}, got {value!r}.")
-    return out
+    return list(values)
+
+
+def _one_int(value: object, what: str) -> int:
+    """A single int >= 1 (a list would silently run with its first value only)."""
+    if isinstance(value, list):
+        raise ValueError(
+            f"{what} must be one int (it is the same for the whole sweep), got the list {value!r}."
+        )
+    return _int_list(value, what)[0]
 
 
 def expand_grid(experiments: dict, span: int | None = None) -> list[Cell]:
@@ -109,6 +117,8 @@ def expand_grid(experiments: dict, span: int | None = None) -> list[Cell]:
         norms = [parse_norm(n) for n in (sub["norms"] if isinstance(sub["norms"], list) else [sub["norms"]])]
         batches = _int_list(sub["batch"], f"{name}.batch")
         frames = _int_list(sub["frames"], f"{name}.frames")
+        if not isinstance(sub.get("zip", False), bool):
+            raise ValueError(f"Experiment {name!r}: zip must be true or false, got {sub['zip']!r}.")
         if sub.get("zip"):
             if len(batches) != len(frames):
                 raise ValueError(
@@ -147,7 +157,12 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         raise FileNotFoundError(
             f"Sweep grid file {str(path)!r} does not exist; see configs/sweep/ for examples."
         )
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a sweep grid is a mapping (base, clips, experiments, ...), got {data!r}.")
     allowed = {"base", "clips", "seeds", "devices", "span", "overrides", "experiments"}
     unknown = set(data) - allowed
     if unknown:
@@ -161,9 +176,9 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         raise ValueError(f"{path}: overrides must be a list of 'video-gn fit' arguments, got {overrides!r}.")
     return SweepSpec(
         base=[str(b) for b in (data["base"] if isinstance(data["base"], list) else [data["base"]])],
-        clips=_int_list(data["clips"], "clips")[0],
+        clips=_one_int(data["clips"], "clips"),
         seeds=_int_list(data.get("seeds", [0]), "seeds", minimum=0),
-        devices=_int_list(data.get("devices", 1), "devices")[0],
-        cells=expand_grid(data["experiments"], None if span is None else _int_list(span, "span")[0]),
+        devices=_one_int(data.get("devices", 1), "devices"),
+        cells=expand_grid(data["experiments"], None if span is None else _one_int(span, "span")),
         overrides=[str(o) for o in overrides],
     )

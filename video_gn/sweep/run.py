@@ -59,8 +59,23 @@ def max_steps(spec: SweepSpec, cell: Cell) -> int:
     return max(1, spec.clips // (cell.batch * spec.devices))
 
 
+# Options that multiply the clips of an optimiser step beyond batch x devices: max_steps = clips / (batch x
+# devices) would then see more clips than `clips`, and the rows would record the wrong budget and global batch.
+_STEP_MULTIPLIERS = ("--trainer.accumulate_grad_batches", "--trainer.num_nodes")
+
+
 def check_cell(spec: SweepSpec, cell: Cell) -> None:
     """Raise ValueError for a cell that cannot run in this sweep."""
+    for i, arg in enumerate(spec.overrides):
+        key, eq, value = str(arg).partition("=")
+        if key in _STEP_MULTIPLIERS:
+            value = value if eq else (spec.overrides[i + 1] if i + 1 < len(spec.overrides) else "")
+            if value.strip() != "1":
+                raise ValueError(
+                    f"{key}={value} is not supported in a sweep: every run sees `clips` training clips through "
+                    "max_steps = clips / (batch x devices), which this option would multiply; raise `clips` or "
+                    "`batch` instead."
+                )
     if cell.kind == "syncbn" and spec.devices < 2:
         raise ValueError("norm 'syncbn' only differs from 'bn' under DDP: set devices >= 2 or use 'bn'.")
     global_batch = cell.batch * spec.devices
@@ -166,6 +181,7 @@ _FAILURE_REASONS = (
     ("Non-finite training loss", "non-finite loss"),
     ("OutOfMemoryError", "out of memory"),
     ("out of memory", "out of memory"),
+    ("raised before training started", "config error: see its log"),
 )
 
 
