@@ -886,3 +886,25 @@ def test_bit_layout_with_batchnorm_and_ws_reproduces_the_2d_network() -> None:
         report = inflate(m3, state_2d, method="center", source_ws_eps=1e-6)
         assert report.scaled and not any("temporal kernel" in n for n in report.notes)
         assert _rel(m3.eval()(x.repeat(1, 1, 8, 1, 1)), want) <= TOL  # was 43 (statistics not rescaled)
+
+
+def test_download_hints_match_the_models_norm_and_the_files_format(tmp_path, monkeypatch) -> None:
+    """A GN model is offered a GN checkpoint; a source of another format is not to be saved under the given
+    name (the reader picks the format from the suffix); timm model.tag names are resolved without timm."""
+    import video_gn.models.pretrained as pretrained
+
+    monkeypatch.chdir(tmp_path)
+    gn = build("i3d_r50", num_classes=10, norm="gn")
+    with pytest.raises(FileNotFoundError) as err:
+        load_pretrained(gn, "w/init.pth")
+    message = str(err.value)
+    assert "timm/resnet50_gn.a1h_in1k" in message and "torchvision" not in message
+    assert "so not as 'w/init.pth'" in message
+    monkeypatch.setattr(pretrained, "_timm_download", lambda name: None)  # as without timm installed
+    url = "https://huggingface.co/timm/resnet50_gn.a1h_in1k/resolve/main/model.safetensors"
+    with pytest.raises(FileNotFoundError, match=re.escape(url) + r"\) and save it as 'c/resnet50_gn"):
+        load_pretrained(gn, "c/resnet50_gn.a1h_in1k.safetensors")
+    with pytest.raises(
+        ValueError, match=r"torchvision has no weights named 'ResNet50_Weights\.NOPE'.*IMAGENET1K_V2"
+    ):
+        load_pretrained(gn, "torchvision:ResNet50_Weights.NOPE")

@@ -3,7 +3,8 @@
 Formats, all read without unpickling arbitrary objects:
 
 - ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt``: ``torch.load(path, weights_only=True)``; a state dict, or a dict
-  holding one under ``state_dict`` / ``model`` / ``module`` (Lightning and timm training checkpoints);
+  holding one under ``state_dict`` / ``model`` / ``module`` (Lightning checkpoints; a timm training checkpoint
+  holds pickled ``argparse`` objects that ``weights_only`` refuses: save its ``state_dict`` alone);
 - ``.safetensors`` (timm / Hugging Face Hub files): ``safetensors.torch.load_file`` (``pip install safetensors``);
 - ``.npz``: the official BiT release format (``BiT-M-R50x1.npz``: keys ``resnet/block1/unit01/a/...``, HWIO
   kernels), converted to timm's ``ResNetV2`` names, with the official WS eps 1e-10.
@@ -173,7 +174,14 @@ def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
     if hub == "torchvision":
         import torchvision
 
-        weights = torchvision.models.get_weight(name)
+        try:
+            weights = torchvision.models.get_weight(name)
+        except (KeyError, ValueError, AttributeError):
+            known = [f"{w}" for w in torchvision.models.get_model_weights("resnet50")]
+            raise ValueError(
+                f"model.pretrained {spec!r}: torchvision has no weights named {name!r}; give an enum value such "
+                f"as {', '.join('torchvision:' + k for k in known)} (see torchvision.models.get_model_weights)"
+            ) from None
         try:
             return dict(weights.get_state_dict(progress=False)), None
         except OSError as err:
@@ -244,8 +252,9 @@ _DEPTHS = {
 }
 
 
-def _model_sources(model3d: nn.Module) -> list[str]:
-    """Public 2D checkpoints that fit ``model3d`` (by family, block type, depth and width)."""
+def _model_sources(model3d: nn.Module) -> list[tuple[str, str]]:
+    """Public 2D checkpoints that fit ``model3d`` (by family, norm, block type, depth and width), each with the
+    file suffix its format needs (the reader picks the format from the suffix)."""
     from video_gn.models.bit import PreActResNet3d
 
     stages = [b for b in getattr(model3d, "blocks", []) if hasattr(b, "res_blocks")]
@@ -263,20 +272,33 @@ def _model_sources(model3d: nn.Module) -> list[str]:
     if preact:
         hub_id = f"timm/resnetv2_{depth}x1_bit.goog_in21k"
         return [
-            f"timm's BiT-M: model.safetensors of {hub_id} ({_hf_url(hub_id)}; WS eps 1e-8)",
-            f"the official BiT-M-R{depth}x1.npz ({_BIT_NPZ_URL}BiT-M-R{depth}x1.npz; build with ws_eps=1e-10)",
+            (f"timm's BiT-M: model.safetensors of {hub_id} ({_hf_url(hub_id)}; WS eps 1e-8)", ".safetensors"),
+            (
+                f"the official BiT-M-R{depth}x1.npz ({_BIT_NPZ_URL}BiT-M-R{depth}x1.npz; build with ws_eps=1e-10)",
+                ".npz",
+            ),
         ]
+    if any(isinstance(m, nn.GroupNorm) for m in model3d.modules()):  # GN checkpoints for a GN model
+        if depth != 50:
+            return []
+        hub_id = "timm/resnet50_gn.a1h_in1k"
+        return [(f"timm's resnet50_gn: model.safetensors of {hub_id} ({_hf_url(hub_id)})", ".safetensors")]
     out = []
     try:
         import torchvision
 
         weights = list(torchvision.models.get_model_weights(f"resnet{depth}"))[-1]
-        out.append(f"torchvision's resnet{depth} {weights} ({weights.url})")
+        out.append((f"torchvision's resnet{depth} {weights} ({weights.url})", ".pth"))
     except Exception:  # torchvision without these weights
         pass
     found = _timm_download(f"resnet{depth}")
     if found is not None:
-        out.append(f"timm's {found[0]}: {found[1]}")
+        out.append(
+            (
+                f"timm's {found[0]}: {found[1]}",
+                Path(found[1].split(" (")[0].split()[0]).suffix or ".safetensors",
+            )
+        )
     return out
 
 
@@ -297,6 +319,14 @@ def _download_hint(path: Path, model3d: nn.Module) -> str:
         pass
     if path.suffix.lower() in (".safetensors", ".bin") and (found := _timm_download(path.stem)):
         return f"On a machine with internet download {found[1]} and {where}."
+    if path.suffix.lower() == ".safetensors" and re.fullmatch(r"[a-z0-9_]+\.[A-Za-z0-9_]+", path.stem):
+        hub_id = (
+            f"timm/{path.stem}"  # a timm ``model.tag`` name; timm itself is not needed to say where it is
+        )
+        return (
+            f"On a machine with internet download model.safetensors of the Hugging Face Hub repository {hub_id} "
+            f"({_hf_url(hub_id)}) and {where}."
+        )
     if name == "bit2d_shapes.pth":  # the 2D checkpoint of configs/quickstart_inflated.yaml, made locally
         return (
             "It is made on this machine (a 2D network trained on a synthetic shape task, ~4 min on CPU): python "
@@ -311,9 +341,18 @@ def _download_hint(path: Path, model3d: nn.Module) -> str:
             f"checkpoint fits {type(model3d).__name__} at this depth, width and stem (64 is the published "
             "width; r3d_* has no stem max-pool)."
         )
+    suffix = path.suffix.lower()
+    listed = [desc if ext == suffix else f"{desc} (a {ext} file)" for desc, ext in sources]
+    if any(ext == suffix for _, ext in sources):
+        todo = f"{where} (a file of another format needs a name with its own suffix)"
+    else:
+        todo = (
+            f"save it under a name with its own suffix ({' or '.join(sorted({ext for _, ext in sources}))}: the "
+            f"format is read from it, so not as {str(path)!r}) and point model.pretrained at that file"
+        )
     return (
-        f"Checkpoints that fit this model: {'; or '.join(sources)}. Download one on a machine with internet and "
-        f"{where}, or point model.pretrained at where it is."
+        f"Checkpoints that fit this model: {'; or '.join(listed)}. Download one on a machine with internet and "
+        f"{todo}."
     )
 
 
