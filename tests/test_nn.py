@@ -646,3 +646,21 @@ def test_batch1_routing_keeps_double_backward_forward_ad_and_torch_func(monkeypa
         results[onednn] = (gx.detach(), ggw, tangent, fgrad["weight"])
     for routed, plain in zip(results[True], results[False]):
         torch.testing.assert_close(routed, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_flop_counter_sees_batch1_convs_that_would_be_routed() -> None:
+    """Lightning's model summary counts FLOPs with FlopCounterMode on one clip: a batch-1 conv routed to
+    aten.mkldnn_convolution was invisible to it (29 M instead of 229 M for the quick-start model)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(1, 16, 4, 8, 8)
+    counts = []
+    for conv in (
+        vnn.SafeConv3d(16, 16, 3, padding=1),
+        vnn.WSConv3d(16, 16, 3, padding=1),
+        nn.Conv3d(16, 16, 3, padding=1),
+    ):
+        with FlopCounterMode(display=False) as counter:
+            conv(x)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == counts[2] > 0

@@ -115,12 +115,16 @@ def _int_lists(*seqs: Sequence[int]) -> list[list[int]]:
 
 
 def _plain_eager() -> bool:
-    """Eager autograd only: torch.compile has no fake-tensor kernel for ``aten.mkldnn_convolution``, and
-    functorch transforms / forward-mode AD need what the routing Function does not define."""
+    """Eager autograd only: torch.compile has no fake-tensor kernel for ``aten.mkldnn_convolution``,
+    functorch transforms / forward-mode AD need what the routing Function does not define, and Python dispatch
+    modes (``FlopCounterMode``, as in Lightning's model summary) see ``aten.convolution``, not the routed op."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
     return not (
         torch.compiler.is_compiling()
         or torch._C._are_functorch_transforms_active()
         or getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+        or _get_current_dispatch_mode() is not None
     )
 
 
