@@ -356,7 +356,12 @@ def inflate(
             tkey = _map_bit(key, stages, head, final_norm)
         if tkey is None or tkey not in target:
             if key.rpartition(".")[2] in _BN_STATS and tkey is not None:
-                report.skipped.append(f"{key} (BN statistics; the 3D norm keeps none)")
+                kept = (
+                    "the 3D norm has no batch counter"
+                    if key.endswith("num_batches_tracked")
+                    else "the 3D norm keeps none"
+                )
+                report.skipped.append(f"{key} (BN statistics; {kept})")
             else:
                 unplaced.append(f"{key} {_shape(value)} -> {tkey or '?'}")
             continue
