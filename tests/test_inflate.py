@@ -908,3 +908,25 @@ def test_download_hints_match_the_models_norm_and_the_files_format(tmp_path, mon
         ValueError, match=r"torchvision has no weights named 'ResNet50_Weights\.NOPE'.*IMAGENET1K_V2"
     ):
         load_pretrained(gn, "torchvision:ResNet50_Weights.NOPE")
+
+
+def test_a_fit_checkpoint_loaded_into_a_differently_built_model_gets_notes(tmp_path) -> None:
+    """WS on/off, its eps, the norm kind and the group count do not show in the tensors: a `video-gn fit`
+    checkpoint's hyper-parameters tell them, and a model built otherwise is noted."""
+    kw = dict(num_classes=5, width=8, norm="gn", ws=True, ws_eps=1e-8, norm_kwargs={"num_groups": 4})
+    source = build("r3d_18", **kw)
+    ckpt = tmp_path / "last.ckpt"
+    hp = {"name": "r3d_18", "norm": "gn", "ws": True, "ws_eps": 1e-8, "gn_groups": 4, "width": 8}
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}, "hyper_parameters": hp},
+        ckpt,
+    )
+    assert load_pretrained(build("r3d_18", **kw), str(ckpt)).notes == []
+    cases = {
+        "WS eps differs": {**kw, "ws_eps": 1e-5},
+        "GroupNorm groups differ": {**kw, "norm_kwargs": {"num_groups": 2}},
+        "trained with weight standardization and this model is built without": {**kw, "ws": False},
+    }
+    for words, other in cases.items():
+        notes = load_pretrained(build("r3d_18", **other), str(ckpt)).notes
+        assert any(words in n for n in notes), (words, notes)

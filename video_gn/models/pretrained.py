@@ -391,13 +391,60 @@ def load_pretrained(
             )
         sd, hint = read_state_dict(spec)
     if any(v.ndim == 5 for v in sd.values()):
-        return _load_3d(model3d, sd, spec)
+        report = _load_3d(model3d, sd, spec)
+        report.notes.extend(_setting_differences(model3d, spec))
+        return report
     if hint == "bit_npz" and "source_ws_eps" not in inflate_kwargs:
         from video_gn.models.inflate import SOURCE_FAMILIES
 
         inflate_kwargs["source_ws_eps"] = SOURCE_FAMILIES["bit_npz"]
     detect_family(sd)  # clear error for unknown files before touching the model
     return inflate(model3d, sd, method=method, **inflate_kwargs)
+
+
+def _setting_differences(model3d: nn.Module, path: str) -> list[str]:
+    """Notes for settings that the tensors of a 3D checkpoint cannot show but that change the function: WS on or
+    off, its eps, the norm kind and a given GroupNorm group count. Read from a ``video-gn fit`` checkpoint's
+    hyper-parameters; a bare state dict records none of them (and gets no notes)."""
+    from video_gn.models.registry import default_ws_eps, names
+    from video_gn.nn import WSConv3d
+
+    if Path(path).suffix.lower() != ".ckpt":
+        return []
+    try:
+        hp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
+    except (
+        Exception
+    ):  # read fine as a state dict a moment ago; without hyper-parameters there is nothing to say
+        return []
+    if "ws" not in hp or "norm" not in hp:
+        return []
+    notes = []
+    ws_convs = [m for m in model3d.modules() if isinstance(m, WSConv3d)]
+    if bool(hp["ws"]) != bool(ws_convs):
+        notes.append(
+            f"The checkpoint was trained {'with' if hp['ws'] else 'without'} weight standardization and this "
+            f"model is built {'with' if ws_convs else 'without'}: the same tensors compute another function"
+        )
+    elif ws_convs:
+        name = str(hp.get("name", ""))
+        eps = hp.get("ws_eps") or (default_ws_eps(name) if name in names() else None)
+        if eps is not None and any(abs(m.eps - eps) > 1e-9 * eps for m in ws_convs):
+            notes.append(
+                f"WS eps differs: the checkpoint's convs were trained with {eps:g}, this model's use "
+                f"{ws_convs[0].eps:g} (model.ws_eps)"
+            )
+    gns = [m for m in model3d.modules() if isinstance(m, nn.GroupNorm)]
+    if (hp["norm"] in ("gn", "ln", "in")) != bool(gns):
+        has = "uses GroupNorm" if gns else "has no GroupNorm"
+        notes.append(f"The checkpoint's norm is {hp['norm']!r}; this model {has}")
+    groups = hp.get("gn_groups")
+    if hp["norm"] == "gn" and isinstance(groups, int) and any(m.num_groups != groups for m in gns):
+        built = sorted({m.num_groups for m in gns})
+        notes.append(
+            f"GroupNorm groups differ: the checkpoint used {groups} (model.gn_groups), this model {built}"
+        )
+    return notes
 
 
 def _load_3d(model3d: nn.Module, sd: dict[str, Tensor], path: str) -> InflationReport:
