@@ -555,7 +555,7 @@ class FitSummary(L.Callback):
             line += "; stopped early (should_stop, e.g. early stopping)"
         lines = [line]
         ckpt = trainer.checkpoint_callback
-        best = ""
+        best = last = ""
         if ckpt is None:
             lines.append("checkpoints: none (no checkpoint callback)")
         else:
@@ -577,7 +577,6 @@ class FitSummary(L.Callback):
         config = next((c for c in saved if os.path.isfile(c)), "CONFIG")
         if best:
             lines.append(f"evaluate: video-gn validate -c {config} --ckpt_path {best}")
-        last = getattr(ckpt, "last_model_path", "") or "" if ckpt is not None else ""
         loaders = trainer.val_dataloaders  # None until validation was set up (sanity check or a first run)
         has_val = loaders is not None and (len(loaders) > 0 if isinstance(loaders, (list, tuple)) else True)
         validates = has_val and trainer.limit_val_batches != 0

@@ -413,9 +413,9 @@ class VideoClassifier(L.LightningModule):
         # one this run's settings give (a changed model.lr, batch or device count). Say so, with the lr in use.
         if not self.global_step:
             return
+        wanted = self.scaled_lr()
         for config in self.trainer.lr_scheduler_configs:
             base = getattr(config.scheduler, "base_lrs", None)
-            wanted = self.scaled_lr()
             if base and not math.isclose(base[0], wanted, rel_tol=1e-6):
                 rank_zero_warn(
                     f"resumed at step {self.global_step}: the optimiser and learning-rate schedule continue from "

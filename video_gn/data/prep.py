@@ -575,19 +575,9 @@ def read_list(csv_path: Path) -> list[tuple[str, str]]:
         ValueError: the file is comma-separated (e.g. an official Kinetics annotation CSV), with the
             reason and how to convert it (:func:`video_gn.data.layout.check_not_comma_separated`).
     """
-    from video_gn.data.layout import check_not_comma_separated, skip_header_line  # layout imports this module
+    from video_gn.data.layout import _read_csv  # layout imports this module
 
-    rows = []
-    for lineno, line in enumerate(Path(csv_path).read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not rows:
-            check_not_comma_separated(Path(csv_path), line.strip(), lineno)
-            if skip_header_line(Path(csv_path), line.strip(), lineno):
-                continue
-        path, label = split_list_line(line)
-        rows.append((path, label or ""))
-    return rows
+    return [(path, label or "") for path, label, _ in _read_csv(Path(csv_path))]
 
 
 def write_clean_csv(

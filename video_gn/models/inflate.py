@@ -219,21 +219,18 @@ def _rescale_running_stats(model3d: nn.Module, conv_key: str, scale: float, repo
     ``conv1`` → ``norm2``); where none is found, the report gets a note. GroupNorms (BiT's design) need nothing.
     """
     path, _, _ = conv_key.rpartition(".")
-    if isinstance(model3d, PreActResNet3d):
-        # Pre-activation: the stem's output is normalised first by the first block's norm1, a block's conv1
-        # output by its norm2 (conv2's and conv3's outputs meet GroupNorm / the residual sum: see the docstring).
-        parent, _, leaf = path.rpartition(".")
-        name = (
-            "blocks.1.res_blocks.0.norm1"
-            if path == "blocks.0.conv"
-            else f"{parent}.norm2"
-            if leaf == "conv1"
-            else ""
-        )
-    else:
-        parent, _, leaf = path.rpartition(".")
-        head, sep, tail = leaf.rpartition("conv")
+    parent, _, leaf = path.rpartition(".")
+    head, sep, tail = leaf.rpartition("conv")
+    if not isinstance(model3d, PreActResNet3d):
         name = f"{parent + '.' if parent else ''}{head}norm{tail}" if sep else ""
+    # Pre-activation: the stem's output is normalised first by the first block's norm1, a block's conv1
+    # output by its norm2 (conv2's and conv3's outputs meet GroupNorm / the residual sum: see the docstring).
+    elif path == "blocks.0.conv":
+        name = "blocks.1.res_blocks.0.norm1"
+    elif leaf == "conv1":
+        name = f"{parent}.norm2"
+    else:
+        name = ""
     try:
         norm = model3d.get_submodule(name) if name else None
     except AttributeError:

@@ -118,6 +118,12 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     Returns:
         (state dict with wrapper prefixes removed, family hint: ``"bit_npz"`` for ``.npz`` else None).
     """
+    sd, hint, _ = _read_checkpoint(path)
+    return sd, hint
+
+
+def _read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], str | None, dict | None]:
+    """:func:`read_state_dict` plus the file's ``hyper_parameters`` (a ``video-gn fit`` checkpoint's), or None."""
     p = Path(path).expanduser()
     if not p.is_file():
         what = "is a folder, not a file" if p.is_dir() else "does not exist"
@@ -138,7 +144,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
                 f"{p} could not be read as a .safetensors file ({type(err).__name__}: {err}); it is truncated "
                 "or not a safetensors file: download it again."
             ) from err
-        return _unwrap(tensors, str(p)), None
+        return _unwrap(tensors, str(p)), None, None
     if suffix == ".npz":
         import numpy as np
 
@@ -151,7 +157,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
                 "not an .npz file (object arrays are refused, as they need unpickling): download it again."
             ) from err
         try:
-            return bit_npz_to_state_dict(loaded), "bit_npz"
+            return bit_npz_to_state_dict(loaded), "bit_npz", None
         except ValueError as err:  # an .npz of something else: say which file
             raise ValueError(f"{p}: {err}") from err
     if suffix not in (".pth", ".pt", ".bin", ".ckpt"):
@@ -165,7 +171,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
             f"{p} could not be read with torch.load(weights_only=True) ({type(err).__name__}: {err}). Save only "
             "the state dict (torch.save(model.state_dict(), path)) or convert the file to .safetensors."
         ) from err
-    return _unwrap(obj, str(p)), None
+    hparams = obj.get("hyper_parameters") if isinstance(obj, Mapping) else None
+    return _unwrap(obj, str(p)), None, hparams if isinstance(hparams, Mapping) else None
 
 
 def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
@@ -205,7 +212,7 @@ def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
                     f"timm has no pretrained weights named {name!r} ({type(err).__name__}: {err}); see "
                     "timm.list_pretrained() for 'model.tag' names, e.g. 'resnetv2_50x1_bit.goog_in21k'."
                 ) from err
-            full_name, what = found
+            full_name, what, _ = found
             local = f"checkpoints/{full_name}.safetensors"
             raise FileNotFoundError(
                 f"Could not fetch timm model {name!r} ({type(err).__name__}: {err}). On a machine with internet "
@@ -219,9 +226,10 @@ def _hf_url(hub_id: str) -> str:
     return f"https://huggingface.co/{hub_id}/resolve/main/model.safetensors"
 
 
-def _timm_download(name: str) -> tuple[str, str] | None:
-    """(``model.tag``, what to download) for a timm pretrained name, from timm's offline registry of pretrained
-    configs (an untagged name gets timm's default tag); None if timm is missing or does not know the name."""
+def _timm_download(name: str) -> tuple[str, str, str] | None:
+    """(``model.tag``, what to download, its file suffix) for a timm pretrained name, from timm's offline registry
+    of pretrained configs (an untagged name gets timm's default tag); None if timm is missing or does not know
+    the name."""
     try:
         from timm.models import get_pretrained_cfg
 
@@ -232,11 +240,11 @@ def _timm_download(name: str) -> tuple[str, str] | None:
         return None
     if cfg.hf_hub_id:
         hub_id = cfg.hf_hub_id
-        return hub_id.rpartition("/")[
-            2
-        ], f"model.safetensors of the Hugging Face Hub repository {hub_id} ({_hf_url(hub_id)})"
+        what = f"model.safetensors of the Hugging Face Hub repository {hub_id} ({_hf_url(hub_id)})"
+        return hub_id.rpartition("/")[2], what, ".safetensors"
     if cfg.url:
-        return f"{name.partition('.')[0]}.{cfg.tag}" if cfg.tag else name, cfg.url
+        full_name = f"{name.partition('.')[0]}.{cfg.tag}" if cfg.tag else name
+        return full_name, cfg.url, Path(cfg.url).suffix or ".pth"
     return None
 
 
@@ -293,12 +301,7 @@ def _model_sources(model3d: nn.Module) -> list[tuple[str, str]]:
         pass
     found = _timm_download(f"resnet{depth}")
     if found is not None:
-        out.append(
-            (
-                f"timm's {found[0]}: {found[1]}",
-                Path(found[1].split(" (")[0].split()[0]).suffix or ".safetensors",
-            )
-        )
+        out.append((f"timm's {found[0]}: {found[1]}", found[2]))
     return out
 
 
@@ -377,6 +380,7 @@ def load_pretrained(
     if method not in ("mean", "center"):
         raise ValueError(f"method (model.pretrained_method) must be 'mean' or 'center', got {method!r}.")
     spec = str(path)
+    hparams = None
     if re.match(r"^(timm|torchvision):", spec) and not Path(spec).exists():
         sd, hint = _hub_state_dict(spec)
     else:
@@ -389,10 +393,10 @@ def load_pretrained(
             raise FileNotFoundError(
                 f"Pretrained checkpoint {spec!r} does not exist. {_download_hint(Path(spec), model3d)}"
             )
-        sd, hint = read_state_dict(spec)
+        sd, hint, hparams = _read_checkpoint(spec)
     if any(v.ndim == 5 for v in sd.values()):
         report = _load_3d(model3d, sd, spec)
-        report.notes.extend(_setting_differences(model3d, spec))
+        report.notes.extend(_setting_differences(model3d, hparams or {}))
         return report
     if hint == "bit_npz" and "source_ws_eps" not in inflate_kwargs:
         from video_gn.models.inflate import SOURCE_FAMILIES
@@ -402,21 +406,13 @@ def load_pretrained(
     return inflate(model3d, sd, method=method, **inflate_kwargs)
 
 
-def _setting_differences(model3d: nn.Module, path: str) -> list[str]:
+def _setting_differences(model3d: nn.Module, hp: Mapping[str, Any]) -> list[str]:
     """Notes for settings that the tensors of a 3D checkpoint cannot show but that change the function: WS on or
-    off, its eps, the norm kind and a given GroupNorm group count. Read from a ``video-gn fit`` checkpoint's
-    hyper-parameters; a bare state dict records none of them (and gets no notes)."""
+    off, its eps, the norm kind and a given GroupNorm group count, from a ``video-gn fit`` checkpoint's
+    hyper-parameters ``hp``; a bare state dict records none of them (empty ``hp``: no notes)."""
     from video_gn.models.registry import default_ws_eps, names
     from video_gn.nn import WSConv3d
 
-    if Path(path).suffix.lower() != ".ckpt":
-        return []
-    try:
-        hp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
-    except (
-        Exception
-    ):  # read fine as a state dict a moment ago; without hyper-parameters there is nothing to say
-        return []
     if "ws" not in hp or "norm" not in hp:
         return []
     notes = []
