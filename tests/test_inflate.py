@@ -604,6 +604,23 @@ def test_timm_names_resolve_to_real_hub_repositories(monkeypatch) -> None:
         load_pretrained(model, "resnet50.safetensors")
 
 
+@needs_timm
+def test_timm_offline_error_keeps_the_file_suffix_of_a_url_checkpoint(monkeypatch) -> None:
+    """timm models released as a .pth URL (no Hugging Face repository) are saved under that suffix."""
+    import video_gn.models.pretrained as pretrained
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    url = "https://example.org/weights/resnet50_old.pth"
+    monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr(pretrained, "_timm_download", lambda name: ("resnet50.old", url, ".pth"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_pretrained(build("c2d_r50", width=8), "timm:resnet50.old")
+    assert f"download {url}, save it as checkpoints/resnet50.old.pth" in str(err.value)
+    assert ".safetensors" not in str(err.value)
+
+
 def test_hub_name_offline_error_says_what_to_download(monkeypatch) -> None:
     def offline(self, *args, **kwargs):
         raise OSError("network unreachable")

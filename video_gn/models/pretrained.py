@@ -212,8 +212,8 @@ def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
                     f"timm has no pretrained weights named {name!r} ({type(err).__name__}: {err}); see "
                     "timm.list_pretrained() for 'model.tag' names, e.g. 'resnetv2_50x1_bit.goog_in21k'."
                 ) from err
-            full_name, what, _ = found
-            local = f"checkpoints/{full_name}.safetensors"
+            full_name, what, suffix = found
+            local = f"checkpoints/{full_name}{suffix}"
             raise FileNotFoundError(
                 f"Could not fetch timm model {name!r} ({type(err).__name__}: {err}). On a machine with internet "
                 f"download {what}, save it as {local} and set model.pretrained: {local}."
