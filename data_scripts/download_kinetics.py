@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from video_gn.data.kinetics_download import DownloaderNotFound, download_kinetics
-from video_gn.data.prep import bounded_int, output_path_problem
 from video_gn.data.progress import run_script
+from video_gn.data.script_args import bounded_int, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:

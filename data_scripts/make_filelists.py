@@ -15,8 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from video_gn.data.prep import folder_problem, make_filelists, output_path_problem
+from video_gn.data.filelists import make_filelists
 from video_gn.data.progress import run_script
+from video_gn.data.script_args import folder_problem, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,8 @@ import dataclasses
 import sys
 import time
 
-from video_gn.data.prep import bounded_int
 from video_gn.data.progress import run_script
+from video_gn.data.script_args import bounded_int
 from video_gn.data.synthetic import PRESETS, check_root, describe, generate
 
 DEFAULT_PRESET = "quickstart"

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from video_gn.data.prep import X264_PRESETS, bounded_int, output_path_problem, resize_tree, write_rows_csv
+from video_gn.data.prep import X264_PRESETS, resize_tree, write_rows_csv
 from video_gn.data.progress import run_script
+from video_gn.data.script_args import bounded_int, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:

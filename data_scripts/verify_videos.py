@@ -26,18 +26,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from video_gn.data.prep import (
-    VIDEO_EXTENSIONS,
-    bounded_int,
-    find_videos,
-    folder_problem,
-    output_path_problem,
-    read_list,
-    verify_videos,
-    write_clean_csv,
-    write_rows_csv,
-)
+from video_gn.data.filelists import read_list, write_clean_csv
+from video_gn.data.prep import VIDEO_EXTENSIONS, find_videos, write_rows_csv
 from video_gn.data.progress import run_script
+from video_gn.data.script_args import bounded_int, folder_problem, output_path_problem
+from video_gn.data.verify import verify_videos
 
 
 def default_bad_csv(target: Path) -> Path:

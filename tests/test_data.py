@@ -723,7 +723,7 @@ def test_a_header_line_in_a_list_is_skipped(root, tmp_path):
         assert find_classes(data) == CLASSES
         got = list_split(data, "train", CLASSES)
     assert _pairs(got) == _pairs(pairs)
-    from video_gn.data.prep import read_list
+    from video_gn.data.filelists import read_list
 
     with pytest.warns(UserWarning, match="header"):
         assert [p for p, _ in read_list(data / "train.csv")] == [p for p, _ in _pairs(pairs)]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from video_fixtures import remux_faststart, write_rotated_video, write_video
 
+from video_gn.data.filelists import make_filelists, read_list, write_clean_csv
 from video_gn.data.kinetics_download import (
     DownloaderNotFound,
     VideoGone,
@@ -23,18 +24,9 @@ from video_gn.data.kinetics_download import (
     sanitize_name,
 )
 from video_gn.data.layout import find_classes, list_split
-from video_gn.data.prep import (
-    find_videos,
-    make_filelists,
-    read_list,
-    resize_tree,
-    scaled_size,
-    transcode,
-    verify_video,
-    verify_videos,
-    write_clean_csv,
-)
+from video_gn.data.prep import find_videos, resize_tree, scaled_size, transcode
 from video_gn.data.progress import TextProgress, parallel_map, progress_bar
+from video_gn.data.verify import verify_video, verify_videos
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 GOOD_ID, OTHER_ID = "abcDEF123_-", "zz9_zz9-zz9"

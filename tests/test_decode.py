@@ -277,7 +277,7 @@ def test_decoded_pixels_match_a_full_sequential_decode(tmp_path, options, thread
 def test_mpeg_ts_and_ps_are_frame_exact(tmp_path, name, codec):
     # Their seeks are bisections by timestamp and land off the key frame, in either direction; "seeking to
     # the start" lands several frames in. Every window must still come back exact, and verify must pass.
-    from video_gn.data.prep import verify_video
+    from video_gn.data.verify import verify_video
 
     path = write_video(tmp_path / name, num_frames=120, gop=12, codec=codec)
     info = probe_video(path)
@@ -305,7 +305,7 @@ def _stream_copy_cut(src, dst, cut_frame: int, fps: int) -> None:
 
 
 def test_stream_copied_cut_counts_only_the_frames_its_edit_list_shows(tmp_path):
-    from video_gn.data.prep import verify_video
+    from video_gn.data.verify import verify_video
 
     src = write_video(tmp_path / "src.mp4", num_frames=120, fps=25, gop=12)
     cut = tmp_path / "cut.mp4"
@@ -344,7 +344,7 @@ def test_matroska_without_frame_count_is_counted_from_its_packets(tmp_path):
     # recording (muxed to a pipe) has no duration at all. Both are 30 frames.
     import io
 
-    from video_gn.data.prep import verify_video
+    from video_gn.data.verify import verify_video
 
     offset = tmp_path / "offset.mkv"
     _write_timed(offset, [5000 + 40 * i for i in range(30)], Fraction(1, 1000))
@@ -373,7 +373,7 @@ def test_matroska_without_frame_count_is_counted_from_its_packets(tmp_path):
 
 
 def test_a_codec_without_decoder_is_a_decode_error(tmp_path):
-    from video_gn.data.prep import verify_video
+    from video_gn.data.verify import verify_video
 
     src = write_video(tmp_path / "src.mkv", num_frames=10)
     data = src.read_bytes()

@@ -8,7 +8,7 @@ Two layouts are read (pytorchvideo's conventions):
   so paths may contain spaces); the label is a class index or a class name; relative paths are
   resolved against ``root``; a line with only a path has label -1 (unlabelled): a last token that looks
   like a file name (holds a ``/`` or ends with a video extension) is part of the path, not a label
-  (:func:`~video_gn.data.prep.split_list_line`); blank lines and ``#`` comments are skipped.
+  (:func:`~video_gn.data.filelists.split_list_line`); blank lines and ``#`` comments are skipped.
   Comma-separated files (``path,label``, or an official Kinetics annotation CSV
   ``label,youtube_id,time_start,time_end,split`` saved as ``<split>.csv``) are refused with an error that
   says how to convert them.
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from video_gn._pytorchvideo import ptv_labeled_video_paths
 from video_gn.data import prep
+from video_gn.data.filelists import split_list_line
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -95,7 +96,7 @@ def _read_csv(csv: Path) -> list[tuple[str, str | None, int]]:
             check_not_comma_separated(csv, line, lineno)
             if skip_header_line(csv, line, lineno):
                 continue
-        path, label = prep.split_list_line(line)
+        path, label = split_list_line(line)
         rows.append((path, label, lineno))
     return rows
 

@@ -1,7 +1,8 @@
-"""Preparing video datasets on disk: transcode/trim/resize with PyAV, verify, and write file lists.
+"""Preparing video datasets on disk: transcode, trim and resize with PyAV.
 
-Library code behind ``data_scripts/resize_videos.py``, ``verify_videos.py`` and ``make_filelists.py``
-(``download_kinetics.py`` lives in :mod:`video_gn.data.kinetics_download`). Every writer encodes H.264
+Library code behind ``data_scripts/resize_videos.py`` and the trimming of ``download_kinetics.py``
+(:mod:`video_gn.data.kinetics_download`); checking files is :mod:`video_gn.data.verify`, file lists
+:mod:`video_gn.data.filelists`. Every writer encodes H.264
 (libx264, yuv420p) MP4s, keeps the source frame rate, drops audio, and writes to a temporary name that is
 renamed on success, so an existing output file is always complete (this is what makes the tools resumable).
 """
@@ -11,38 +12,26 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import os
 import shutil
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from video_gn.data import decode
-from video_gn.data.progress import parallel_map, progress_bar
+from video_gn.data.progress import parallel_map
+from video_gn.data.script_args import folder_problem
 
 __all__ = [
     "VIDEO_EXTENSIONS",
-    "VideoCheck",
     "X264_PRESETS",
-    "bounded_int",
     "find_videos",
-    "make_filelists",
-    "folder_problem",
-    "output_path_problem",
-    "read_list",
     "resize_tree",
     "resize_video",
     "scaled_size",
-    "split_list_line",
     "transcode",
-    "verify_video",
-    "verify_videos",
-    "write_clean_csv",
     "write_rows_csv",
 ]
 
@@ -81,7 +70,8 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return even(height * short_side / width), even(short_side)
 
 
-def _frame_rate(stream) -> Fraction:
+def stream_frame_rate(stream) -> Fraction:
+    """The frame rate of a PyAV video stream as a fraction (30 if the container does not say)."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or rate <= 0:
         return Fraction(30, 1)
@@ -134,7 +124,7 @@ def transcode(
                 raise ValueError(f"{src} has no video stream")
             vin = inp.streams.video[0]
             vin.thread_type = "AUTO"
-            fps = _frame_rate(vin)
+            fps = stream_frame_rate(vin)
             # Timestamps are taken relative to the stream's first timestamp (Kinetics times are offsets).
             t0 = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
             frames = _decode_from(str(src), inp, vin, start, t0)
@@ -382,336 +372,6 @@ def resize_tree(
     return result
 
 
-@dataclass(frozen=True)
-class VideoCheck:
-    """Result of :func:`verify_video` for one file (``ok`` False means: do not train on it).
-
-    Attributes:
-        path: the file.
-        ok: whether every check passed.
-        error: why not (empty if ok).
-        frames_decoded: frames decoded at the start of the video.
-        width: frame width in pixels.
-        height: frame height in pixels.
-        fps: frame rate.
-        duration: seconds, from the header.
-        num_frames: frames the header announces (its count capped by its duration, or a Matroska segment's
-            duration × fps), else those counted from the packets' timestamps.
-        last_frame: number of the last frame that decoded at the end of the stream (-1: not checked).
-    """
-
-    path: str
-    ok: bool
-    error: str = ""
-    frames_decoded: int = 0
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
-    duration: float = 0.0
-    num_frames: int = 0
-    last_frame: int = -1
-
-
-def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool = True) -> VideoCheck:
-    """Check that ``path`` opens and decodes from its first to its last frame, without decoding it all.
-
-    Decodes (1) the first ``num_frames`` frames, (2) the first frame after seeking to 1/3 and to 2/3 of the
-    video, and, if ``check_end``, (3) every frame from the last key frame to the end of the stream, and
-    compares the number of the last frame with the length the header announces: a stream that ends more
-    than ``max(2, 2 %)`` frames early is truncated (the rule the loader applies,
-    :mod:`video_gn.data.decode`). Step 3 is what catches a file that lost its last few percent of bytes but
-    kept its index at the front (MP4 "faststart"): it opens, and its first and middle frames decode. (An
-    MP4 with its index at the end loses the index and already fails to open.) Cost: one GOP plus a few
-    frames per file.
-
-    Never raises for a bad file: zero-byte, corrupt, truncated, non-video and audio-only files give
-    ``ok=False`` with the reason in ``error``.
-
-    Args:
-        path: the video.
-        num_frames: frames to decode at the start.
-        check_end: also decode the last GOP and check the length.
-
-    Returns:
-        A :class:`VideoCheck`.
-    """
-    import av
-
-    path = str(path)
-    try:
-        if os.path.getsize(path) == 0:
-            return VideoCheck(path, False, "empty file (0 bytes)")
-        with av.open(path) as c:
-            if not c.streams.video:
-                return VideoCheck(path, False, "no video stream")
-            vs = c.streams.video[0]
-            if vs.codec_context is None:
-                return VideoCheck(path, False, "no decoder for its video codec (unknown or damaged codec id)")
-            fps = float(_frame_rate(vs))
-            duration = 0.0
-            if vs.duration is not None and vs.time_base is not None:
-                duration = float(vs.duration * vs.time_base)
-            elif c.duration is not None:  # Matroska: the segment's end time, start offset included
-                duration = max(0.0, (c.duration - (c.start_time or 0)) / 1_000_000)
-            # The loader's frame count: the header's, else counted from the packets' timestamps. The
-            # truncation check's reference is what the header announces: its count, or a Matroska
-            # segment's duration (written when the file was finished, so a cut file still announces its
-            # full length); MPEG-TS/PS durations come from the file's last timestamps and announce nothing.
-            announced = decode.header_frames(vs, fps)
-            total = announced or decode.count_frames(path, fps)
-            if not announced and "matroska" in c.format.name:
-                announced = int(math.floor(duration * fps + 0.5))
-            if total <= 0:
-                return VideoCheck(path, False, "no video packets with timestamps", fps=fps)
-            start_pts = vs.start_time or 0
-            scale = float(vs.time_base) * fps  # pts ticks -> frames
-
-            def frame_pts(frame_index: float) -> int:
-                return start_pts + int(frame_index / scale)
-
-            facts = dict(fps=fps, duration=duration, num_frames=announced or total)
-            n = 0
-            width = height = 0
-            for frame in c.decode(vs):
-                width, height = frame.width, frame.height
-                n += 1
-                if n >= num_frames:
-                    break
-            if n == 0:
-                return VideoCheck(path, False, "no decodable video frames", **facts)
-            facts.update(frames_decoded=n, width=width, height=height)
-            for part in (1, 2):  # a frame a third and two thirds of the way in
-                target = part * total // 3
-                if target < num_frames:
-                    continue
-                c.seek(frame_pts(target), stream=vs, backward=True, any_frame=False)
-                if next(iter(c.decode(vs)), None) is None:
-                    return VideoCheck(
-                        path, False, f"no frame decodes near frame {target} of {total}", **facts
-                    )
-            if not check_end:
-                return VideoCheck(path, True, "", **facts)
-            # The end: from the last key frame (seek backwards from past the last frame) to the end of the
-            # stream, every frame decoded (non-reference ones too: the last shown frame may be one). MPEG-TS/PS
-            # seek by bisection and can land past the last key frame: then from a few seconds, then a third,
-            # further back.
-            last = -1
-            try:
-                for target in (total + 1, total - max(int(3 * fps), total // 20), 2 * total // 3):
-                    c.seek(frame_pts(max(target, 0)), stream=vs, backward=True, any_frame=False)
-                    for frame in c.decode(vs):
-                        pts = frame.pts if frame.pts is not None else frame.dts
-                        if pts is not None:
-                            last = max(last, int(round((pts - start_pts) * scale)))
-                    if last >= 0:
-                        break
-            except (av.FFmpegError, EOFError) as e:
-                got = f"the last that decoded is frame {last}" if last >= 0 else "none decoded at the end"
-                return VideoCheck(
-                    path, False, f"corrupt or truncated end: {type(e).__name__}: {e} (the header announces "
-                    f"{announced or total} frames, {got})", **facts, last_frame=last,
-                )  # fmt: skip
-            facts["last_frame"] = last
-            if last < 0:
-                return VideoCheck(
-                    path, False, f"truncated: no frame decodes near the end ({announced or total} announced)", **facts,
-                )  # fmt: skip
-            if announced > 0 and last < announced - max(2, announced // 50):
-                return VideoCheck(
-                    path, False, f"truncated: the header announces {announced} frames, the last that decodes "
-                    f"is frame {last}", **facts,
-                )  # fmt: skip
-        return VideoCheck(path, True, "", **facts)
-    except Exception as e:  # noqa: BLE001 - any decoder error marks the file bad
-        return VideoCheck(path, False, f"{type(e).__name__}: {e}")
-
-
-def _verify_job(job: tuple[str, int]) -> VideoCheck:
-    return verify_video(job[0], num_frames=job[1])
-
-
-def verify_videos(
-    paths: Iterable[str | os.PathLike],
-    *,
-    num_frames: int = 4,
-    workers: int | None = None,
-    progress: bool = True,
-) -> list[VideoCheck]:
-    """Run :func:`verify_video` on every path in parallel; results in input order."""
-    jobs = [(str(p), num_frames) for p in paths]
-    return parallel_map(_verify_job, jobs, workers=workers, description="verify", progress=progress)
-
-
-def split_list_line(line: str) -> tuple[str, str | None]:
-    """Split one line of a ``path label`` list into ``(path, label)``; ``label`` is None if there is none.
-
-    The label is the last whitespace-separated token, so paths may contain spaces, unless that token
-    looks like a file name (it holds a ``/`` or ``\\``, or ends with a video extension): then the whole
-    line is a path without a label (``train/swim fast/0.mp4`` is one path, not path ``train/swim`` with
-    label ``fast/0.mp4``). A label-less path whose last part has a space and no video extension cannot be
-    told from ``path label``; name such files with an extension.
-
-    Args:
-        line: one line, without the newline.
-
-    Returns:
-        ``(path, label or None)``, both stripped.
-    """
-    line = line.strip()
-    parts = line.rsplit(None, 1)
-    if len(parts) == 1:
-        return line, None
-    last = parts[1]
-    if "/" in last or "\\" in last or last.lower().endswith(VIDEO_EXTENSIONS):
-        return line, None
-    return parts[0], last
-
-
-def read_list(csv_path: Path) -> list[tuple[str, str]]:
-    """Read a ``path label`` list into ``[(path, label)]`` (label ``""`` if none; :func:`split_list_line`); a
-    header line such as ``path label`` is skipped with a warning.
-
-    Raises:
-        ValueError: the file is comma-separated (e.g. an official Kinetics annotation CSV), with the
-            reason and how to convert it (:func:`video_gn.data.layout.check_not_comma_separated`).
-    """
-    from video_gn.data.layout import _read_csv  # layout imports this module
-
-    return [(path, label or "") for path, label, _ in _read_csv(Path(csv_path))]
-
-
-def write_clean_csv(
-    csv_in: str | os.PathLike,
-    csv_out: str | os.PathLike,
-    bad_paths: Iterable[str],
-    *,
-    root: str | None = None,
-) -> int:
-    """Copy the ``path label`` list ``csv_in`` to ``csv_out`` without the rows whose file is in ``bad_paths``.
-
-    Paths in the list are resolved against ``root`` (default: the list's folder) before comparing.
-
-    Returns:
-        The number of rows removed.
-    """
-    csv_in = Path(csv_in)
-    base = Path(root) if root is not None else csv_in.parent
-    bad = {os.path.abspath(p) for p in bad_paths}
-    kept, removed = [], 0
-    for path, label in read_list(csv_in):
-        if os.path.abspath(base / path) in bad:
-            removed += 1
-        else:
-            kept.append(f"{path} {label}".rstrip())
-    Path(csv_out).write_text("".join(k + "\n" for k in kept))
-    return removed
-
-
-def make_filelists(
-    root: str | os.PathLike,
-    *,
-    splits: Sequence[str] | None = None,
-    out_dir: str | os.PathLike | None = None,
-    classes: Sequence[str] | None = None,
-    classes_from: str | None = None,
-    progress: bool = True,
-) -> dict[str, Path]:
-    """Turn the folder layout ``<root>/<split>/<class>/<video>`` into ``<split>.csv`` lists and classes.txt.
-
-    Each list line is ``<path relative to out_dir> <label index>`` (pytorchvideo's ``LabeledVideoPaths``
-    convention); the label index is the class's position in ``classes.txt``. Class order: ``classes`` if
-    given, else an existing ``<root>/classes.txt``, else the sorted union of class folders of all splits.
-    Listing the class folders (the slow part on a network file system: Kinetics-400 has 1,200 of them
-    and 300,000 files) shows progress with totals (:func:`~video_gn.data.progress.progress_bar`).
-
-    Args:
-        root: dataset root.
-        splits: split folder names (default: every sub-folder of root that contains class folders).
-        out_dir: where to write the lists and classes.txt (default: root).
-        classes: explicit class order.
-        classes_from: where ``classes`` came from, for error messages (e.g. the file it was read from;
-            default: "the classes argument").
-        progress: show progress (class folders listed / all class folders).
-
-    Returns:
-        ``{split: csv_path}``.
-    """
-    root = Path(root)
-    if why := folder_problem(root):
-        raise FileNotFoundError(f"dataset root {root} {why}")
-    out_dir = Path(out_dir) if out_dir is not None else root
-    if splits is None:
-        splits = sorted(
-            d.name
-            for d in root.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and any(c.is_dir() for c in d.iterdir())
-        )
-    if not splits:
-        raise ValueError(f"no split folders (<root>/<split>/<class>/...) found in {root}")
-    class_dirs: dict[str, list[Path]] = {}
-    for split in splits:
-        sdir = root / split
-        if not sdir.is_dir():
-            found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-            raise FileNotFoundError(
-                f"split folder {sdir} does not exist (folders in {root}: {', '.join(found) or 'none'})"
-            )
-        class_dirs[split] = [c for c in sorted(sdir.iterdir()) if c.is_dir() and not c.name.startswith(".")]
-    per_split: dict[str, dict[str, list[Path]]] = {split: {} for split in splits}
-    total = sum(len(dirs) for dirs in class_dirs.values())
-    with progress_bar(total=total, description=f"list {root.name}", enabled=progress) as advance:
-        for split, dirs in class_dirs.items():
-            for c in dirs:
-                per_split[split][c.name] = find_videos(c)
-                advance()
-    folder_classes = sorted({c for s in per_split.values() for c in s})
-    source = classes_from or "the classes argument"
-    if classes is None and (root / "classes.txt").is_file():
-        classes = [
-            ln.strip()
-            for ln in (root / "classes.txt").read_text(encoding="utf-8-sig").splitlines()
-            if ln.strip()
-        ]
-        source = str(root / "classes.txt")
-    if classes is None:
-        classes = folder_classes
-    if not classes:
-        raise ValueError(
-            f"no class folders in the splits {list(splits)} of {root} (and the class list is empty)"
-        )
-    twice = sorted(c for c, n in Counter(classes).items() if n > 1)
-    if twice:
-        raise ValueError(f"{source} lists classes twice: {twice[:10]}")
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [c for c in folder_classes if c not in index]
-    if unknown:
-        raise ValueError(
-            f"class folders {unknown[:10]} are not in the class list ({len(classes)} classes, from "
-            f"{'the folders' if classes is folder_classes else source})"
-        )
-    # Paths relative to the folder holding the lists, which is what the loader resolves them against
-    # (with out_dir elsewhere they start with ../ ). Every list is built and checked before any file is
-    # written, so a failure leaves the old lists as they were.
-    base = out_dir.absolute()
-    lists = {}
-    for split, by_class in per_split.items():
-        lines = [
-            f"{Path(os.path.relpath(p.absolute(), base)).as_posix()} {index[c]}\n"
-            for c in sorted(by_class)
-            for p in by_class[c]
-        ]
-        if not lines:
-            raise ValueError(f"split {split!r} in {root} holds no video files (nothing written)")
-        lists[split] = "".join(lines)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    written = {}
-    for split, text in lists.items():
-        written[split] = out_dir / f"{split}.csv"
-        written[split].write_text(text)
-    return written
-
-
 def write_rows_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:
     """Write a CSV with a header (used for failure/bad-file reports)."""
     path = Path(path)
@@ -720,60 +380,3 @@ def write_rows_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterabl
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Helpers for the data scripts' command lines
-# ----------------------------------------------------------------------------------------------------
-
-
-def bounded_int(minimum: int, maximum: int | None = None):
-    """An argparse ``type``: integers ``>= minimum`` (and ``<= maximum``); a usage error otherwise."""
-    import argparse
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-        return value
-
-    parse.__name__ = "integer"  # argparse names the type in "invalid integer value" messages
-    return parse
-
-
-def folder_problem(path: str | os.PathLike) -> str | None:
-    """Why ``path`` is not an existing input folder (``"does not exist"``, ``"is not a directory"``), or None."""
-    path = Path(path)
-    if path.is_dir():
-        return None
-    return "is not a directory" if path.exists() else "does not exist"
-
-
-def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> str | None:
-    """Why ``path`` cannot be written as an output file (``directory=False``) or folder, or None if it can.
-
-    Checks what can be known before any work is done: the path is a folder where a file is wanted (or the
-    reverse), one of its parents exists as a file, or this user may not write it (the existing path, or
-    the folder in which it would be created), so a long run does not fail only when it writes its results.
-    """
-    path = Path(path)
-    if path.exists():
-        if directory and not path.is_dir():
-            return f"{path} exists and is not a directory"
-        if not directory and path.is_dir():
-            return f"{path} is a directory, expected a file name"
-        if not os.access(path, os.W_OK):
-            return f"{path} is not writable (permission denied)"
-        return None
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"cannot create {path}: {parent} is a file, not a directory"
-            if not os.access(parent, os.W_OK | os.X_OK):
-                return f"cannot create {path}: no permission to write in {parent}"
-            return None
-    return None

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from video_gn.data.prep import X264_PRESETS, output_path_problem
+from video_gn.data.prep import X264_PRESETS
+from video_gn.data.script_args import output_path_problem
 
 __all__ = [
     "CLASSES",
