@@ -20,14 +20,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from video_gn import callbacks
-from video_gn.callbacks import (
-    FitSummary,
-    SilentProgressBar,
-    TextProgressBar,
-    progress_bar_callback,
-    run_totals,
-)
+from video_gn import progress_bar
+from video_gn.callbacks import FitSummary
+from video_gn.progress_bar import SilentProgressBar, TextProgressBar, progress_bar_callback, run_totals
 
 
 class TinyModule(L.LightningModule):
@@ -232,14 +227,15 @@ def test_interval_env_and_argument():
 
 def test_number_formatting():
     assert (
-        callbacks._fmt(1.23456) == "1.235"
-        and callbacks._fmt(0.41234) == "0.4123"
-        and callbacks._fmt(3) == "3"
+        progress_bar.format_metric(1.23456) == "1.235"
+        and progress_bar.format_metric(0.41234) == "0.4123"
+        and progress_bar.format_metric(3) == "3"
     )
-    assert callbacks._rate(12.34) == "12.3 it/s" and callbacks._rate(0.25) == "4.00 s/it"
-    assert callbacks._rate(None) == "? it/s"
+    assert progress_bar._rate(12.34) == "12.3 it/s" and progress_bar._rate(0.25) == "4.00 s/it"
+    assert progress_bar._rate(None) == "? it/s"
     assert (
-        callbacks._metrics_text({"v/a": torch.tensor(0.5), "v/b": torch.ones(3), "w": 1.0}, "v") == "v/a 0.5"
+        progress_bar._metrics_text({"v/a": torch.tensor(0.5), "v/b": torch.ones(3), "w": 1.0}, "v")
+        == "v/a 0.5"
     )
 
 
