@@ -864,13 +864,136 @@ def test_fit_summary_says_when_the_final_model_was_not_validated(tiny_root, tmp_
     assert "was not validated" not in capsys.readouterr().err
 
 
-def test_validate_ckpt_path_best_points_at_the_best_file(tiny_root, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["validate", "fit"])
+def test_ckpt_path_best_points_at_the_best_file(tiny_root, tmp_path, capsys, command):
     run = tmp_path / "run"
     main(["fit", *_quick(tiny_root, run)])
     capsys.readouterr()
-    assert main(["validate", *_quick(tiny_root, run), "--ckpt_path=best"]) == 2
+    assert main([command, *_quick(tiny_root, run), "--ckpt_path=best"]) == 2
     err = capsys.readouterr().err
     best = next((run / "checkpoints").glob("best-*.ckpt"))
     assert (
         "--ckpt_path best names the best checkpoint of a fit in this same process" in err and str(best) in err
     )
+
+
+class _SigtermAtStep(L.Callback):
+    """Does what Lightning's SIGTERM handler does (sets ``received_sigterm``) after ``step`` optimizer steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            trainer._signal_connector.received_sigterm = True  # what its SIGTERM handler sets
+
+
+def test_sigterm_writes_last_checkpoint_and_exits_143(tiny_root, tmp_path, monkeypatch, capsys):
+    """A pre-empted run (SLURM's SIGTERM) keeps its work: last.ckpt at the step it stopped, a non-zero status."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    run = tmp_path / "run"
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, run)], run=False)  # one epoch is 4 steps
+    cli.trainer.callbacks.append(_SigtermAtStep(3))
+    with pytest.raises(SIGTERMException):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3
+    torch.testing.assert_close(last["state_dict"], cli.model.state_dict(), atol=0, rtol=0)
+    assert "wrote" in capsys.readouterr().err
+
+    def stopped(args):
+        raise SIGTERMException()
+
+    monkeypatch.setattr("video_gn.cli.run_lightning_cli", stopped)
+    assert main(["fit", "-c", "x.yaml"]) == 143
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+
+
+def test_too_many_bad_videos_mid_fit_saves_the_weights_and_is_one_message(tiny_root, tmp_path, capsys):
+    """Videos that go bad during a run (a file system failing): fit stops with the list of files, no
+    traceback, and the weights trained so far are in last.ckpt."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    run = tmp_path / "run"
+    args = [*_quick(root, run), "--trainer.max_epochs=3", "--data.max_fail_fraction=0.1"]
+
+    class BreakVideosAfterFirstEpoch(L.Callback):
+        def on_train_epoch_end(self, trainer, *args) -> None:
+            for video in sorted((root / "train").rglob("*.mp4"))[:4]:
+                video.write_bytes(b"")
+
+    cli = run_lightning_cli(["fit", *args], run=False)
+    cli.trainer.callbacks.append(BreakVideosAfterFirstEpoch())
+    from video_gn.errors import TooManyFailedVideos
+
+    with (
+        pytest.warns(RuntimeWarning, match="skipping unreadable video"),
+        pytest.raises(TooManyFailedVideos) as err,
+    ):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    step = cli.trainer.global_step
+    assert step >= 4 and err.value.saved_checkpoint == str(run / "checkpoints" / "last.ckpt")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == step
+    capsys.readouterr()
+
+    # Through the command: one message naming the files, exit status 1.
+    shutil.rmtree(run)
+    shutil.rmtree(root)
+    shutil.copytree(tiny_root, root)
+    assert main(["fit", *args]) == 0
+    for video in sorted((root / "val").rglob("*.mp4")):
+        video.write_bytes(b"")
+    with pytest.warns(RuntimeWarning):
+        assert main(["validate", *args, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "video-gn validate: error:" in err and "val videos failed to decode" in err and "Traceback" not in err
+    )
+
+
+@pytest.mark.parametrize("damage", ["cut", "empty", "state_dict"])
+def test_damaged_or_foreign_checkpoint_is_a_one_line_error(tiny_root, tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    assert main(["fit", *_quick(tiny_root, run)]) == 0
+    last = run / "checkpoints" / "last.ckpt"
+    if damage == "cut":  # a copy killed half-way (Lightning's cross-file-system move)
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+    elif damage == "empty":
+        last.write_bytes(b"")
+    else:
+        torch.save(torch.load(last, weights_only=True)["state_dict"], last)
+    capsys.readouterr()
+    assert main(["fit", *_quick(tiny_root, run), "--trainer.max_epochs=2", "--ckpt_path=last"]) == 2
+    err = capsys.readouterr().err
+    assert f"--ckpt_path last: {last}" in err and "Traceback" not in err
+    want = {
+        "cut": "cut short or corrupt",
+        "empty": "is empty (0 bytes)",
+        "state_dict": "set model.pretrained",
+    }
+    assert want[damage] in err
+    assert main(["validate", *_quick(tiny_root, run), f"--ckpt_path={last}"]) == 2
+    assert want[damage] in capsys.readouterr().err
+
+
+def test_checkpoints_are_written_next_to_their_target_and_renamed(tiny_root, tmp_path, monkeypatch):
+    """A write that fails half-way (full disk, killed job) leaves the previous checkpoint whole."""
+    from video_gn.checkpoint_io import AtomicCheckpointIO
+
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, tmp_path / "run")], run=False)
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    io, target = AtomicCheckpointIO(), tmp_path / "ck" / "last.ckpt"
+    io.save_checkpoint({"step": 1}, target)
+    assert torch.load(target, weights_only=True) == {"step": 1}
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]  # no temporary left

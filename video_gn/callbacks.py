@@ -13,10 +13,12 @@ from typing import Any, TextIO
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 # Light (stdlib only): the mode, interval rule and time format of the data scripts' progress lines.
 from video_gn.data.layout import write_classes
 from video_gn.data.progress import format_hms
+from video_gn.errors import TooManyFailedVideos
 from video_gn.progress_bar import format_metric, metric_value
 
 
@@ -89,6 +91,34 @@ class VideoCheckpoint(ModelCheckpoint):
         if self.save_last and not trainer.fast_dev_run and step > 0:
             if step not in (self._periodic_step, self._last_written_step):
                 self._write_last_only(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Write ``last.ckpt`` when fit stops for a reason that leaves the weights sound: SIGTERM (a scheduler's
+        pre-emption or time limit; Lightning stops at a batch boundary, on every rank at once) or too many
+        unreadable videos (a single-process run: under DDP only the ranks that hit the threshold stop, and a
+        collective save would wait for the others). Not on Ctrl-C, which can land in the middle of an
+        optimiser step, nor on errors of the model (a non-finite loss)."""
+        step = trainer.global_step
+        if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking or step == 0:
+            return
+        if step in (self._periodic_step, self._last_written_step) or trainer.state.fn != "fit":
+            return
+        if not isinstance(exception, SIGTERMException) and not (
+            isinstance(exception, TooManyFailedVideos) and trainer.world_size == 1
+        ):
+            return
+        self._write_last_only(trainer)
+        if isinstance(exception, TooManyFailedVideos):
+            exception.saved_checkpoint = self.last_model_path
+        if trainer.is_global_zero:
+            print(
+                f"{type(exception).__name__} at step {step}: wrote {self.last_model_path} "
+                "(resume with --ckpt_path last)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _write_last_only(self, trainer: L.Trainer) -> None:
         saved_step = self._last_global_step_saved

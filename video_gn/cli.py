@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from video_gn.errors import StartupError, TooManyFailedVideos
+
 SUBCOMMANDS = {
     "fit": "train a model (LightningCLI): video-gn fit -c configs/quickstart.yaml",
     "validate": "evaluate a checkpoint on the val split: video-gn validate -c CONFIG --ckpt_path CKPT",
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         except StartupError as err:
             print(f"video-gn {cmd}: error: {err}", file=sys.stderr)
             return 2
+        except TooManyFailedVideos as err:  # the data's fault, and its message lists the files
+            saved = f"\nThe weights so far are in {err.saved_checkpoint}." if err.saved_checkpoint else ""
+            print(f"video-gn {cmd}: error: {err}{saved}", file=sys.stderr)
+            return 1
         except _STARTUP_ERRORS as err:
             if _STATE["started"] or os.environ.get("VIDEO_GN_TRACEBACK"):
                 raise
@@ -58,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         except SystemExit as err:
+            if (
+                type(err).__name__ == "SIGTERMException"
+            ):  # Lightning's stop on SIGTERM: no exit code of its own
+                print(f"video-gn {cmd}: stopped by SIGTERM", file=sys.stderr)
+                return 128 + 15
             if err.code not in (0, None) and not any(
                 a in _CONFIG_FLAGS or a.startswith("--config=") for a in rest
             ):
@@ -68,18 +79,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             raise
         return 0
-    if cmd == "predict":
-        from video_gn.predict import main as predict_main
+    if cmd in ("predict", "plan", "sweep"):
+        import importlib
 
-        return predict_main(rest)
-    if cmd == "plan":
-        from video_gn.plan import main as plan_main
-
-        return plan_main(rest)
-    if cmd == "sweep":
-        from video_gn.sweep import main as sweep_main
-
-        return sweep_main(rest)
+        sub_main = importlib.import_module(f"video_gn.{cmd}").main
+        try:
+            return sub_main(rest)
+        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (a sweep's finished runs are kept)
+            print(f"\nvideo-gn {cmd}: interrupted", file=sys.stderr)
+            return 130
     print(f"video-gn: unknown sub-command {cmd!r}.\n\n{_usage()}", file=sys.stderr)
     return 2
 
@@ -90,10 +98,6 @@ def _where(err: BaseException) -> str:
 
     frames = traceback.extract_tb(err.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-
-
-class StartupError(Exception):
-    """A problem found before training starts whose message says what to do (printed without traceback)."""
 
 
 # Exceptions that, raised before the sub-command starts, are the user's config or inputs (a missing file, a

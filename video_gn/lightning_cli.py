@@ -22,6 +22,7 @@ from typing import Any
 
 import lightning as L
 from jsonargparse.typing import PositiveInt
+from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
@@ -30,8 +31,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning_utilities.core import rank_zero
 
 from video_gn.callbacks import ClassNamesWriter, FitSummary, VideoCheckpoint
-from video_gn.cli import _CONFIG_FLAGS, _LIGHTNING_SUBCOMMANDS, _STATE, StartupError
+from video_gn.checkpoint_io import AtomicCheckpointIO, read_checkpoint
+from video_gn.cli import _CONFIG_FLAGS, _LIGHTNING_SUBCOMMANDS, _STATE
 from video_gn.data import KineticsDataModule
+from video_gn.errors import StartupError
 from video_gn.module import VideoClassifier
 from video_gn.progress_bar import progress_bar_callback
 
@@ -101,6 +104,16 @@ def _checkpoint_files(dirpath: str | None, prefix: str = "") -> list[str]:
     return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt") and f.startswith(prefix))
 
 
+def _best_is_not_a_file(trainer: Any) -> str:
+    """The message for ``--ckpt_path best`` (the trainer's config given), naming the best-*.ckpt files."""
+    folder = os.path.join(trainer.get("default_root_dir") or ".", "checkpoints")
+    found = [os.path.join(folder, f) for f in _checkpoint_files(folder, "best-")]
+    return (
+        "--ckpt_path best names the best checkpoint of a fit in this same process; give the file "
+        f"instead: {', '.join(found) if found else f'(no best-*.ckpt in {folder})'}"
+    )
+
+
 def _warn_replaced_model_settings(before: Any, after: Any, ckpt_path: str | None) -> None:
     """Name the model settings of the command line / config that ``fit --ckpt_path FILE`` replaced with the
     checkpoint's (Lightning's behaviour: the checkpoint's hyper-parameters win), e.g. a lowered model.lr."""
@@ -168,20 +181,24 @@ class VideoGNCLI(LightningCLI):
         # whatever the model was initialised with, so the 2D/3D file it was first initialised from
         # (model.pretrained) is neither needed nor loaded: the file may be gone, or elsewhere, here.
         sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path == "best":  # Lightning's "best" is the best of a fit in this same process
+            raise StartupError(_best_is_not_a_file(self.config[sub].get("trainer") or {}))
+        self._ckpt_num_classes = None
+        if ckpt_path and os.path.isfile(ckpt_path):
+            # Read before Lightning does, which fails with a bare traceback on a cut-short or foreign file;
+            # memory-mapped, so only the hyper-parameters are read.
+            try:
+                hparams = read_checkpoint(ckpt_path, mmap=True)["hyper_parameters"]
+            except ValueError as err:
+                raise StartupError(str(err)) from err
+            self._ckpt_num_classes = (hparams or {}).get("num_classes")
         before = self.config[sub].model.clone() if sub == "fit" and self.config[sub].get("model") else None
         super()._parse_ckpt_path()
         if before is not None:
-            _warn_replaced_model_settings(before, self.config[sub].model, self.config[sub].get("ckpt_path"))
-        self._ckpt_num_classes = None
-        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+            _warn_replaced_model_settings(before, self.config[sub].model, ckpt_path)
         if ckpt_path and os.path.isfile(ckpt_path):
-            import torch
-
             self.config[sub].model.pretrained = None
-            # Lightning has just read it whole; memory-mapped, only the hyper-parameters are read again.
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-            hparams = ckpt.get("hyper_parameters")
-            self._ckpt_num_classes = (hparams or {}).get("num_classes")
 
     def _check_ckpt_classes(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path", default=None)
@@ -245,6 +262,13 @@ class VideoGNCLI(LightningCLI):
         # Resuming into its own folder: Lightning's "not empty" notice is expected.
         if ckpt_path is not None:
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        if ckpt_path == "last" and last and not requeued:
+            # The one Lightning will resume from (the newest); a cut-short one is refused here, with its name.
+            newest = max((os.path.join(dirpath, f) for f in last), key=os.path.getmtime)
+            try:
+                read_checkpoint(newest, option="--ckpt_path last:", mmap=True)
+            except ValueError as err:
+                raise StartupError(str(err)) from err
         if ckpt_path == "last" and dirpath is not None and not last and not requeued:
             print(
                 f"video-gn fit: --ckpt_path last: no last checkpoint in {dirpath} yet, starting from scratch.",
@@ -255,16 +279,6 @@ class VideoGNCLI(LightningCLI):
 
     def _check_eval_ckpt(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path", default=None)
-        if ckpt_path == "best":  # Lightning's "best" is the best of a fit in this same process
-            folder = os.path.join(
-                self._get(self.config, "trainer", default={}).get("default_root_dir") or ".",
-                "checkpoints",
-            )
-            found = [os.path.join(folder, f) for f in _checkpoint_files(folder, "best-")]
-            raise StartupError(
-                "--ckpt_path best names the best checkpoint of a fit in this same process; give the file "
-                f"instead: {', '.join(found) if found else f'(no best-*.ckpt in {folder})'}"
-            )
         local = ckpt_path not in (None, "last", "best", "hpc") and "://" not in str(ckpt_path)
         if local and not os.path.isfile(ckpt_path):  # remote (s3://, https://) paths: Lightning's to load
             raise StartupError(
@@ -324,6 +338,10 @@ class VideoGNCLI(LightningCLI):
         root = cfg.get("default_root_dir") or "runs/default"
         if cfg.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(root)
+        plugins = cfg.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())  # Lightning's writer can leave a cut-short last.ckpt
         if cfg.get("sync_batchnorm"):
             from video_gn.nn.syncbn import SyncBatchNormPlugin
 
@@ -335,10 +353,8 @@ class VideoGNCLI(LightningCLI):
                     "only, so it does nothing here (use it with model.norm bn).",
                     stacklevel=1,
                 )
-
-            plugins = cfg.get("plugins") or []
-            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-            kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]  # torch's SyncBN refuses CPU tensors
+            plugins.append(SyncBatchNormPlugin())  # torch's SyncBN refuses CPU tensors
+        kwargs["plugins"] = plugins
         callbacks = list(cfg.get("callbacks") or [])
         ckpt_cfg = self._get(self.config_init, "checkpoint", default=None) or {}
         kwargs["callbacks"] = (

@@ -179,6 +179,7 @@ def load_classifier(ckpt_path: str, device: str):
         FileNotFoundError: ``ckpt_path`` does not exist.
         ValueError: the file is not a ``video-gn fit`` checkpoint.
     """
+    from video_gn.checkpoint_io import read_checkpoint
     from video_gn.module import VideoClassifier
 
     path = Path(ckpt_path)
@@ -188,21 +189,19 @@ def load_classifier(ckpt_path: str, device: str):
             f"--ckpt_path {path} {what}; point it at a .ckpt written by `video-gn fit` "
             "(<trainer.default_root_dir>/checkpoints/last.ckpt or best-*.ckpt)."
         )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, truncated, or pickled objects beyond tensors
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise ValueError(
-            f"--ckpt_path {path} could not be read as a torch checkpoint ({type(err).__name__}: {first}); "
-            "point it at a .ckpt written by `video-gn fit`."
-        ) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ValueError(f"{path} is not a video-gn training checkpoint (no state_dict / hyper_parameters).")
+    ckpt = read_checkpoint(path)
     accepted = inspect.signature(VideoClassifier.__init__).parameters
     hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in accepted}  # drops LightningCLI's extras
     hp["pretrained"] = None  # the checkpoint already holds the trained weights
     model = VideoClassifier(**hp)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:  # hyper-parameters and weights disagree: an edited or foreign file
+        raise ValueError(
+            f"--ckpt_path {path}: its weights do not fit the model its hyper-parameters describe "
+            f"({', '.join(f'{k}={v!r}' for k, v in hp.items() if k in ('name', 'width', 'num_classes'))}): "
+            f"it was not written by `video-gn fit`, or was edited. ({str(err).splitlines()[0]})"
+        ) from err
     model.eval().to(device)
     data_hp = dict(ckpt.get("datamodule_hyper_parameters", {}))
     num_classes = hp["num_classes"]

@@ -19,6 +19,7 @@ from video_gn.data.layout import find_classes, list_split, split_exists, write_c
 from video_gn.data.sampler import ShardedVideoSampler
 from video_gn.data.synthetic import SyntheticSpec
 from video_gn.data.transforms import KINETICS_MEAN, KINETICS_STD, eval_transform, train_transform
+from video_gn.errors import TooManyFailedVideos
 
 __all__ = ["KineticsDataModule", "ClipDataLoader", "FailureTracker"]
 
@@ -30,7 +31,8 @@ class FailureTracker:
 
     Each bad file is warned about once, with the decoder's reason (the first time it fails, whatever
     worker decoded it); at the end of every epoch a summary is logged; as soon as the distinct failures of
-    the epoch exceed ``max_fail_fraction`` of the videos read, a RuntimeError lists the first files and why.
+    the epoch exceed ``max_fail_fraction`` of the videos read, :class:`~video_gn.errors.TooManyFailedVideos` (a
+    RuntimeError) lists the first files and why.
 
     Args:
         max_fail_fraction: tolerated fraction of failed videos per epoch (0 <= f <= 1).
@@ -70,7 +72,7 @@ class FailureTracker:
                 )
         if len(epoch) > self.max_fail_fraction * max(num_videos, 1):
             shown = "\n  ".join(f"{p} ({self.reasons[p]})" if self.reasons.get(p) else p for p in epoch[:20])
-            raise RuntimeError(
+            raise TooManyFailedVideos(
                 f"{len(epoch)} of {num_videos} {split} videos failed to decode, more than "
                 f"max_fail_fraction={self.max_fail_fraction}; first files:\n  {shown}\n"
                 f"Check them with data_scripts/verify_videos.py, or raise max_fail_fraction."

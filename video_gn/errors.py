@@ -1,0 +1,20 @@
+"""Errors a user can meet whose message says what to do: the ``video-gn`` command prints them without a
+traceback (torch-free, so the command line imports it at start-up)."""
+
+from __future__ import annotations
+
+__all__ = ["StartupError", "TooManyFailedVideos"]
+
+
+class StartupError(Exception):
+    """A problem found before training starts whose message says what to do (printed without traceback)."""
+
+
+class TooManyFailedVideos(RuntimeError):
+    """More videos of a split failed to decode in one epoch than ``data.max_fail_fraction`` allows.
+
+    Attributes:
+        saved_checkpoint: the ``last.ckpt`` written before fit stopped (the weights are not at fault), or None.
+    """
+
+    saved_checkpoint: str | None = None
