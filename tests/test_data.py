@@ -236,6 +236,7 @@ def test_setup_errors_name_the_path(root, tmp_path):
     assert _pairs(list_split(bad, "train", ["a", "b"])) == [(f"{root}/train/run/run_0.mp4", 0)]
     empty = tmp_path / "empty"
     (empty / "train" / "a").mkdir(parents=True)
+    (empty / "train" / "b").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"split 'train' is empty: .*empty/train"):
         _dm(empty).setup("fit")
     with pytest.raises(FileNotFoundError, match="has none of the splits"):
@@ -244,6 +245,24 @@ def test_setup_errors_name_the_path(root, tmp_path):
     for bad_kw in (dict(num_crops=2), dict(num_frames=0), dict(train_short_side=(300, 200))):
         with pytest.raises(ValueError):
             _dm(root, **bad_kw)
+
+
+def test_one_class_is_refused_and_classes_without_training_videos_are_named(root, tmp_path):
+    one = tmp_path / "one"
+    shutil.copytree(root / "train" / "run", one / "train" / "run")
+    with pytest.raises(ValueError, match=r"gives 1 class \(run\); a classifier needs at least 2"):
+        assert _dm(one).num_classes  # what the CLI links into the model, before anything is set up
+    # A class folder misspelt in val: a 4th class with no training video, never predictable.
+    typo = tmp_path / "typo"
+    shutil.copytree(root, typo)
+    (typo / "val" / "walk").rename(typo / "val" / "Walk")
+    dm = _dm(typo)
+    assert dm.classes == ["Walk", "jump", "run", "walk"]
+    with pytest.warns(UserWarning, match=r"1 of 4 classes have no training video in .*typo/train: Walk\."):
+        dm.setup("fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _dm(root).setup("fit")  # every class has training videos: no warning
 
 
 def test_comma_separated_lists_are_refused_with_a_way_out(root, tmp_path):

@@ -90,6 +90,21 @@ class FailureTracker:
             )
 
 
+def _warn_classes_without_videos(classes: list[str], videos: Any, split_root: Path) -> None:
+    """Warn about classes no training video belongs to (a class folder only in val, a misspelt folder name,
+    a classes.txt entry without videos): the model can never predict them, and their val videos all count
+    as errors."""
+    seen = {info["label"] for _, info in videos}
+    empty = [name for i, name in enumerate(classes) if i not in seen]
+    if empty:
+        shown = ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else "")
+        rank_zero_warn(
+            f"{len(empty)} of {len(classes)} classes have no training video in {split_root}: {shown}. Check the "
+            "class folder names of every split (and classes.txt): a class named differently in val, or listed "
+            "without videos, can never be predicted."
+        )
+
+
 def _warn_if_flip_sensitive(classes: list[str], stacklevel: int) -> None:
     """Warn when horizontal flips would swap synthetic classes (move_left <-> move_right, ...)."""
     from video_gn.data.synthetic import FLIP_SENSITIVE
@@ -300,7 +315,16 @@ class KineticsDataModule(L.LightningDataModule):
                 from video_gn.data import synthetic
 
                 return synthetic.class_names(self.synthetic)
-            self._classes = find_classes(self.root)
+            classes = find_classes(self.root)
+            if len(classes) < 2:
+                where = Path(self.root) / "classes.txt"
+                where = where if where.is_file() else Path(self.root)
+                raise ValueError(
+                    f"data.root {self.root!r}: {where} gives {len(classes)} class ({', '.join(classes)}); a "
+                    "classifier needs at least 2 (one folder per class under <split>/, or one name per line in "
+                    "classes.txt)"
+                )
+            self._classes = classes
         return self._classes
 
     @property
@@ -392,6 +416,8 @@ class KineticsDataModule(L.LightningDataModule):
                     f"label (first: {', '.join(unlabelled[:3])}); give each line of {source}.csv a class name "
                     "or index, or use `video-gn predict` for unlabelled videos"
                 )
+            if split == "train":
+                _warn_classes_without_videos(classes, videos, root / source)
             self.datasets[split] = self._make_dataset(videos, train=split == "train")
 
     def _make_dataset(self, videos: Any, *, train: bool) -> VideoClipDataset:
