@@ -779,3 +779,19 @@ def test_hflip_warns_on_a_synthetic_dataset_written_beforehand(root, tmp_path):
 def test_bad_data_settings_fail_at_construction_naming_the_option(root, kw, named):
     with pytest.raises(ValueError, match=named):
         _dm(root, **kw)
+
+
+@pytest.mark.parametrize(
+    ("kw", "named"),
+    [
+        ({"crop_size": 16, "train_short_side": (40, 48)}, "data.crop_size 16 is below 32"),
+        ({"crop_size": 48, "train_short_side": (40, 56), "test_short_side": 48}, r"larger than the short side"),
+        ({"crop_size": 48, "train_short_side": (48, 56), "test_short_side": 40}, r"test_short_side 40\)"),
+    ],
+)
+def test_crops_too_small_for_the_models_or_larger_than_the_frames_warn(root, kw, named):
+    with pytest.warns(UserWarning, match=named):
+        _dm(root, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _dm(root, crop_size=32, train_short_side=(32, 40), test_short_side=32)

@@ -26,6 +26,10 @@ __all__ = ["KineticsDataModule", "ClipDataLoader", "FailureTracker"]
 log = logging.getLogger(__name__)
 
 
+#: Frames smaller than this (after cropping) are below what the models are built for (README: H, W >= 32).
+MIN_CROP = 32
+
+
 class FailureTracker:
     """Counts the files that failed to decode, per split and epoch, in the main process.
 
@@ -270,6 +274,19 @@ class KineticsDataModule(L.LightningDataModule):
             )
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"data.mean and data.std must be 3 values (RGB), std > 0; got {mean}, {std}")
+        if crop_size < MIN_CROP:
+            warnings.warn(
+                f"data.crop_size {crop_size} is below {MIN_CROP}, the smallest frame the models are built for: "
+                "their last stages then see 1x1 maps, and GroupNorm with one channel per group refuses those",
+                stacklevel=2,
+            )
+        if crop_size > min(train_short_side[0], test_short_side):
+            warnings.warn(
+                f"data.crop_size {crop_size} is larger than the short side the frames are scaled to "
+                f"(train_short_side {list(train_short_side)}, test_short_side {test_short_side}): the crops are "
+                "zero-padded. Scale to at least the crop size.",
+                stacklevel=2,
+            )
         self.root = str(root)
         self.num_frames, self.sampling_rate = num_frames, sampling_rate
         self.batch_size, self.num_workers = batch_size, num_workers
