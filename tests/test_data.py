@@ -785,7 +785,10 @@ def test_bad_data_settings_fail_at_construction_naming_the_option(root, kw, name
     ("kw", "named"),
     [
         ({"crop_size": 16, "train_short_side": (40, 48)}, "data.crop_size 16 is below 32"),
-        ({"crop_size": 48, "train_short_side": (40, 56), "test_short_side": 48}, r"larger than the short side"),
+        (
+            {"crop_size": 48, "train_short_side": (40, 56), "test_short_side": 48},
+            r"larger than the short side",
+        ),
         ({"crop_size": 48, "train_short_side": (48, 56), "test_short_side": 40}, r"test_short_side 40\)"),
     ],
 )

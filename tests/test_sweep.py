@@ -685,3 +685,25 @@ def test_options_that_multiply_the_clips_per_step_are_refused(override, tmp_path
         fit_args(spec, Cell("gn", 4, 4), 0, tmp_path / "run")
     spec.overrides = [override.split("=")[0], "1"]  # a value of 1 changes nothing
     fit_args(spec, Cell("gn", 4, 4), 0, tmp_path / "run")
+
+
+def test_a_run_refused_at_start_up_stops_the_sweep(tmp_path, monkeypatch):
+    """A misspelt override after `--` fails every run alike: the sweep stops after the first, saying why."""
+    started = []
+
+    def refused(args, log_path, timeout, threads=None):
+        started.append(args)
+        log_path.write_text("usage: ...\nvideo-gn fit: error: unrecognized arguments: --data.batchsize 3\n")
+        return 2, 1.0, 1.0
+
+    monkeypatch.setattr("video_gn.sweep.run._run_subprocess", refused)
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    spec = SweepSpec(
+        [str(base)], 8, [0, 1], 1, [Cell("gn", 4, 4), Cell("bn", 4, 4)], ["--data.batchsize", "3"]
+    )
+    with pytest.raises(ValueError, match=r"refused at start-up: video-gn fit: error: unrecognized arguments"):
+        run_sweep(spec, tmp_path / "out", log=False)
+    assert len(started) == 1
+    (row,) = read_rows(tmp_path / "out" / "runs.csv")
+    assert row["status"] == "failed(2: config error: see its log)"

@@ -183,6 +183,17 @@ _FAILURE_REASONS = (
     ("out of memory", "out of memory"),
     ("raised before training started", "config error: see its log"),
 )
+# `video-gn fit` exits 2 when it refuses its options or inputs at start-up (a misspelt override, a bad value).
+_STARTUP_REFUSED = 2
+
+
+def _last_error_line(log_path: Path) -> str:
+    """The last ``error:`` line of a run's log (what `video-gn fit` refused), or ""."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if "error:" in line), "")
 
 
 def _failure(code: int, log_path: Path) -> str:
@@ -196,6 +207,8 @@ def _failure(code: int, log_path: Path) -> str:
     reason = next((why for text, why in _FAILURE_REASONS if text in tail), None)
     if reason is None and code == -signal.SIGKILL:
         reason = "killed by SIGKILL: out of host memory?"
+    if reason is None and code == _STARTUP_REFUSED:
+        reason = "config error: see its log"
     return f"failed({code}: {reason})" if reason else f"failed({code})"
 
 
@@ -348,6 +361,12 @@ def run_sweep(
         }
         append_row(csv_path, row)
         written.append(row)
+        if code == _STARTUP_REFUSED:  # the next runs share its configs and overrides: they would fail alike
+            raise ValueError(
+                f"run {rid} was refused at start-up: {_last_error_line(run_dir / 'fit.log') or 'see its log'} "
+                f"(log: {run_dir / 'fit.log'}). The runs share the base configs and the overrides after `--`, so "
+                "the sweep stops here; fix them and run the same command again (finished runs are kept)."
+            )
         spent_s, spent_work = spent_s + wall, spent_work + work[i]
         if log:
             acc = row["video_top1"]
