@@ -706,4 +706,4 @@ def test_a_run_refused_at_start_up_stops_the_sweep(tmp_path, monkeypatch):
         run_sweep(spec, tmp_path / "out", log=False)
     assert len(started) == 1
     (row,) = read_rows(tmp_path / "out" / "runs.csv")
-    assert row["status"] == "failed(2: config error: see its log)"
+    assert row["status"] == "failed(2: unknown option: see its log)"

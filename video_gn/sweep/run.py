@@ -176,15 +176,16 @@ def _die_with(parent: int):
 
 
 #: Why a run failed, from the last lines of its log: (text in the log, reason recorded in runs.csv).
+_UNKNOWN_OPTION = "unknown option: see its log"
 _FAILURE_REASONS = (
     ("[sweep] killed after the", "timeout"),
     ("Non-finite training loss", "non-finite loss"),
     ("OutOfMemoryError", "out of memory"),
     ("out of memory", "out of memory"),
     ("raised before training started", "config error: see its log"),
+    ("unrecognized arguments", _UNKNOWN_OPTION),
+    ("does not accept option", _UNKNOWN_OPTION),
 )
-# `video-gn fit` exits 2 when it refuses its options or inputs at start-up (a misspelt override, a bad value).
-_STARTUP_REFUSED = 2
 
 
 def _last_error_line(log_path: Path) -> str:
@@ -207,8 +208,6 @@ def _failure(code: int, log_path: Path) -> str:
     reason = next((why for text, why in _FAILURE_REASONS if text in tail), None)
     if reason is None and code == -signal.SIGKILL:
         reason = "killed by SIGKILL: out of host memory?"
-    if reason is None and code == _STARTUP_REFUSED:
-        reason = "config error: see its log"
     return f"failed({code}: {reason})" if reason else f"failed({code})"
 
 
@@ -361,7 +360,9 @@ def run_sweep(
         }
         append_row(csv_path, row)
         written.append(row)
-        if code == _STARTUP_REFUSED:  # the next runs share its configs and overrides: they would fail alike
+        # An option no run can take (a misspelt override after `--` or key in a base config) fails every run
+        # alike; a refused value may be the cell's own (a batch larger than the split), so the sweep goes on.
+        if _UNKNOWN_OPTION in status:
             raise ValueError(
                 f"run {rid} was refused at start-up: {_last_error_line(run_dir / 'fit.log') or 'see its log'} "
                 f"(log: {run_dir / 'fit.log'}). The runs share the base configs and the overrides after `--`, so "
