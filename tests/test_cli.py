@@ -997,3 +997,30 @@ def test_checkpoints_are_written_next_to_their_target_and_renamed(tiny_root, tmp
     monkeypatch.undo()
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]  # no temporary left
+
+
+def test_a_second_fit_into_a_folder_in_use_is_refused(tiny_root, tmp_path, capsys):
+    """Two fits into one folder, the first not yet at its first checkpoint: the second is refused at start."""
+    from video_gn.runlock import lock_folder
+
+    run = tmp_path / "run"
+    other = subprocess.Popen(
+        [sys.executable, "-c", f"from video_gn.runlock import lock_folder; import time; "
+         f"f = lock_folder({str(run)!r}, 'video-gn fit'); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "held"
+        assert main(["fit", *_quick(tiny_root, run)]) == 2
+        err = capsys.readouterr().err
+        assert f"trainer.default_root_dir {run} is in use by video-gn fit (pid {other.pid}" in err
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["fit", *_quick(tiny_root, run)]) == 0  # the holder is gone: its lock went with it
+    assert (
+        main(["fit", *_quick(tiny_root, run), "--ckpt_path=last", "--trainer.max_epochs=2"]) == 0
+    )  # released
+    held = lock_folder(run, "test")  # and after a run, in the same process, the folder is free
+    assert held is not None
+    held.close()

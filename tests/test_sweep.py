@@ -707,3 +707,19 @@ def test_a_run_refused_at_start_up_stops_the_sweep(tmp_path, monkeypatch):
     assert len(started) == 1
     (row,) = read_rows(tmp_path / "out" / "runs.csv")
     assert row["status"] == "failed(2: unknown option: see its log)"
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path, monkeypatch):
+    from video_gn.runlock import lock_folder
+
+    _fake_runs(monkeypatch)
+    base = tmp_path / "a.yaml"
+    base.write_text("model: {}\n")
+    spec = SweepSpec([str(base)], 8, [0], 1, [Cell("gn", 4, 4)])
+    held = lock_folder(tmp_path / "out", "video-gn sweep")  # another open file: Linux flock locks conflict
+    try:
+        with pytest.raises(ValueError, match=r"--out .*out is in use by video-gn sweep \(pid"):
+            run_sweep(spec, tmp_path / "out", log=False)
+    finally:
+        held.close()
+    assert len(run_sweep(spec, tmp_path / "out", log=False)) == 1

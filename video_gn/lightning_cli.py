@@ -37,6 +37,7 @@ from video_gn.data import KineticsDataModule
 from video_gn.errors import StartupError
 from video_gn.module import VideoClassifier
 from video_gn.progress_bar import progress_bar_callback
+from video_gn.runlock import FolderLocked, lock_folder
 
 __all__ = ["VideoGNCLI", "build_cli", "default_callbacks", "default_loggers"]
 
@@ -102,6 +103,19 @@ def _checkpoint_files(dirpath: str | None, prefix: str = "") -> list[str]:
     if not dirpath or not os.path.isdir(dirpath):
         return []
     return sorted(f for f in os.listdir(dirpath) if f.endswith(".ckpt") and f.startswith(prefix))
+
+
+#: Folder locks taken by the running command (:mod:`video_gn.runlock`), released when it returns.
+_HELD_LOCKS: list = []
+
+
+def _is_launching_process() -> bool:
+    """Whether this is the process that stands for the whole run: global rank 0 of torchrun / SLURM, or the
+    launcher (rank 0) of Lightning's own DDP on the first node, not the ranks it starts."""
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK"):
+        if os.environ.get(var, "0").strip() not in ("", "0"):
+            return False
+    return True
 
 
 def _best_is_not_a_file(trainer: Any) -> str:
@@ -228,6 +242,11 @@ class VideoGNCLI(LightningCLI):
             raise StartupError(f"{err}{hint}") from err
 
     def before_fit(self) -> None:
+        if _is_launching_process():
+            try:
+                _HELD_LOCKS.append(lock_folder(self.trainer.default_root_dir, "video-gn fit"))
+            except FolderLocked as err:
+                raise StartupError(f"trainer.default_root_dir {err}") from err
         ckpt_path = self._get(self.config, "ckpt_path", default=None)
         cb = self.trainer.checkpoint_callback
         dirpath = getattr(cb, "dirpath", None)  # None for a config's own callback until Lightning sets it
@@ -378,6 +397,16 @@ def build_cli(args: list[str] | None, *, run: bool, instantiate: bool) -> VideoG
     if not any(isinstance(f, _NoLitLoggerTip) for f in rank_zero.log.filters):
         rank_zero.log.addFilter(_NoLitLoggerTip())
 
+    try:
+        return _build(args, run=run, instantiate=instantiate)
+    finally:
+        while _HELD_LOCKS:  # the run is over: another may use its folder (in this process too)
+            lock = _HELD_LOCKS.pop()
+            if lock is not None:
+                lock.close()
+
+
+def _build(args: list[str] | None, *, run: bool, instantiate: bool) -> VideoGNCLI:
     with warnings.catch_warnings():
         # From the console, args are sys.argv with the config includes expanded: Lightning's warning about
         # passing both is about a different mistake (only that message is silenced).

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from video_gn.runlock import FolderLocked, lock_folder
 from video_gn.sweep.grid import Cell, SweepSpec
 from video_gn.sweep.results import (
     GPU_PEAK_METRIC,
@@ -284,10 +285,30 @@ def run_sweep(
         The rows written by this call.
     """
     out = Path(out)
-    csv_path = out / "runs.csv"
+    lock = None
     if not dry_run:  # a dry run only prints: it creates nothing
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = lock_folder(out, "video-gn sweep")  # a second sweep into `out` would run every cell again
+        except FolderLocked as err:
+            raise ValueError(f"--out {err}") from err
         check_base_configs_unchanged(spec, out, accept_changes=accept_config_change)
+    try:
+        return _run_cells(spec, out, timeout, max_runs, dry_run, log, threads)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run_cells(
+    spec: SweepSpec,
+    out: Path,
+    timeout: float | None,
+    max_runs: int | None,
+    dry_run: bool,
+    log: bool,
+    threads: int | None,
+) -> list[dict]:
+    csv_path = out / "runs.csv"
     for cell in spec.cells:  # a cell that cannot run fails now, not after the runs before it
         check_cell(spec, cell)
     seeds = list(dict.fromkeys(spec.seeds))  # a seed listed twice is one run, not two with one id
