@@ -195,6 +195,25 @@ def test_bad_files_raise_decode_error_naming_the_file(tmp_path, kind):
         raise AssertionError(f"decoded {tuple(frames.shape)} from a {kind} file")
 
 
+@pytest.mark.parametrize(("image_format", "demuxer"), [("JPEG", "jpeg_pipe"), ("PNG", "png_pipe")])
+def test_a_still_image_under_a_video_name_is_not_a_video(tmp_path, image_format, demuxer):
+    """FFmpeg opens a photo saved as .mp4 as a one-frame stream: refused by the loader and by verify_videos."""
+    from PIL import Image
+
+    from video_gn.data.verify import verify_video
+
+    photo = tmp_path / "photo.mp4"
+    Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(photo, format=image_format)
+    with av.open(str(photo)) as c:
+        assert c.format.name == demuxer and c.streams.video  # what made it pass before
+    with pytest.raises(DecodeError, match=f"photo.mp4: a still image \\({demuxer} format\\), not a video"):
+        probe_video(photo)
+    with pytest.raises(DecodeError, match="a still image"):
+        decode_frames(photo, [0])
+    check = verify_video(photo)
+    assert not check.ok and "still image" in check.error
+
+
 def test_truncated_data_with_intact_header(tmp_path):
     """moov first (faststart), media data cut: frames before the cut decode, windows after it fail."""
     import av

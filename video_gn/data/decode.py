@@ -102,9 +102,18 @@ def clip_indices(start: int, num_frames: int, sampling_rate: int, total_frames: 
     return (start + sampling_rate * np.arange(num_frames, dtype=np.int64)) % total_frames
 
 
+def still_image_format(container: av.container.InputContainer) -> str | None:
+    """The container's format name if FFmpeg read it as a single still image (a JPEG or PNG saved under a
+    video name is ``jpeg_pipe`` / ``png_pipe``, one frame), else None."""
+    name = container.format.name or ""
+    return name if name.endswith("_pipe") or name in ("image2", "image2pipe") else None
+
+
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
     if not container.streams.video:
         raise DecodeError(f"{path}: no video stream (streams: {[s.type for s in container.streams]})")
+    if image := still_image_format(container):
+        raise DecodeError(f"{path}: a still image ({image} format), not a video")
     stream = container.streams.video[0]
     if stream.codec_context is None:  # FFmpeg has no decoder for this codec (or the codec id is damaged)
         raise DecodeError(f"{path}: no decoder for its video codec (unknown or damaged codec id)")

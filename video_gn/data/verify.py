@@ -80,6 +80,8 @@ def verify_video(path: str | os.PathLike, num_frames: int = 4, check_end: bool =
         with av.open(path) as c:
             if not c.streams.video:
                 return VideoCheck(path, False, "no video stream")
+            if image := decode.still_image_format(c):
+                return VideoCheck(path, False, f"a still image ({image} format), not a video")
             vs = c.streams.video[0]
             if vs.codec_context is None:
                 return VideoCheck(path, False, "no decoder for its video codec (unknown or damaged codec id)")
