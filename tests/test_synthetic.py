@@ -269,3 +269,20 @@ def test_datamodule_says_generating_only_when_it_generates(tiny_root: Path, monk
         str(tiny_root), synthetic=TINY, hflip=False
     ).prepare_data()  # same spec: reused, silently
     assert not said
+
+
+def test_temporaries_of_killed_generators_are_removed(tmp_path: Path) -> None:
+    """A generator killed with SIGKILL leaves its temporary folder; the next run removes it, and only it."""
+    spec = SyntheticSpec(num_classes=2, train_per_class=1, val_per_class=0, size=(32, 32), num_frames=4)
+    root = tmp_path / "data"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is no longer running
+    prefix = syn._tmp_prefix(root)
+    abandoned = tmp_path / f"{prefix}{dead.pid}-abc123"
+    live = tmp_path / f"{prefix}{1}-def456"  # pid 1 is always running
+    other_host = tmp_path / f".data.tmp-elsewhere-{dead.pid}-ghi789"
+    for d in (abandoned, live, other_host):
+        (d / "train").mkdir(parents=True)
+    generate(root, spec, workers=1, progress=False)
+    assert not abandoned.exists() and live.is_dir() and other_host.is_dir()
+    assert syn.is_complete(root, spec)

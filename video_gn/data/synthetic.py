@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -501,7 +502,8 @@ def generate(
     if check_root(root, spec):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    _remove_abandoned_temporaries(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(root)}{os.getpid()}-", dir=root.parent))
     try:
         names = class_names(spec)
         jobs = []
@@ -533,6 +535,28 @@ def generate(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _tmp_prefix(root: Path) -> str:
+    """Name prefix of the temporary folders ``generate`` writes ``root`` into (then the writer's pid)."""
+    return f".{root.name}.tmp-{socket.gethostname()}-"
+
+
+def _remove_abandoned_temporaries(root: Path) -> None:
+    """Delete the temporary folders left beside ``root`` by generators of this host that were killed (SIGKILL,
+    out of memory) before they could clean up. Those of live processes, and of other hosts sharing the file
+    system (whose pids mean nothing here), are left alone."""
+    prefix = _tmp_prefix(root)
+    for tmp in root.parent.glob(f"{prefix}*"):
+        pid = tmp.name[len(prefix) :].partition("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _spec_diff(root: Path, spec: SyntheticSpec) -> str:
