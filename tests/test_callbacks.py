@@ -429,3 +429,15 @@ def test_fit_summary_counts_the_steps_of_this_run_after_a_resume(tmp_path):
     )
     second.fit(TinyModule(), _loader(20), ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
     assert "10 optimizer steps (5 in this run)" in out.getvalue(), out.getvalue()
+    # Resuming a run that is already done trains nothing, and is not said to leave a model unvalidated.
+    out = io.StringIO()
+    third = _trainer(
+        tmp_path,
+        [FitSummary(stream=out), ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)],
+        max_epochs=2,
+        enable_checkpointing=True,
+        limit_val_batches=1,
+    )
+    third.fit(TinyModule(), _loader(20), _loader(4), ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
+    assert "10 optimizer steps (0 in this run)" in out.getvalue(), out.getvalue()
+    assert "was not validated" not in out.getvalue()

@@ -165,12 +165,13 @@ class FitSummary(L.Callback):
     def __init__(self, *, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream, self.clock = stream, clock
         self._t0: float | None = None
-        self._step0 = 0
+        self._step0: int | None = None  # global step when training started in this fit
         self._validated_step: int | None = None  # global step of the last (non-sanity) validation in this fit
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = self.clock()
         self._validated_step = None
+        self._step0 = None  # set when training starts; a resumed run that was already done never starts
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -225,9 +226,10 @@ class FitSummary(L.Callback):
     def summary_lines(self, trainer: L.Trainer) -> list[str]:
         """The summary written at the end of fit."""
         step, epochs = trainer.global_step, trainer.current_epoch
+        step0 = step if self._step0 is None else self._step0
         line = f"fit done in {self._elapsed()}: {step} optimizer steps"
-        if self._step0:
-            line += f" ({step - self._step0} in this run)"
+        if step0:
+            line += f" ({step - step0} in this run)"
         line += f", {epochs} epoch{'' if epochs == 1 else 's'}"
         if trainer.max_steps is not None and 0 <= trainer.max_steps <= step:
             line += "; max_steps reached"
@@ -262,7 +264,7 @@ class FitSummary(L.Callback):
         loaders = trainer.val_dataloaders  # None until validation was set up (sanity check or a first run)
         has_val = loaders is not None and (len(loaders) > 0 if isinstance(loaders, (list, tuple)) else True)
         validates = has_val and trainer.limit_val_batches != 0
-        if last and validates and step > self._step0 and self._validated_step != step:
+        if last and validates and step > step0 and self._validated_step != step:
             when = f"step {self._validated_step}" if self._validated_step is not None else "never in this run"
             lines.append(
                 f"the final model (step {step}) was not validated (last validation: {when}): "

@@ -242,11 +242,6 @@ class VideoGNCLI(LightningCLI):
             raise StartupError(f"{err}{hint}") from err
 
     def before_fit(self) -> None:
-        if _is_launching_process():
-            try:
-                _HELD_LOCKS.append(lock_folder(self.trainer.default_root_dir, "video-gn fit"))
-            except FolderLocked as err:
-                raise StartupError(f"trainer.default_root_dir {err}") from err
         ckpt_path = self._get(self.config, "ckpt_path", default=None)
         cb = self.trainer.checkpoint_callback
         dirpath = getattr(cb, "dirpath", None)  # None for a config's own callback until Lightning sets it
@@ -295,6 +290,13 @@ class VideoGNCLI(LightningCLI):
             )
             # Lightning's own notice then suggests save_last=True, which is already on: not this case.
             warnings.filterwarnings("ignore", message=r".*is set, but there is no last checkpoint available")
+        # Last, so that a run refused above leaves no folder behind; a fit started into the same folder
+        # before this one wrote anything is refused here.
+        if _is_launching_process():
+            try:
+                _HELD_LOCKS.append(lock_folder(self.trainer.default_root_dir, "video-gn fit"))
+            except FolderLocked as err:
+                raise StartupError(f"trainer.default_root_dir {err}") from err
 
     def _check_eval_ckpt(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path", default=None)
