@@ -2,7 +2,9 @@
 
 Example::
 
-    from video_gn.models import build, names
+    import torch
+
+    from video_gn.models import build, load_pretrained, names
 
     model = build("r3d_18", num_classes=10, norm="gn", ws=True, width=16)
     logits = model(torch.randn(2, 3, 8, 112, 112))  # (2, 10)

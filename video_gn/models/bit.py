@@ -193,22 +193,40 @@ class NormAct(nn.Module):
 class PreActResNet3d(nn.Module):
     """Pre-activation 3D ResNet: ``blocks`` = stem, stages (and the stage-1 temporal pool), final norm, head.
 
+    The BiT (Big Transfer, https://arxiv.org/abs/1912.11370) ResNet-v2 layout (pre-activation blocks, He et al.
+    2016, https://arxiv.org/abs/1603.05027) in 3D; built by :func:`create_bit_resnet`.
+
     Forward: (N, C, T, H, W) float, T >= 1, H, W >= 32 -> (N, num_classes) logits.
     """
 
     def __init__(self, blocks: list[nn.Module]) -> None:
-        """Wrap the blocks in forward order."""
+        """Wrap the blocks in forward order.
+
+        Args:
+            blocks: stem, stages (with the optional stage-1 temporal pool), final :class:`NormAct`, head.
+        """
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Classify clips (N, C, T, H, W) -> logits (N, num_classes)."""
+        """Classify clips by applying every block in order.
+
+        Args:
+            x: clips (N, C, T, H, W), T >= 1, H, W >= 32.
+
+        Returns:
+            Logits (N, num_classes).
+        """
         for block in self.blocks:
             x = block(x)
         return x
 
     def last_norms(self) -> list[nn.Module]:
-        """Pre-activation blocks end with a conv, not a norm: there is no block-final norm (empty list)."""
+        """Return the block-final norms: none, as pre-activation blocks end with a conv, not a norm.
+
+        Returns:
+            An empty list (the counterpart of :meth:`VideoResNet.last_norms`).
+        """
         return []
 
 
@@ -224,6 +242,9 @@ def create_bit_resnet(
     in_channels: int = 3,
 ) -> PreActResNet3d:
     """Build and initialise a pre-activation (BiT-style) 3D ResNet with the temporal kernels of ``layout``.
+
+    BiT: Kolesnikov et al. 2020, https://arxiv.org/abs/1912.11370 (GroupNorm, https://arxiv.org/abs/1803.08494,
+    + Weight Standardization, https://arxiv.org/abs/1903.10520, on ResNet-v2, https://arxiv.org/abs/1603.05027).
 
     Channels as in BiT-R50x1 for ``width=64``: stem ``width``, stage inner widths ``width * (1, 2, 4, 8)``,
     outputs four times that. ``layout.stem_kernel`` / ``conv_a_kernels`` give the temporal kernels of the stem
@@ -244,6 +265,9 @@ def create_bit_resnet(
 
     Returns:
         :class:`PreActResNet3d` mapping (N, in_channels, T, H, W) to (N, num_classes).
+
+    Raises:
+        ValueError: ``layout`` has basic blocks.
     """
     if layout.block != "bottleneck":
         raise ValueError(f"create_bit_resnet builds bottleneck networks; got a {layout.block!r} layout.")

@@ -14,6 +14,8 @@ from torch import nn
 class AdaptiveHead(nn.Module):
     """Global average pool over (T, H, W), dropout, linear classifier.
 
+    Replaces the fixed-kernel ``AvgPool3d`` of pytorchvideo's head, so any clip length and frame size work.
+
     ::
 
         features (N, C, T, H, W) -> AdaptiveAvgPool3d(1) -> flatten -> Dropout -> Linear (proj) -> (N, classes)
@@ -29,6 +31,9 @@ class AdaptiveHead(nn.Module):
             in_features: channel count C of the incoming feature map.
             num_classes: number of output logits.
             dropout: dropout probability applied to the pooled features (0 disables it).
+
+        Raises:
+            ValueError: ``dropout`` is not in [0, 1).
         """
         super().__init__()
         if not 0.0 <= dropout < 1.0:

@@ -158,6 +158,10 @@ def inflate_kernel(
 ) -> tuple[Tensor, float]:
     """Turn one 2D kernel into a 3D kernel (see the module docstring for the WS derivation).
 
+    ``"mean"`` is I3D's inflation (Carreira & Zisserman 2017, https://arxiv.org/abs/1705.07750), also used by
+    Non-local (https://arxiv.org/abs/1711.07971); the WS cases follow Weight Standardization
+    (https://arxiv.org/abs/1903.10520).
+
     Args:
         w2: 2D kernel (O, I, kH, kW).
         kernel_t: temporal extent k_T of the 3D kernel.
@@ -170,6 +174,9 @@ def inflate_kernel(
     Returns:
         (w3, c): w3 of shape (O, I, k_T, kH, kW) in ``w2``'s dtype, and the factor c by which the 3D conv
         (after its own standardization, if any) exceeds the inflated 2D conv (1 except for WS -> WS).
+
+    Raises:
+        ValueError: ``w2`` is not 4-D, ``method`` is unknown, or ``center_index`` is outside [0, k_T).
     """
     if w2.ndim != 4:
         raise ValueError(f"inflate_kernel expects a 2D kernel (O, I, kH, kW); got shape {tuple(w2.shape)}.")
@@ -279,7 +286,8 @@ def inflate(
             untouched when an error is raised.
         state_dict_2d: the 2D state dict (tensors; ``module.`` / ``model.`` prefixes must already be removed:
             :func:`~video_gn.models.pretrained.load_pretrained` does that for files).
-        method: ``"mean"`` (I3D / Non-local) or ``"center"``.
+        method: ``"mean"`` (I3D, https://arxiv.org/abs/1705.07750 / Non-local, https://arxiv.org/abs/1711.07971)
+            or ``"center"``.
         source: ``"auto"`` (detect from the keys), ``"resnet"`` or ``"bit"``.
         source_ws_eps: WS eps of the 2D convs; ``"auto"`` takes the family's (1e-8 for timm BiT, None for a
             ResNetV2 with BatchNorm statistics, such as timm's ``resnetv2_50``, and for
@@ -303,7 +311,8 @@ def inflate(
 
     Raises:
         ValueError: the architectures do not correspond (the message names both sides' keys and shapes, or
-            strides), a WS eps differs, or an argument is invalid.
+            strides), a WS eps differs, the checkpoint is not recognised or not float, or an argument is invalid.
+        TypeError: ``model3d`` is not a video_gn 3D ResNet (no ``blocks`` list).
     """
     if method not in ("mean", "center"):
         raise ValueError(f"method must be 'mean' or 'center', got {method!r}.")

@@ -30,6 +30,9 @@ def detect_family(state_dict_2d: Mapping[str, Tensor]) -> str:
     Returns:
         ``"resnet"`` (torchvision / timm ResNet: ``conv1``, ``layer1.0.conv1`` ...) or ``"bit"`` (timm
         ``ResNetV2``: ``stem.conv``, ``stages.0.blocks.0.conv1`` ...).
+
+    Raises:
+        ValueError: neither layout is recognised (the message names a wrapper prefix to remove, if it finds one).
     """
     keys = set(state_dict_2d)
     if "conv1.weight" in keys and any(k.startswith("layer1.0.") for k in keys):

@@ -65,6 +65,9 @@ _NPZ_LEAF = {"standardized_conv2d/kernel": "weight", "group_norm/gamma": "weight
 def bit_npz_to_state_dict(arrays: Mapping[str, Any], *, prefix: str = "resnet/") -> dict[str, Tensor]:
     """Convert an official BiT ``.npz`` (TF names, HWIO kernels) to timm ``ResNetV2`` names (OIHW kernels).
 
+    BiT: Kolesnikov et al. 2020, https://arxiv.org/abs/1912.11370; official release:
+    https://github.com/google-research/big_transfer.
+
     Unit ``a`` holds the block's first norm (``norm1``, before ``conv1``) and conv; ``a/proj`` the projection.
 
     Args:
@@ -74,6 +77,9 @@ def bit_npz_to_state_dict(arrays: Mapping[str, Any], *, prefix: str = "resnet/")
     Returns:
         A state dict with keys ``stem.conv.weight``, ``stages.{i}.blocks.{j}.conv1.weight``, ``norm.weight``,
         ``head.fc.weight`` (O, I, 1, 1), ... loadable by :func:`~video_gn.models.inflate` with ``source="bit"``.
+
+    Raises:
+        ValueError: the arrays hold no ``{prefix}root_block/standardized_conv2d/kernel`` (not a BiT release).
     """
 
     def tensor(name: str) -> Tensor:
@@ -117,6 +123,11 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
 
     Returns:
         (state dict with wrapper prefixes removed, family hint: ``"bit_npz"`` for ``.npz`` else None).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: an unsupported suffix, or a file that cannot be read safely or holds no state dict.
+        ImportError: a ``.safetensors`` file without the ``safetensors`` package.
     """
     sd, hint, _ = _read_checkpoint(path)
     return sd, hint
@@ -376,6 +387,12 @@ def load_pretrained(
 
     Returns:
         The :class:`~video_gn.models.inflate.InflationReport` (``source="3d"`` when a 3D state dict was copied).
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message says what to download and where to put it) or a
+            hub download failed.
+        ValueError: an invalid ``method``, an unreadable or unrecognised checkpoint, or one that does not fit
+            the model (see :func:`~video_gn.models.inflate`).
     """
     if method not in ("mean", "center"):
         raise ValueError(f"method (model.pretrained_method) must be 'mean' or 'center', got {method!r}.")

@@ -36,7 +36,8 @@ def register(name: str, *, ws_eps: float = DEFAULT_WS_EPS) -> Callable[[_B], _B]
             models, so that BiT checkpoints load into them as they are).
 
     Returns:
-        A decorator that stores the builder and returns it unchanged.
+        A decorator that stores the builder and returns it unchanged; it raises ``ValueError`` if ``name`` is
+        taken.
     """
     if not ws_eps > 0:
         raise ValueError(f"ws_eps must be > 0, got {ws_eps!r}.")
@@ -152,11 +153,14 @@ def build(
         num_classes: number of output logits.
         norm: normalisation kind, one of ``video_gn.nn.NORM_KINDS`` (``"bn"``, ``"syncbn"``, ``"frozen_bn"``,
             ``"gn"``, ``"ln"``, ``"in"``, ``"none"``).
-        ws: use Weight-Standardized convolutions (every conv of the network, stem and shortcuts included).
+        ws: use Weight-Standardized convolutions (every conv of the network, stem and shortcuts included;
+            Qiao et al. 2019, https://arxiv.org/abs/1903.10520).
         width: base channel count; every channel count scales with it (64 is the published size, 16 a CPU toy).
         dropout: dropout probability before the classifier.
-        zero_init_residual: initialise γ of the last norm of every residual block to 0 (GN paper, Goyal et
-            al. 2017), for every norm kind, so each block starts as the identity.
+        zero_init_residual: initialise γ of the last norm of every residual block to 0 (Goyal et al. 2017; GN
+            paper, https://arxiv.org/abs/1803.08494), for every trainable norm kind (frozen BN keeps γ = 1), so
+            each block starts as the identity. Pre-activation ``bit_*`` models have no block-final norm: see
+            :func:`video_gn.models.create_bit_resnet`.
         ws_eps: epsilon inside the square root of the weight standardization; None takes the model's
             registered default (:func:`default_ws_eps`: 1e-8 for ``bit_*``, whose checkpoints were trained with
             it, 1e-6 otherwise).
@@ -170,6 +174,11 @@ def build(
     Returns:
         The model: input (N, in_channels, T, H, W) float, output (N, num_classes) logits, for any T >= 1 and
         H, W >= 32.
+
+    Raises:
+        ValueError: unknown ``name`` or ``norm``, or an invalid ``num_classes``, ``width``, ``dropout``,
+            ``ws_eps`` or GroupNorm group count.
+        TypeError: ``ws`` is not a bool, or a keyword the builder does not take.
     """
     if name not in _BUILDERS:
         raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")

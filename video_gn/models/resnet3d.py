@@ -37,6 +37,9 @@ Kernel = tuple[int, int, int]
 class BasicBlock(nn.Module):
     """Basic residual branch: two convolutions, a norm after each (torchvision R3D ``BasicBlock``).
 
+    ResNet basic block (He et al. 2015, https://arxiv.org/abs/1512.03385) in 3D, as in R3D (Tran et al. 2018,
+    https://arxiv.org/abs/1711.11248).
+
     ::
 
         Conv3d (conv_a) -> Norm (norm_a) -> Activation (act_a) -> Conv3d (conv_b) -> Norm (norm_b)
@@ -48,7 +51,12 @@ class BasicBlock(nn.Module):
     def __init__(
         self, *, conv_a: nn.Module, norm_a: nn.Module, act_a: nn.Module, conv_b: nn.Module, norm_b: nn.Module
     ) -> None:
-        """Assemble the branch from ready modules (see :func:`create_basic_block`)."""
+        """Assemble the branch from ready modules (see :func:`create_basic_block`).
+
+        Args:
+            conv_a, norm_a, act_a: first conv (carries the block's stride), its norm and activation.
+            conv_b, norm_b: second conv and the block-final norm.
+        """
         super().__init__()
         self.conv_a = conv_a
         self.norm_a = norm_a
@@ -91,6 +99,8 @@ def create_basic_block(
     activation: Callable[[], nn.Module] | None = nn.ReLU,
 ) -> BasicBlock:
     """Build a :class:`BasicBlock`; same keyword protocol as pytorchvideo's ``create_bottleneck_block``.
+
+    ResNet: https://arxiv.org/abs/1512.03385; R3D: https://arxiv.org/abs/1711.11248.
 
     It can therefore be passed as ``bottleneck=`` to pytorchvideo's ``create_res_block``. ``conv_c`` is
     accepted for that protocol and ignored (a basic block has two convs).
@@ -165,6 +175,9 @@ def create_stage(
 ) -> nn.Module:
     """Build a residual stage whose every conv (shortcut included) is made by ``conv``.
 
+    Residual blocks as in ResNet (He et al. 2015, https://arxiv.org/abs/1512.03385), built by pytorchvideo's
+    ``create_res_block`` (projection shortcut where the stride or the channel count changes).
+
     The first block carries the stage's stride: on ``conv_a`` for basic blocks (torchvision R3D), on
     ``conv_b`` for bottlenecks (pytorchvideo: the spatial 1x3x3 conv). The shortcut gets the same stride.
 
@@ -224,6 +237,10 @@ def create_stage(
 class ResNetLayout:
     """Architecture of a 3D ResNet, independent of width, norm and conv type.
 
+    The registered layouts (:data:`LAYOUTS`) follow R3D (https://arxiv.org/abs/1711.11248), C2D (Non-local,
+    https://arxiv.org/abs/1711.07971), I3D (https://arxiv.org/abs/1705.07750) and the Slow pathway of SlowFast
+    (https://arxiv.org/abs/1812.03982), on ResNet (https://arxiv.org/abs/1512.03385).
+
     Attributes:
         block: ``"basic"`` or ``"bottleneck"``.
         depths: residual blocks per stage (4 stages).
@@ -248,16 +265,23 @@ class ResNetLayout:
 class VideoResNet(ptv_net.Net):
     """pytorchvideo ``Net`` (stem, stages, head in ``blocks``) plus access to the block-final norms.
 
-    Forward: (N, C, T, H, W) float -> (N, num_classes) logits.
+    Forward (pytorchvideo's ``Net.forward``, the blocks in order): (N, C, T, H, W) float -> (N, num_classes)
+    logits.
     """
 
     def last_norms(self) -> list[nn.Module]:
-        """Return the last norm of every residual block (see :func:`block_final_norms`)."""
+        """Return the last norm of every residual block (see :func:`block_final_norms`).
+
+        Returns:
+            The block-final norm of every residual block that has one, in module order.
+        """
         return block_final_norms(self)
 
 
 def block_final_norms(model: nn.Module) -> list[nn.Module]:
     """Find the last norm of every residual block, the one whose γ the GN paper initialises to 0.
+
+    GN paper: Wu & He 2018, https://arxiv.org/abs/1803.08494 (following Goyal et al. 2017).
 
     Works on video_gn models and on pytorchvideo's own ResNets: for every ``ResBlock`` it takes ``norm_c`` of a
     bottleneck branch and ``norm_b`` of a :class:`BasicBlock` branch.
@@ -281,6 +305,8 @@ def block_final_norms(model: nn.Module) -> list[nn.Module]:
 @torch.no_grad()
 def init_weights(model: nn.Module, *, zero_init_residual: bool = True, fc_std: float = 0.01) -> nn.Module:
     """Initialise a ResNet: convs Kaiming-normal (fan_out, ReLU), norms γ=1 β=0, linear layers N(0, fc_std²).
+
+    Kaiming init: He et al. 2015, https://arxiv.org/abs/1502.01852. Conv and linear biases are set to 0.
 
     With ``zero_init_residual``, γ of the last norm of every residual block is set to 0 for every trainable norm
     kind (BN, SyncBN, GN, LN, IN), so each block starts as the identity (Goyal et al. 2017; Wu & He 2018,
@@ -329,6 +355,10 @@ def create_video_resnet(
     in_channels: int = 3,
 ) -> VideoResNet:
     """Build and initialise a 3D ResNet from a :class:`ResNetLayout`.
+
+    ResNet (https://arxiv.org/abs/1512.03385) in 3D; see :class:`ResNetLayout` for the papers of the layouts.
+    Module tree: ``blocks.0`` stem (conv, norm, ReLU, optional max-pool), ``blocks.1..`` the four stages (and the
+    stage-1 temporal pool where the layout has it), ``blocks.-1`` the :class:`~video_gn.models.head.AdaptiveHead`.
 
     Channels: stem ``width``; stage outputs ``width * (1, 2, 4, 8)`` for basic blocks and
     ``width * (4, 8, 16, 32)`` for bottlenecks (inner width ``width * (1, 2, 4, 8)``).
@@ -436,7 +466,13 @@ LAYOUTS: dict[str, ResNetLayout] = {
     "slow_r50": ResNetLayout(depths=(3, 4, 6, 3), **_SLOW),
     "slow_r101": ResNetLayout(depths=(3, 4, 23, 3), **_SLOW),
 }
-"""Layout of every registered model, by registry name."""
+"""Layout of every registered model, by registry name.
+
+``r3d_*``: R3D (https://arxiv.org/abs/1711.11248; ``r3d_50`` with bottleneck blocks, as Hara et al. 2018);
+``c2d_*``: the Non-local paper's C2D baseline (https://arxiv.org/abs/1711.07971); ``i3d_*``: I3D
+(https://arxiv.org/abs/1705.07750) in the Non-local paper's ResNet form; ``slow_*``: the Slow pathway of SlowFast
+(https://arxiv.org/abs/1812.03982).
+"""
 
 
 register_layouts(LAYOUTS, create_video_resnet, dropout=0.5)

@@ -56,6 +56,10 @@ def cpu_bf16_conv3d_unsafe(
         kernel_size: (k_T, k_H, k_W).
         dilation: (d_T, d_H, d_W).
         dtype: the dtype the conv would run in (autocast's, or the input's).
+
+    Returns:
+        True for a bfloat16 5-D CPU input with 1 < T < the kernel's temporal extent ``d_T·(k_T − 1) + 1`` while
+        oneDNN is enabled; False otherwise (then the conv can run as asked).
     """
     return (
         dtype == torch.bfloat16
@@ -81,6 +85,12 @@ def cpu_batch1_conv3d_slow(
         weight: (C_out, C_in / groups, kT, kH, kW).
         stride, padding, dilation: 3-sequences of ints (numeric zero padding).
         groups: conv groups.
+
+    Returns:
+        True only for a float32 5-D CPU input with N = 1 and a float32 full 3D kernel (kT > 1 and kH·kW > 1),
+        oneDNN available and enabled, :data:`BATCH1_ONEDNN` on, plain eager autograd, and torch's backend choice
+        being "slow3d" (asked of ``torch._C._select_conv_backend``, or its heuristic repeated where that is
+        missing).
     """
     if not (
         BATCH1_ONEDNN
@@ -137,8 +147,22 @@ def convolution(
     dilation: Sequence[int],
     groups: int,
 ) -> Tensor:
-    """``aten.convolution`` (not differentiable: for use inside autograd Functions), on oneDNN for the batch-1 CPU
-    3D convs that torch would run on its slow kernels (module docstring)."""
+    """``aten.convolution``, on oneDNN for the batch-1 CPU 3D convs that torch would run on slow kernels.
+
+    Meant for the forward of autograd Functions (which run it with grad mode off and supply their own backward,
+    :func:`convolution_backward`); see the module docstring for when the oneDNN route is taken. Any conv rank
+    works; only 5-D inputs are ever rerouted.
+
+    Args:
+        x: input (N, C_in, *spatial), e.g. (N, C_in, T, H, W).
+        weight: (C_out, C_in / groups, *kernel).
+        bias: (C_out,) or None.
+        stride, padding, dilation: sequences of ints, one per spatial dim (numeric zero padding only).
+        groups: conv groups.
+
+    Returns:
+        Output (N, C_out, *spatial_out), the same as ``F.conv{d}d`` up to float rounding.
+    """
     if cpu_batch1_conv3d_slow(x, weight, stride, padding, dilation, groups):
         stride, padding, dilation = _int_lists(stride, padding, dilation)
         return torch.ops.aten.mkldnn_convolution(
@@ -159,9 +183,25 @@ def convolution_backward(
     groups: int,
     output_mask: Sequence[bool],
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """``aten.convolution_backward`` → (∂L/∂x, ∂L/∂w, ∂L/∂b); a batch-1 CPU 3D conv that torch would run on its slow
-    kernels, with activations at least half the weights' size, runs on oneDNN as a batch of two, the clip and an
-    all-zero one (no weight or bias gradient from it)."""
+    """``aten.convolution_backward`` → (∂L/∂x, ∂L/∂w, ∂L/∂b), on oneDNN for slow batch-1 CPU 3D convs.
+
+    A batch-1 CPU 3D conv that torch would run on its slow kernels, with activations at least half the weights'
+    size, runs on oneDNN as a batch of two: the clip and an all-zero one (which adds nothing to the weight or bias
+    gradient; its input gradient is dropped). Everything else is torch's own ``aten.convolution_backward``.
+
+    Args:
+        grad_out: ∂L/∂y, (N, C_out, *spatial_out).
+        x: the forward's input (N, C_in, *spatial).
+        weight: the forward's weight (C_out, C_in / groups, *kernel).
+        bias_sizes: ``[C_out]`` when the conv has a bias, else None.
+        stride, padding, dilation: as in the forward (sequences of ints, numeric zero padding).
+        groups: conv groups.
+        output_mask: which of (∂L/∂x, ∂L/∂w, ∂L/∂b) to compute.
+
+    Returns:
+        (∂L/∂x (N, C_in, *spatial), ∂L/∂w (C_out, C_in / groups, *kernel), ∂L/∂b (C_out,)), each None where
+        ``output_mask`` is False.
+    """
     zeros = [0] * len(stride)
     # oneDNN's batch-2 backward wins where the activations are not much smaller than the weights (early layers:
     # 1.5-5x faster than slow3d here); in weight-heavy layers slow3d's batch-1 backward is faster (up to 4x).
@@ -219,7 +259,11 @@ class SafeConv3d(nn.Conv3d):
     """``nn.Conv3d`` that runs in float32 where a CPU bf16 conv would get wrong weight gradients.
 
     Same constructor, parameters and state-dict keys as ``nn.Conv3d``; identical everywhere else (fp32, GPU,
-    temporal length ≥ the kernel's extent). See the module docstring for the bug it avoids.
+    temporal length ≥ the kernel's extent). See the module docstring for the bug it avoids. Batch-1 float32 CPU
+    convs that torch would run on its slow kernels are routed to oneDNN (:func:`convolution`; same results up to
+    float rounding).
+
+    Shapes: input (N, C_in, T, H, W) -> output (N, C_out, T', H', W'), as ``nn.Conv3d``.
     """
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # noqa: A002

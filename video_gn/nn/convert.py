@@ -107,7 +107,8 @@ def convert_norm(model: nn.Module, kind: str, **kw) -> nn.Module:
 
     Args:
         model: any ``nn.Module``; modified in place.
-        kind: one of :data:`video_gn.nn.NORM_KINDS`.
+        kind: one of :data:`video_gn.nn.NORM_KINDS` (``"gn"``: GroupNorm, Wu & He 2018,
+            https://arxiv.org/abs/1803.08494).
         **kw: the kind's extra arguments (see :func:`video_gn.nn.norm_layer`), plus optional ``eps`` /
             ``momentum`` overriding the source layer's, and ``dim`` (1, 2 or 3): the flavour of BN / frozen
             BN that replaces a ``SyncBatchNorm``, which has none of its own (default: the dimensionality of the
@@ -172,6 +173,8 @@ def use_weight_standardization(
     exclude: Callable[[str, nn.Module], bool] | None = None,
 ) -> nn.Module:
     """Replace every ``nn.Conv1d/2d/3d`` (and subclasses) by the matching WS conv, keeping weight and bias.
+
+    Weight Standardization: Qiao et al., 2019, https://arxiv.org/abs/1903.10520.
 
     Linear layers, transposed convs, and conv subclasses that compute their own ``forward`` (timm's
     ``Conv2dSame``, ``StdConv2d`` which already standardizes; with a warning) are left alone; video_gn's
@@ -238,11 +241,12 @@ def _conv_like(cls: type[nn.Module], conv: nn.Module, **extra: Any) -> nn.Module
 
 
 def fold_weight_standardization(model: nn.Module) -> nn.Module:
-    """Turn every WS conv into a plain conv (``nn.Conv1d``/``nn.Conv2d``, :class:`SafeConv3d` for 3D) whose weight is
-    the standardized weight (for inference).
+    """Fold every WS conv into a plain conv whose weight is the standardized weight (for inference).
 
-    Outputs are unchanged (up to float rounding; ŵ is computed in float64) and the forward pass no longer pays
-    for the standardization. Training the folded model is *not* WS training any more.
+    The plain conv is ``nn.Conv1d`` / ``nn.Conv2d``, or :class:`SafeConv3d` for 3D; bias, geometry, device, dtype,
+    ``requires_grad`` and train/eval mode are kept. Outputs are unchanged (up to float rounding; ŵ is computed in
+    float64) and the forward pass no longer pays for the standardization. Training the folded model is *not* WS
+    training any more.
 
     Args:
         model: any ``nn.Module``; modified in place.

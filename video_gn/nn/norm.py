@@ -34,6 +34,7 @@ __all__ = [
     "resolve_num_groups",
 ]
 
+#: GroupNorm's default group count (the GN paper's, https://arxiv.org/abs/1803.08494).
 DEFAULT_NUM_GROUPS = 32
 
 
@@ -44,11 +45,11 @@ def _divisors(n: int) -> list[int]:
 def resolve_num_groups(
     num_channels: int, num_groups: int | str | None = None, channels_per_group: int | None = None
 ) -> int:
-    """Apply the project's group-count policy.
+    """Apply the project's group-count policy: the GroupNorm group count G for C channels.
 
-    * neither given: 32 groups (the GN paper's default). A channel count that 32 does not divide (e.g. 48, or
-      16) is an error naming the valid group counts: pick ``num_groups`` or ``channels_per_group`` explicitly
-      rather than get a silently different normalisation.
+    * neither given: 32 groups (the GN paper's default; Wu & He 2018, https://arxiv.org/abs/1803.08494). A
+      channel count that 32 does not divide (e.g. 48, or 16) is an error naming the valid group counts: pick
+      ``num_groups`` or ``channels_per_group`` explicitly rather than get a silently different normalisation.
     * ``num_groups`` given: it must divide ``num_channels``. Two named policies:
       ``"min32"`` takes min(32, C) groups: 32, and one group per channel for layers narrower than 32 channels
       (CPU-sized widths such as ``build(..., width=16)``; this is what :func:`video_gn.models.build` uses), and
@@ -63,6 +64,10 @@ def resolve_num_groups(
 
     Returns:
         The number of groups G (C % G == 0).
+
+    Raises:
+        ValueError: ``num_channels`` is not a positive int, both group arguments are given, or the count asked
+            for (or the default 32) does not divide ``num_channels``; the message lists the valid counts.
     """
     if not isinstance(num_channels, int) or isinstance(num_channels, bool) or num_channels < 1:
         hint = ""
@@ -121,6 +126,10 @@ def resolve_num_groups(
 class GroupNorm(nn.GroupNorm):
     """``torch.nn.GroupNorm`` that also takes BatchNorm's constructor, with the project's group policy.
 
+    GroupNorm: Wu & He, 2018, https://arxiv.org/abs/1803.08494. Normalises each sample over groups of
+    C / G channels and all positions, then applies a per-channel affine; no running statistics, so train and eval
+    compute the same thing at any batch size.
+
     Two ways to build it::
 
         GroupNorm(32, 256)                                   # torch: (num_groups, num_channels)
@@ -141,7 +150,8 @@ class GroupNorm(nn.GroupNorm):
         num_features: C (BatchNorm's name); exclusive with ``num_channels``.
         momentum: accepted for BatchNorm compatibility and ignored (GN keeps no running statistics).
         channels_per_group: alternative to ``num_groups``.
-        track_running_stats: accepted for BatchNorm compatibility; must be falsy-or-default (ignored).
+        track_running_stats: accepted for BatchNorm compatibility and ignored (any value).
+        device, dtype: factory keywords, as in torch.
 
     Shapes: input (N, C, *) -> output of the same shape, e.g. (N, C, T, H, W).
     """
@@ -196,7 +206,10 @@ class GroupNorm(nn.GroupNorm):
 
 
 class _FrozenBatchNorm(nn.Module):
-    """BatchNorm with frozen statistics and affine parameters, all stored as buffers (never trained)."""
+    """BatchNorm with frozen statistics and affine parameters, all stored as buffers (never trained).
+
+    y = (x − running_mean) / sqrt(running_var + eps) · weight + bias, per channel.
+    """
 
     _allowed_dims: tuple[int, ...] = ()
 
@@ -210,6 +223,18 @@ class _FrozenBatchNorm(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        """Build a frozen BN with BatchNorm's constructor (γ = 1, β = 0, mean 0, variance 1 until loaded).
+
+        Args:
+            num_features: C, the number of channels.
+            eps: added to ``running_var`` inside the square root.
+            momentum: accepted for BatchNorm compatibility and ignored (nothing is updated).
+            affine: accepted for BatchNorm compatibility and ignored (``weight`` / ``bias`` are always there,
+                as buffers).
+            track_running_stats: accepted for BatchNorm compatibility and ignored (the running statistics are
+                always used).
+            device, dtype: factory keywords for the buffers.
+        """
         super().__init__()
         del momentum, affine, track_running_stats  # BatchNorm compatibility; nothing is updated or learned.
         kw = {"device": device, "dtype": dtype}
@@ -230,6 +255,18 @@ class _FrozenBatchNorm(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x`` with the stored statistics and affine parameters.
+
+        Args:
+            x: input (N, C, ...) with the class's rank: (N, C) or (N, C, L) for 1d, (N, C, H, W) for 2d,
+                (N, C, T, H, W) for 3d; C = ``num_features``.
+
+        Returns:
+            Tensor of ``x``'s shape and dtype.
+
+        Raises:
+            ValueError: ``x`` has another rank or channel count.
+        """
         if x.dim() not in self._allowed_dims or x.shape[1] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}: expected input (N, {self.num_features}, ...) with "
@@ -241,17 +278,24 @@ class _FrozenBatchNorm(nn.Module):
         return x * scale.reshape(view).to(x.dtype) + shift.reshape(view).to(x.dtype)
 
     def extra_repr(self) -> str:
+        """Channel count and eps, for ``repr``."""
         return f"{self.num_features}, eps={self.eps}"
 
 
 class FrozenBatchNorm1d(_FrozenBatchNorm):
-    """Frozen BatchNorm for (N, C) or (N, C, L) input; BN-compatible constructor."""
+    """Frozen BatchNorm for (N, C) or (N, C, L) input; BN-compatible constructor.
+
+    Statistics, γ and β are buffers (see :class:`FrozenBatchNorm3d`); input (N, C) or (N, C, L) -> same shape.
+    """
 
     _allowed_dims = (2, 3)
 
 
 class FrozenBatchNorm2d(_FrozenBatchNorm):
-    """Frozen BatchNorm for (N, C, H, W) input; BN-compatible constructor."""
+    """Frozen BatchNorm for (N, C, H, W) input; BN-compatible constructor.
+
+    Statistics, γ and β are buffers (see :class:`FrozenBatchNorm3d`); input (N, C, H, W) -> same shape.
+    """
 
     _allowed_dims = (4,)
 
@@ -261,6 +305,8 @@ class FrozenBatchNorm3d(_FrozenBatchNorm):
 
     y = (x − running_mean) / sqrt(running_var + eps) · weight + bias with every tensor a buffer, so train mode,
     optimisers and batch size change nothing (as detection / video codebases use at small batch).
+    Constructor: BatchNorm's (``num_features``, ``eps``; ``momentum``, ``affine`` and ``track_running_stats``
+    accepted and ignored). Input (N, C, T, H, W) -> same shape.
     """
 
     _allowed_dims = (5,)
@@ -320,14 +366,20 @@ def norm_layer(kind: str, **kw) -> Callable[..., nn.Module]:
     process, synchronised under DDP); ``"frozen_bn"`` FrozenBatchNorm{dim}d; ``"gn"`` :class:`GroupNorm` (``kw``
     may hold ``num_groups`` or ``channels_per_group``; default policy: :func:`resolve_num_groups`); ``"ln"``
     GroupNorm with 1 group (LayerNorm over C and all positions, per-channel affine); ``"in"`` GroupNorm with C
-    groups (InstanceNorm with affine); ``"none"`` ``nn.Identity`` (arguments accepted and ignored).
+    groups (InstanceNorm with affine); ``"none"`` ``nn.Identity`` (arguments accepted and ignored). GroupNorm:
+    Wu & He 2018, https://arxiv.org/abs/1803.08494.
 
     Args:
         kind: one of :data:`NORM_KINDS`.
         **kw: extra constructor arguments for that kind (``dim`` = 1/2/3 selects the BN flavour, default 3).
 
     Returns:
-        A picklable callable ``(num_features, eps=..., momentum=...) -> nn.Module``.
+        A picklable callable ``(num_features, eps=..., momentum=...) -> nn.Module``; the module maps (N, C, *)
+        to the same shape.
+
+    Raises:
+        ValueError: unknown ``kind``, ``dim`` not 1/2/3, or both ``num_groups`` and ``channels_per_group``.
+        TypeError: a keyword the kind does not take.
     """
     if kind not in NORM_KINDS:
         raise ValueError(f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}")

@@ -18,7 +18,17 @@ from torch import nn
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm (any N-D input) whose training statistics are taken over all processes of a group (CPU/gloo).
 
-    Outside an initialised multi-process group, or in eval mode, it is plain BatchNorm.
+    Statistics are synchronised only in train mode, for CPU input, inside an initialised process group of more than
+    one process; otherwise (eval mode, one process, or a non-CPU input) it is plain, per-process BatchNorm. Same
+    parameters, buffers and state-dict keys as ``nn.BatchNorm{1,2,3}d``.
+
+    Args:
+        num_features: C, the number of channels.
+        eps: added to the variance inside the square root.
+        momentum: running-statistics momentum; None for a cumulative average (as torch's BN).
+        affine: learn per-channel γ and β.
+        track_running_stats: keep running mean / variance (updated with the synchronised batch statistics).
+        process_group: the group to synchronise over; None for the default (WORLD) group.
     """
 
     def __init__(
@@ -40,6 +50,18 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
+        """Normalise with the statistics of the whole group's batch (train mode, CPU, > 1 process).
+
+        The synchronised path computes in float32 with two differentiable all-reduces (the per-channel sum and
+        element count, then the sum of squared deviations), normalises with the biased variance and updates the
+        running statistics with the unbiased one, as ``nn.SyncBatchNorm`` does.
+
+        Args:
+            input: (N, C, *), e.g. (N, C, T, H, W); N may differ between processes.
+
+        Returns:
+            Tensor of ``input``'s shape and dtype.
+        """
         if not (
             self.training
             and input.device.type == "cpu"
@@ -91,15 +113,19 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
-    """Replace every BatchNorm (1/2/3-D, and torch's GPU-only ``nn.SyncBatchNorm``) in ``module`` by the
-    CPU-capable :class:`SyncBatchNorm`.
+    """Replace every BatchNorm in ``module`` (1/2/3-D, torch's ``nn.SyncBatchNorm``) by :class:`SyncBatchNorm`.
 
     The new layer takes over the old one's parameters and buffers themselves (device, dtype and
-    ``requires_grad`` kept, as torch's converter does) and its public attributes (pytorchvideo's
-    ``block_final_bn``).
+    ``requires_grad`` kept, as torch's converter does), its train/eval mode and its public attributes
+    (pytorchvideo's ``block_final_bn``). Layers that are already :class:`SyncBatchNorm` are kept.
+
+    Args:
+        module: any ``nn.Module``; modified in place.
+        process_group: the group the new layers synchronise over; None keeps a converted
+            ``nn.SyncBatchNorm``'s own group, else the default (WORLD) group.
 
     Returns:
-        the converted module (a new object where ``module`` itself is a BatchNorm).
+        The converted module (a new object where ``module`` itself is a BatchNorm).
     """
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, SyncBatchNorm):
         new = SyncBatchNorm(
@@ -134,8 +160,25 @@ class SyncBatchNormPlugin(TorchSyncBatchNorm):
     """
 
     def apply(self, model: nn.Module) -> nn.Module:
+        """Convert every BatchNorm of ``model`` to a synchronised one, in place.
+
+        Args:
+            model: the LightningModule (or any module).
+
+        Returns:
+            The model with :class:`SyncBatchNorm` layers when all its parameters are on CPU, else with torch's
+            ``nn.SyncBatchNorm`` (``nn.SyncBatchNorm.convert_sync_batchnorm``).
+        """
         on_cpu = all(p.device.type == "cpu" for p in model.parameters())
         return convert_sync_batchnorm(model) if on_cpu else nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
     def revert(self, model: nn.Module) -> nn.Module:
+        """Return ``model`` unchanged: the synchronised layers are not converted back to plain BatchNorm.
+
+        Args:
+            model: the LightningModule.
+
+        Returns:
+            ``model`` itself (its state-dict keys are those of plain BatchNorm anyway).
+        """
         return model

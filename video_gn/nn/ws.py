@@ -48,6 +48,7 @@ __all__ = [
     "ws_conv",
 ]
 
+#: Default WS epsilon, added to the per-filter biased variance inside the square root.
 DEFAULT_WS_EPS = 1e-6
 
 
@@ -286,6 +287,9 @@ class _WSConvFunction(torch.autograd.Function):
 def standardize_weight(weight: Tensor, eps: float = DEFAULT_WS_EPS) -> Tensor:
     """Standardize a conv weight per output filter (differentiable, memory-lean backward).
 
+    ŵ = (w − mean(w)) / sqrt(var(w) + eps) per output filter, biased variance (Weight Standardization, Qiao et al.
+    2019, https://arxiv.org/abs/1903.10520). Backward saves only ``weight`` and two numbers per filter.
+
     Args:
         weight: conv weight (O, I / groups, *kernel), any number of kernel dims.
         eps: added to the biased variance inside the square root.
@@ -308,6 +312,8 @@ def ws_conv(
 ) -> Tensor:
     """Convolution with a weight-standardized filter bank, fused so that backward keeps no ŵ.
 
+    Weight Standardization: Qiao et al. 2019, https://arxiv.org/abs/1903.10520.
+
     Numerically ``F.conv{d}d(x, standardize_weight(weight, eps), bias, stride, padding, dilation, groups)``
     with d = ``weight.dim() - 2``; only numeric (zero) padding is taken here, modules pre-pad otherwise.
 
@@ -320,7 +326,11 @@ def ws_conv(
         eps: WS epsilon (inside the square root).
 
     Returns:
-        Output (N, C_out, *spatial_out).
+        Output (N, C_out, *spatial_out), e.g. (N, C_out, T', H', W') for a 3-D conv; under autocast in the
+        autocast dtype (float64 is never lowered), else in ``x``'s dtype.
+
+    Raises:
+        ValueError: ``x`` does not have ``weight.dim()`` dims (unbatched input goes through the modules).
     """
     d = weight.dim() - 2
     if x.dim() != d + 2:
@@ -352,7 +362,12 @@ class _WSConvMixin:
         self.eps = float(eps)
 
     def standardized_weight(self) -> Tensor:
-        """Return ŵ = standardize(weight) (O, I / groups, *kernel), differentiable w.r.t. ``weight``."""
+        """Return ŵ = standardize(weight), the kernel the conv actually applies.
+
+        Returns:
+            ŵ of shape (O, I / groups, *kernel), ``weight``'s dtype, differentiable w.r.t. ``weight`` (see
+            :func:`standardize_weight`).
+        """
         return standardize_weight(self.weight, self.eps)
 
     def _padded_input(self, x: Tensor) -> tuple[Tensor, Sequence[int]]:
@@ -379,27 +394,50 @@ class _WSConvMixin:
         return x, self.padding
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002 (torch's name)
+        """Convolve ``input`` with the standardized weight (:func:`ws_conv`), honouring every padding option.
+
+        Non-zero ``padding_mode`` and string padding (``"same"``, ``"valid"``) are applied to the input first.
+
+        Args:
+            input: (N, C_in, *spatial) or unbatched (C_in, *spatial), e.g. (N, C_in, T, H, W) for
+                :class:`WSConv3d`.
+
+        Returns:
+            (N, C_out, *spatial_out), or (C_out, *spatial_out) for unbatched input.
+        """
         unbatched = input.dim() == len(self.kernel_size) + 1  # (C, *spatial), as nn.ConvNd accepts
         x, padding = self._padded_input(input.unsqueeze(0) if unbatched else input)
         out = ws_conv(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, self.eps)
         return out.squeeze(0) if unbatched else out
 
     def extra_repr(self) -> str:
+        """The conv's ``repr`` arguments plus ``eps``."""
         return super().extra_repr() + f", eps={self.eps:g}"
 
 
 class WSConv1d(_WSConvMixin, nn.Conv1d):
-    """``nn.Conv1d`` whose weight is standardized per output filter in every forward (keyword ``eps``)."""
+    """``nn.Conv1d`` whose weight is standardized per output filter in every forward (keyword ``eps``).
+
+    Weight Standardization: https://arxiv.org/abs/1903.10520. Same constructor as ``nn.Conv1d`` plus ``eps``
+    (default 1e-6, must be > 0). Input (N, C_in, L) -> output (N, C_out, L').
+    """
 
 
 class WSConv2d(_WSConvMixin, nn.Conv2d):
-    """``nn.Conv2d`` whose weight is standardized per output filter in every forward (keyword ``eps``)."""
+    """``nn.Conv2d`` whose weight is standardized per output filter in every forward (keyword ``eps``).
+
+    Weight Standardization: https://arxiv.org/abs/1903.10520. Same constructor as ``nn.Conv2d`` plus ``eps``
+    (default 1e-6, must be > 0; timm's BiT models use 1e-8). Input (N, C_in, H, W) -> output
+    (N, C_out, H', W').
+    """
 
 
 class WSConv3d(_WSConvMixin, nn.Conv3d):
     """``nn.Conv3d`` whose weight is standardized per output filter in every forward (keyword ``eps``).
 
-    Same constructor as ``nn.Conv3d`` plus ``eps`` (default 1e-6; inside the square root, biased variance).
+    Weight Standardization: Qiao et al. 2019, https://arxiv.org/abs/1903.10520. Same constructor as ``nn.Conv3d``
+    plus ``eps`` (default 1e-6, must be > 0; inside the square root, biased variance). Like :class:`SafeConv3d`
+    it computes a CPU bf16 conv that would get wrong weight gradients in float32 (``video_gn/nn/conv.py``).
     Input (N, C_in, T, H, W) -> output (N, C_out, T', H', W'). For inference, fold it into a plain conv with
     :func:`video_gn.nn.fold_weight_standardization`.
     """
@@ -412,8 +450,10 @@ PLAIN_CONV_BY_DIM: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: 
 
 
 def conv_layer(ws: bool, eps: float = DEFAULT_WS_EPS, *, dim: int = 3) -> Callable[..., nn.Module]:
-    """Return the conv class to build with: plain (``nn.Conv1d``, ``nn.Conv2d``, :class:`SafeConv3d`) or
-    ``partial(WSConvNd, eps=eps)``.
+    """Return the conv constructor to build with: a plain conv class or ``partial(WSConvNd, eps=eps)``.
+
+    Plain means ``nn.Conv1d``, ``nn.Conv2d`` or :class:`SafeConv3d`; WS means :class:`WSConv1d` / ``2d`` / ``3d``
+    (Weight Standardization, https://arxiv.org/abs/1903.10520).
 
     Args:
         ws: use weight standardization.
@@ -422,6 +462,9 @@ def conv_layer(ws: bool, eps: float = DEFAULT_WS_EPS, *, dim: int = 3) -> Callab
 
     Returns:
         A callable with ``nn.ConvNd``'s constructor signature.
+
+    Raises:
+        ValueError: ``dim`` is not 1, 2 or 3.
     """
     if dim not in CONV_BY_DIM:
         raise ValueError(f"conv_layer: dim must be 1, 2 or 3, got {dim!r}")
