@@ -300,6 +300,28 @@ def test_sync_batchnorm_conversion_takes_over_every_bn_and_its_tensors() -> None
     assert isinstance(bn, SyncBatchNorm) and bn.weight.dtype == bn.running_mean.dtype == torch.float64
 
 
+def test_sync_batchnorm_plugin_reverts_to_the_original_classes() -> None:
+    """After DDP, Lightning calls the plugin's revert: the model comes back with its BatchNorm3d layers."""
+    from video_gn.models import build
+    from video_gn.nn.syncbn import SyncBatchNorm, SyncBatchNormPlugin
+
+    model = build("r3d_18", norm="bn", ws=False, width=8)
+    types = [type(m) for m in model.modules()]
+    model.blocks[0].norm.block_final_bn = True
+    weight = model.blocks[0].norm.weight
+    plugin = SyncBatchNormPlugin()
+    synced = plugin.apply(model)
+    assert sum(isinstance(m, SyncBatchNorm) for m in synced.modules()) == 20
+    reverted = plugin.revert(synced)
+    assert [type(m) for m in reverted.modules()] == types
+    assert reverted.blocks[0].norm.weight is weight and reverted.blocks[0].norm.block_final_bn is True
+    assert not hasattr(reverted.blocks[0].norm, "process_group")
+    fresh = build("r3d_18", norm="bn", ws=False, width=8)
+    fresh.load_state_dict(reverted.state_dict())  # same keys as plain BatchNorm
+    x = torch.randn(2, 3, 4, 32, 32)
+    torch.testing.assert_close(reverted.eval()(x), fresh.eval()(x))
+
+
 def test_use_weight_standardization_leaves_convs_with_their_own_forward(caplog) -> None:
     class PadSame(nn.Conv2d):  # like timm's Conv2dSame: its own padding in forward
         def forward(self, x):

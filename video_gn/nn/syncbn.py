@@ -146,9 +146,42 @@ def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
             if not key.startswith("_") and key not in vars(new):
                 setattr(new, key, value)
         new.train(module.training)
+        if not isinstance(module, nn.SyncBatchNorm):
+            new._converted_from = type(module)  # what revert_sync_batchnorm restores
         return new
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child, process_group))
+    return module
+
+
+def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Turn the :class:`SyncBatchNorm` layers that :func:`convert_sync_batchnorm` made from plain BatchNorms
+    back into those classes (``nn.BatchNorm3d`` ...), keeping their parameters, buffers and attributes.
+
+    Args:
+        module: any ``nn.Module``; modified in place.
+
+    Returns:
+        The reverted module (a new object where ``module`` itself is a converted layer).
+    """
+    original = getattr(module, "_converted_from", None)
+    if isinstance(module, SyncBatchNorm) and original is not None:
+        new = original(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
+        for name in ("weight", "bias"):
+            if getattr(module, name, None) is not None:
+                setattr(new, name, getattr(module, name))
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            if name in module._buffers:
+                new._buffers[name] = module._buffers[name]
+        for key, value in vars(module).items():
+            if not key.startswith("_") and key not in vars(new) and key != "process_group":
+                setattr(new, key, value)
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, revert_sync_batchnorm(child))
     return module
 
 
@@ -173,12 +206,14 @@ class SyncBatchNormPlugin(TorchSyncBatchNorm):
         return convert_sync_batchnorm(model) if on_cpu else nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
     def revert(self, model: nn.Module) -> nn.Module:
-        """Return ``model`` unchanged: the synchronised layers are not converted back to plain BatchNorm.
+        """Convert the synchronised layers back to the BatchNorm classes they were made from (Lightning calls
+        this when DDP tears down, so the model handed back after ``fit`` is the model that was given).
 
         Args:
             model: the LightningModule.
 
         Returns:
-            ``model`` itself (its state-dict keys are those of plain BatchNorm anyway).
+            The model with its original BatchNorm classes (torch's ``nn.SyncBatchNorm`` layers become
+            Lightning's dimension-agnostic BatchNorm, as Lightning's own plugin does).
         """
-        return model
+        return super().revert(revert_sync_batchnorm(model))
