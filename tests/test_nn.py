@@ -527,6 +527,17 @@ def test_cpu_bf16_guard_also_covers_bf16_models_without_autocast():
         assert _bf16_weight_grad_error(conv, x, autocast=False) < 0.05
 
 
+@pytest.mark.parametrize("cls", [vnn.SafeConv3d, vnn.WSConv3d])
+def test_cpu_bf16_autocast_leaves_float64_convs_alone(cls):
+    """Autocast never lowers float64 (torch's conv keeps it); neither does the short-clip guard."""
+    conv = cls(3, 4, 3, padding=1).double()
+    x = torch.randn(1, 3, 2, 8, 8, dtype=torch.float64)  # T = 2 < the kernel's 3: the guarded case
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, conv(x))
+
+
 def test_bf16_ws_conv_without_autocast_is_as_accurate_as_bf16_rounding():
     """A model cast to bf16 (no autocast) with weight-heavy layers, where the fp32 path would convolve with the
     raw weights and cancel (r·conv(x, w) − r·μ·box(x)): it must not do that in bf16 (it lost every digit)."""

@@ -268,7 +268,9 @@ class SafeConv3d(nn.Conv3d):
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # noqa: A002
         autocast = torch.is_autocast_enabled("cpu") and input.device.type == "cpu"
-        dtype = torch.get_autocast_dtype("cpu") if autocast else input.dtype
+        # As for torch's own ops, autocast never lowers float64.
+        lowered = autocast and input.dtype != torch.float64
+        dtype = torch.get_autocast_dtype("cpu") if lowered else input.dtype
         if not cpu_bf16_conv3d_unsafe(input, self.kernel_size, self.dilation, dtype):
             return self._conv(input, weight, bias, autocast)
         with torch.autocast("cpu", enabled=False):
