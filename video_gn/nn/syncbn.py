@@ -52,9 +52,10 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
         """Normalise with the statistics of the whole group's batch (train mode, CPU, > 1 process).
 
-        The synchronised path computes in float32 with two differentiable all-reduces (the per-channel sum and
-        element count, then the sum of squared deviations), normalises with the biased variance and updates the
-        running statistics with the unbiased one, as ``nn.SyncBatchNorm`` does.
+        The synchronised path computes in float32 (float64 for float64 input) with two differentiable
+        all-reduces (the per-channel sum and element count, then the sum of squared deviations), normalises with
+        the biased variance and updates the running statistics with the unbiased one, as ``nn.SyncBatchNorm``
+        does.
 
         Args:
             input: (N, C, *), e.g. (N, C, T, H, W); N may differ between processes.
@@ -72,7 +73,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(input)
         group = self.process_group or dist.group.WORLD
         dims = [0, *range(2, input.dim())]
-        x = input.float()
+        x = input if input.dtype == torch.float64 else input.float()  # float32 at least (bf16/fp16 inputs)
         count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype)
         c = x.shape[1]
         shape = (1, c) + (1,) * (input.dim() - 2)
