@@ -419,25 +419,18 @@ def test_fit_summary_counts_the_steps_of_this_run_after_a_resume(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
     first = _trainer(tmp_path, [ckpt], max_epochs=1, enable_checkpointing=True, limit_val_batches=0)
     first.fit(TinyModule(), _loader(20))
-    out = io.StringIO()
-    second = _trainer(
-        tmp_path,
-        [FitSummary(stream=out), ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)],
-        max_epochs=2,
-        enable_checkpointing=True,
-        limit_val_batches=0,
-    )
-    second.fit(TinyModule(), _loader(20), ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
-    assert "10 optimizer steps (5 in this run)" in out.getvalue(), out.getvalue()
+
+    def resume(**kw) -> str:
+        out = io.StringIO()
+        callbacks = [FitSummary(stream=out), ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)]
+        trainer = _trainer(tmp_path, callbacks, max_epochs=2, enable_checkpointing=True, **kw)
+        val = _loader(4) if kw.get("limit_val_batches") else None
+        trainer.fit(TinyModule(), _loader(20), val, ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
+        return out.getvalue()
+
+    out = resume(limit_val_batches=0)
+    assert "10 optimizer steps (5 in this run)" in out, out
     # Resuming a run that is already done trains nothing, and is not said to leave a model unvalidated.
-    out = io.StringIO()
-    third = _trainer(
-        tmp_path,
-        [FitSummary(stream=out), ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)],
-        max_epochs=2,
-        enable_checkpointing=True,
-        limit_val_batches=1,
-    )
-    third.fit(TinyModule(), _loader(20), _loader(4), ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
-    assert "10 optimizer steps (0 in this run)" in out.getvalue(), out.getvalue()
-    assert "was not validated" not in out.getvalue()
+    out = resume(limit_val_batches=1)
+    assert "10 optimizer steps (0 in this run)" in out, out
+    assert "was not validated" not in out

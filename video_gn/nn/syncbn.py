@@ -113,6 +113,21 @@ class _AllReduceSum(torch.autograd.Function):
         return grad, None
 
 
+def _take_over(new: nn.Module, old: nn.Module, skip: tuple[str, ...] = ()) -> None:
+    """Give ``new`` the BatchNorm ``old``'s parameter and buffer objects, public attributes (pytorchvideo's
+    ``block_final_bn``; not those in ``skip``) and train/eval mode."""
+    for name in ("weight", "bias"):
+        if getattr(old, name, None) is not None:
+            setattr(new, name, getattr(old, name))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        if name in old._buffers:
+            new._buffers[name] = old._buffers[name]
+    for key, value in vars(old).items():
+        if not key.startswith("_") and key not in vars(new) and key not in skip:
+            setattr(new, key, value)
+    new.train(old.training)
+
+
 def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
     """Replace every BatchNorm in ``module`` (1/2/3-D, torch's ``nn.SyncBatchNorm``) by :class:`SyncBatchNorm`.
 
@@ -137,16 +152,7 @@ def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
             module.track_running_stats,
             process_group if process_group is not None else getattr(module, "process_group", None),
         )
-        for name in ("weight", "bias"):
-            if getattr(module, name, None) is not None:
-                setattr(new, name, getattr(module, name))
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            if name in module._buffers:
-                new._buffers[name] = module._buffers[name]
-        for key, value in vars(module).items():
-            if not key.startswith("_") and key not in vars(new):
-                setattr(new, key, value)
-        new.train(module.training)
+        _take_over(new, module)
         if not isinstance(module, nn.SyncBatchNorm):
             new._converted_from = type(module)  # what revert_sync_batchnorm restores
         return new
@@ -170,16 +176,7 @@ def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
         new = original(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
         )
-        for name in ("weight", "bias"):
-            if getattr(module, name, None) is not None:
-                setattr(new, name, getattr(module, name))
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            if name in module._buffers:
-                new._buffers[name] = module._buffers[name]
-        for key, value in vars(module).items():
-            if not key.startswith("_") and key not in vars(new) and key != "process_group":
-                setattr(new, key, value)
-        new.train(module.training)
+        _take_over(new, module, skip=("process_group",))
         return new
     for name, child in module.named_children():
         module.add_module(name, revert_sync_batchnorm(child))
