@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             if (
                 type(err).__name__ == "SIGTERMException"
             ):  # Lightning's stop on SIGTERM: no exit code of its own
-                print(f"video-gn {cmd}: stopped by SIGTERM", file=sys.stderr)
+                if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not by every DDP rank
+                    print(f"video-gn {cmd}: stopped by SIGTERM", file=sys.stderr)
                 return 128 + 15
             if err.code not in (0, None) and not any(
                 a in _CONFIG_FLAGS or a.startswith("--config=") for a in rest
