@@ -64,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         except SystemExit as err:
-            if (
-                type(err).__name__ == "SIGTERMException"
-            ):  # Lightning's stop on SIGTERM: no exit code of its own
+            # Lightning's stop on SIGTERM, a SystemExit without an exit code of its own
+            if type(err).__name__ == "SIGTERMException":
                 if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not by every DDP rank
                     print(f"video-gn {cmd}: stopped by SIGTERM", file=sys.stderr)
                 return 128 + 15

@@ -118,6 +118,15 @@ def _is_launching_process() -> bool:
     return True
 
 
+def _checked_checkpoint(path: str, how: str = "") -> dict:
+    """The checkpoint at ``path``, memory-mapped (only its hyper-parameters are read); a cut-short, empty or
+    foreign file is a :class:`StartupError` naming it (``--ckpt_path {how} {path}``)."""
+    try:
+        return read_checkpoint(path, option=f"--ckpt_path {how}".rstrip(), mmap=True)
+    except ValueError as err:
+        raise StartupError(str(err)) from err
+
+
 def _best_is_not_a_file(trainer: Any) -> str:
     """The message for ``--ckpt_path best`` (the trainer's config given), naming the best-*.ckpt files."""
     folder = os.path.join(trainer.get("default_root_dir") or ".", "checkpoints")
@@ -198,20 +207,15 @@ class VideoGNCLI(LightningCLI):
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
         if ckpt_path == "best":  # Lightning's "best" is the best of a fit in this same process
             raise StartupError(_best_is_not_a_file(self.config[sub].get("trainer") or {}))
-        self._ckpt_num_classes = None
-        if ckpt_path and os.path.isfile(ckpt_path):
-            # Read before Lightning does, which fails with a bare traceback on a cut-short or foreign file;
-            # memory-mapped, so only the hyper-parameters are read.
-            try:
-                hparams = read_checkpoint(ckpt_path, mmap=True)["hyper_parameters"]
-            except ValueError as err:
-                raise StartupError(str(err)) from err
-            self._ckpt_num_classes = (hparams or {}).get("num_classes")
+        local_file = bool(ckpt_path) and os.path.isfile(ckpt_path)
+        # Read before Lightning does, which fails with a bare traceback on a cut-short or foreign file.
+        hparams = _checked_checkpoint(ckpt_path)["hyper_parameters"] if local_file else None
+        self._ckpt_num_classes = (hparams or {}).get("num_classes")
         before = self.config[sub].model.clone() if sub == "fit" and self.config[sub].get("model") else None
         super()._parse_ckpt_path()
         if before is not None:
             _warn_replaced_model_settings(before, self.config[sub].model, ckpt_path)
-        if ckpt_path and os.path.isfile(ckpt_path):
+        if local_file:
             self.config[sub].model.pretrained = None
 
     def _check_ckpt_classes(self) -> None:
@@ -276,20 +280,20 @@ class VideoGNCLI(LightningCLI):
         # Resuming into its own folder: Lightning's "not empty" notice is expected.
         if ckpt_path is not None:
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        if ckpt_path == "last" and last and not requeued:
-            # The one Lightning will resume from (the newest); a cut-short one is refused here, with its name.
-            newest = max((os.path.join(dirpath, f) for f in last), key=os.path.getmtime)
-            try:
-                read_checkpoint(newest, option="--ckpt_path last:", mmap=True)
-            except ValueError as err:
-                raise StartupError(str(err)) from err
-        if ckpt_path == "last" and dirpath is not None and not last and not requeued:
-            print(
-                f"video-gn fit: --ckpt_path last: no last checkpoint in {dirpath} yet, starting from scratch.",
-                file=sys.stderr,
-            )
-            # Lightning's own notice then suggests save_last=True, which is already on: not this case.
-            warnings.filterwarnings("ignore", message=r".*is set, but there is no last checkpoint available")
+        if ckpt_path == "last" and not requeued:
+            if last:  # the one Lightning will resume from (the newest); a cut-short one is refused, named
+                _checked_checkpoint(
+                    max((os.path.join(dirpath, f) for f in last), key=os.path.getmtime), "last:"
+                )
+            elif dirpath is not None:
+                print(
+                    f"video-gn fit: --ckpt_path last: no last checkpoint in {dirpath} yet, starting from scratch.",
+                    file=sys.stderr,
+                )
+                # Lightning's own notice then suggests save_last=True, which is already on: not this case.
+                warnings.filterwarnings(
+                    "ignore", message=r".*is set, but there is no last checkpoint available"
+                )
         # Last, so that a run refused above leaves no folder behind; a fit started into the same folder
         # before this one wrote anything is refused here.
         if _is_launching_process():

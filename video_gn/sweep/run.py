@@ -189,23 +189,25 @@ _FAILURE_REASONS = (
 )
 
 
-def _last_error_line(log_path: Path) -> str:
-    """The last ``error:`` line of a run's log (what `video-gn fit` refused), or ""."""
+def _log_tail(log_path: Path) -> str:
+    """The last 20 kB of a run's log ("" if it cannot be read): where a failing run says why."""
     try:
-        lines = log_path.read_text(errors="replace").splitlines()
+        with log_path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 20000))
+            return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _last_error_line(log_path: Path) -> str:
+    """The last ``error:`` line of a run's log (what `video-gn fit` refused), or ""."""
+    lines = _log_tail(log_path).splitlines()
     return next((line.strip() for line in reversed(lines) if "error:" in line), "")
 
 
 def _failure(code: int, log_path: Path) -> str:
     """The status of a failed run: ``failed(<exit code>)``, with the reason when its log tells it."""
-    try:
-        with log_path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 20000))
-            tail = f.read().decode(errors="replace")
-    except OSError:
-        tail = ""
+    tail = _log_tail(log_path)
     reason = next((why for text, why in _FAILURE_REASONS if text in tail), None)
     if reason is None and code == -signal.SIGKILL:
         reason = "killed by SIGKILL: out of host memory?"
