@@ -52,45 +52,41 @@ __all__ = [
 DEFAULT_WS_EPS = 1e-6
 
 
-# Standardized-weight path, cost per step: forward, the mean is a BLAS ``mv``, then one write (w − μ into the ŵ
-# buffer), one read (its norm), one in-place scale; backward, one write (ŵ again for the conv backward), then
-# ATen's fused BatchNorm backward maps the conv's ∂L/∂ŵ to ∂L/∂w (two reads of g and w, one write). The
-# variance is taken after centring (two-pass), so it stays accurate when a filter's mean is large next to its
-# spread (E[w²] − μ² loses ~1e-7·μ²/σ² in float32).
+# Standardized-weight path, cost per step: forward, ATen's LayerNorm kernel reads w and writes ŵ (statistics by a
+# cascade sum, accurate when a filter's mean is large next to its spread, where E[w²] − μ² would lose
+# ~1e-7·μ²/σ² in float32); backward, the same again (ŵ for the conv backward), then LayerNorm's backward maps the
+# conv's ∂L/∂ŵ to ∂L/∂w (reads g and w, one write).
 
 
 def _standardize(weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Return (ŵ, μ, 1/σ): ŵ shaped like ``weight``, μ and 1/σ shaped (C_out,)."""
-    flat = weight.reshape(weight.shape[0], -1)
-    k = flat.shape[1]
-    mean = torch.mv(flat, flat.new_full((k,), 1.0 / k))
-    w_hat = flat - mean[:, None]
-    var = torch.linalg.vector_norm(w_hat, dim=1).square_().div_(k)
-    rstd = torch.rsqrt(var + eps)
-    return w_hat.mul_(rstd[:, None]).view_as(weight), mean, rstd
+    """Return (ŵ, μ, 1/σ): ŵ shaped like ``weight``, μ and 1/σ shaped (C_out,).
 
-
-def _restandardize(weight: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
-    """ŵ = (w − μ)·(1/σ) from saved per-filter stats, in one pass, shaped (C_out, K)."""
+    Standardizing each filter is LayerNorm over the flattened filter without affine parameters, so ATen's fused
+    kernel does it in one read and one write, its per-row moments by a vectorised cascade (Welford) sum that stays
+    accurate when a filter's mean is large next to its spread. One op instead of half a dozen also matters for
+    the small filter banks of early layers, where each extra op costs more in dispatch and thread wake-up than
+    in arithmetic.
+    """
     flat = weight.reshape(weight.shape[0], -1)
-    return torch.addcmul((-mean * rstd)[:, None], flat, rstd[:, None])
+    w_hat, mean, rstd = torch.native_layer_norm(flat, [flat.shape[1]], None, None, eps)
+    return w_hat.view_as(weight), mean.view(-1), rstd.view(-1)
 
 
 def _standardize_backward(grad_w_hat: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
     """Map ∂L/∂ŵ to ∂L/∂w for ŵ = (w − μ)·(1/σ), returned with ``grad_w_hat``'s shape (a fresh tensor).
 
-    ∂L/∂w = (1/σ)·(g − mean(g) − ŵ·mean(g·ŵ)), means per filter: exactly BatchNorm's training backward with
-    the filters as channels, so ATen's fused kernel does it, reading g and w twice and writing once with no
-    temporaries (a per-filter ``vecdot`` allocates a weight-sized product, and on CPU a fresh buffer of that
-    size costs page faults worth several passes). ``mean`` and ``rstd`` are the forward's (C_out,) stats.
+    ∂L/∂w = (1/σ)·(g − mean(g) − ŵ·mean(g·ŵ)), means per filter: LayerNorm's backward over each flattened filter,
+    so ATen's fused kernel does it, reading g and w and writing once with no temporaries (a per-filter
+    ``vecdot`` allocates a weight-sized product, and on CPU a fresh buffer of that size costs page faults worth
+    several passes). ``mean`` and ``rstd`` are the forward's (C_out,) stats.
     """
     c_out = weight.shape[0]
-    g = grad_w_hat.reshape(1, c_out, -1)
-    w = weight.reshape(1, c_out, -1)
+    w = weight.reshape(c_out, -1)
+    g = grad_w_hat.reshape(c_out, -1)
     if g.dtype != w.dtype:
         g = g.to(w.dtype)
-    grad_w = torch.ops.aten.native_batch_norm_backward(
-        g, w, None, None, None, mean, rstd, True, 0.0, [True, False, False]
+    grad_w = torch.ops.aten.native_layer_norm_backward(
+        g, w, [w.shape[1]], mean.view(-1, 1), rstd.view(-1, 1), None, None, [True, False, False]
     )[0]
     return grad_w.view(grad_w_hat.shape)
 
@@ -209,6 +205,7 @@ class _WSConvFunction(torch.autograd.Function):
         ctx.conv_args = (stride, padding, dilation, groups)
         ctx.compute_dtype = compute_dtype
         ctx.weight_domain = weight_domain
+        ctx.eps = eps
         return out.to(out_dtype)  # a no-op unless the guard computed in fp32
 
     @staticmethod
@@ -260,11 +257,11 @@ class _WSConvFunction(torch.autograd.Function):
             if need_b:
                 grad_b = grad_out.sum(dim=[0, *range(2, grad_out.dim())])
         else:
-            w_hat = _restandardize(weight, mean, rstd)  # (C_out, K); one weight-sized temporary
+            w_hat = _standardize(weight, ctx.eps)[0]  # one weight-sized temporary; the same ŵ as forward's
             grad_x, grad_w_hat, grad_b = convolution_backward(
                 grad_out,
                 x,
-                w_hat.view_as(weight).to(ctx.compute_dtype),
+                w_hat.to(ctx.compute_dtype),
                 ctx.bias_shape,
                 stride,
                 padding,

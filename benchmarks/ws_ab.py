@@ -1,0 +1,112 @@
+"""A/B test of two WSConv3d implementations in one interleaved run: is a change to ``video_gn/nn/ws.py`` faster?
+
+Whole-step ratios of GN+WS to GN move by ±2 % between idle runs on a 2-core machine, more than most changes to the
+WS code are worth. This script puts the shipped ``video_gn.nn.WSConv3d`` and other versions of ``ws.py`` (files
+given on the command line, e.g. ``git show HEAD~1:video_gn/nn/ws.py > /tmp/ws_old.py``) in the same process, on
+the same weights, and times one train step of each per round (the model and step of ``benchmarks/layers.py``:
+r3d_18 width 64, 2×3×8×112×112, SGD with momentum), odd rounds in reverse order. It prints each variant's
+median step and its median ratio to GN in the same round, then shipped / other per round, median [quartiles].
+
+    git show HEAD~1:video_gn/nn/ws.py > /tmp/ws_old.py
+    python benchmarks/ws_ab.py old=/tmp/ws_old.py [--rounds 24] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import time
+from types import ModuleType
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/layers.py
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from video_gn import nn as vnn  # noqa: E402
+from video_gn.models import build  # noqa: E402
+
+
+def load_module(name: str, path: str) -> ModuleType:
+    """Import a copy of ``ws.py`` from ``path`` as a module of its own."""
+    spec = importlib.util.spec_from_file_location(f"ws_ab_{name}", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"ws_ab: cannot import {path!r}: give a Python file (a copy of video_gn/nn/ws.py)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "WSConv3d"):
+        raise SystemExit(f"ws_ab: {path!r} defines no WSConv3d; give a copy of video_gn/nn/ws.py")
+    return module
+
+
+def ws_model(reference: nn.Module, ws_class: type | None) -> nn.Module:
+    """The GN+WS r3d_18 with ``reference``'s weights, its WS convs switched to ``ws_class`` (None: shipped)."""
+    model = build("r3d_18", num_classes=400, norm="gn", ws=True, width=64)
+    model.load_state_dict(reference.state_dict())
+    if ws_class is not None:
+        for module in model.modules():
+            if isinstance(module, vnn.WSConv3d):
+                module.__class__ = ws_class  # same attributes (weight, bias, eps, conv options)
+    return model
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=False)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def quartiles(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4)
+    return f"{statistics.median(values):.3f} [{q[0]:.3f}, {q[2]:.3f}]"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("others", nargs="+", metavar="NAME=PATH", help="other versions of ws.py to compare")
+    parser.add_argument("--rounds", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    others = {}
+    for item in args.others:
+        name, sep, path = item.partition("=")
+        if not sep or not name or name in ("gn", "shipped"):
+            raise SystemExit(f"ws_ab: expected NAME=PATH with NAME not 'gn' or 'shipped', got {item!r}")
+        others[name] = load_module(name, path).WSConv3d
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gn = build("r3d_18", num_classes=400, norm="gn", ws=False, width=64)
+    models = {"gn": gn, "shipped": ws_model(gn, None)} | {k: ws_model(gn, c) for k, c in others.items()}
+    x, y = torch.randn(2, 3, 8, 112, 112), torch.randint(0, 400, (2,))
+    steps = {k: train_step(m, x, y) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    load = os.getloadavg()[0]
+    for r in range(args.rounds + 2):  # 2 warm-up rounds
+        for k in list(steps) if r % 2 == 0 else list(steps)[::-1]:
+            t = time.perf_counter()
+            steps[k]()
+            if r >= 2:
+                times[k].append(time.perf_counter() - t)
+    print(
+        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, {args.rounds} rounds, load {load:.1f} at start\n"
+    )
+    print("| variant | median step s | × GN, paired: median [quartiles] |\n| --- | ---: | ---: |")
+    for k, ts in times.items():
+        print(
+            f"| {k} | {statistics.median(ts):.3f} | {quartiles([a / b for a, b in zip(ts, times['gn'])])} |"
+        )
+    print()
+    for k in others:
+        print(f"shipped / {k}, paired: {quartiles([a / b for a, b in zip(times['shipped'], times[k])])}")
+
+
+if __name__ == "__main__":
+    main()
