@@ -112,8 +112,8 @@ def main() -> None:
         ratio = ""
         if routing:
             paired = sorted(a / b for a, b in zip(times[(norm, batch, False)], times[(norm, batch, True)]))
-            q = statistics.quantiles(paired, n=4)
-            ratio = f"{statistics.median(paired):.2f} [{q[0]:.2f}, {q[2]:.2f}]"
+            q1, q3 = statistics.quantiles(paired, n=4)[::2] if len(paired) >= 4 else (paired[0], paired[-1])
+            ratio = f"{statistics.median(paired):.2f} [{q1:.2f}, {q3:.2f}]"
         who = "video_gn" if routing else "torch"
         print(f"| {norm} | {batch} | {who} | {med:.4f} | {med / batch:.4f} | {ratio} |")
 

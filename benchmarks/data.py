@@ -77,10 +77,10 @@ def write_bench_video(path: Path, *, gop: int | None, seed: int) -> None:
 
 
 def make_videos(out: Path, per_gop: int) -> dict[str, list[Path]]:
-    """Write (or reuse) ``per_gop`` videos per GOP setting in a Kinetics folder layout under ``out``."""
+    """Write (or reuse) ``per_gop`` videos per GOP setting under ``out/<gop name>/videos``."""
     videos: dict[str, list[Path]] = {}
     for name, gop in GOPS.items():
-        d = out / name / "train" / "c0"
+        d = out / name / "videos"
         d.mkdir(parents=True, exist_ok=True)
         videos[name] = []
         for i in range(per_gop):
@@ -91,6 +91,23 @@ def make_videos(out: Path, per_gop: int) -> dict[str, list[Path]]:
                 tmp.rename(p)
             videos[name].append(p)
     return videos
+
+
+def dataset_root(root: Path, sources: list[Path], count: int) -> Path:
+    """A Kinetics-layout dataset of ``count`` (at least 2) links to ``sources``, alternating classes c0 / c1.
+
+    The data module refuses a one-class dataset, so the links are spread over two class folders; a root left
+    by an older version of this script (one class folder) is rebuilt.
+    """
+    if (root / "train" / "c1").is_dir():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    for i in range(max(count, 2)):
+        d = root / "train" / f"c{i % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        os.symlink(sources[i % len(sources)].resolve(), d / f"v{i}.mp4")
+    return root
 
 
 # --------------------------------------------------------------------------- memory
@@ -215,7 +232,13 @@ def make_jobs(paths: list[Path], t: int, s: int, clips: int, seed: int) -> list[
 # --------------------------------------------------------------------------- loader
 def loader_run(root: Path, t: int, s: int, workers: int, epochs: int) -> tuple[float, int, float]:
     dm = KineticsDataModule(
-        str(root), num_frames=t, sampling_rate=s, batch_size=8, num_workers=workers, persistent_workers=True
+        str(root),
+        num_frames=t,
+        sampling_rate=s,
+        batch_size=8,
+        num_workers=workers,
+        persistent_workers=True,
+        drop_last=False,  # every clip counts, also with fewer than 8 videos (--loader-videos)
     )
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -282,7 +305,7 @@ def main() -> None:
 
     if args.rss_clips or args.only_rss:
         n = args.rss_clips or 2000
-        root = args.out / "x264-default"
+        root = dataset_root(args.out / "rss_x264-default", videos["x264-default"], args.videos)
         before, after = rss_run(root, n)
         print("### Host memory (training dataset, 8x8 clips, decode + transforms, one process)\n")
         print(f"| RSS after 200 clips | RSS after {n} clips | change |\n| --- | --- | --- |")
@@ -343,13 +366,8 @@ def main() -> None:
     print("| video | window | workers | clips/s | frames/s | peak memory MiB (PSS, main + workers) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for gop_name in videos:
-        root = args.out / f"loader_{gop_name}"
-        if not root.exists():  # more videos for the loader: link the written ones several times
-            d = root / "train" / "c0"
-            d.mkdir(parents=True)
-            for i in range(args.loader_videos):
-                src = videos[gop_name][i % len(videos[gop_name])]
-                os.symlink(src, d / f"v{i}.mp4")
+        # more videos for the loader: the written ones linked several times
+        root = dataset_root(args.out / f"loader_{gop_name}", videos[gop_name], args.loader_videos)
         for t, s in WINDOWS:
             for workers in (0, 2):
                 sec, clips, peak = loader_run(root, t, s, workers, args.loader_epochs)

@@ -65,8 +65,10 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def quartiles(values: list[float]) -> str:
-    q = statistics.quantiles(values, n=4)
-    return f"{statistics.median(values):.3f} [{q[0]:.3f}, {q[2]:.3f}]"
+    """``median [q1, q3]``; with fewer than 4 rounds, [min, max] in place of the quartiles."""
+    values = sorted(values)
+    q1, q3 = statistics.quantiles(values, n=4)[::2] if len(values) >= 4 else (values[0], values[-1])
+    return f"{statistics.median(values):.3f} [{q1:.3f}, {q3:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> None:
