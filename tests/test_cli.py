@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from torch import nn
 
 from video_gn.cli import main, parse_config, run_lightning_cli
 
@@ -975,6 +976,30 @@ def test_damaged_or_foreign_checkpoint_is_a_one_line_error(tiny_root, tmp_path, 
     assert want[damage] in err
     assert main(["validate", *_quick(tiny_root, run), f"--ckpt_path={last}"]) == 2
     assert want[damage] in capsys.readouterr().err
+
+
+def test_an_unreadable_checkpoint_error_says_which_kind_of_file_it_is(tmp_path):
+    """A text file, a torch file of pickled objects, a cut zip: three causes, three messages, no torch essay."""
+    from video_gn.checkpoint_io import read_checkpoint
+
+    text = tmp_path / "config.yaml"
+    text.write_text("model:\n  name: r3d_18\n")
+    objects = tmp_path / "module.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "model": nn.Linear(2, 2)}, objects)
+    cut = tmp_path / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, cut)
+    cut.write_bytes(cut.read_bytes()[:600])
+    want = {
+        text: "not a file written by torch.save (it starts with b'model:\\n ')",
+        objects: "pickled Python objects besides tensors",
+        cut: "cut short or corrupt",
+    }
+    for path, reason in want.items():
+        with pytest.raises(ValueError) as info:
+            read_checkpoint(path)
+        message = str(info.value)
+        assert f"--ckpt_path {path} could not be read as a checkpoint: " in message and reason in message
+        assert "\n" not in message and len(message) < 500, message
 
 
 def test_checkpoints_are_written_next_to_their_target_and_renamed(tiny_root, tmp_path, monkeypatch):

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from video_gn.models.pretrained import why_torch_load_failed
+
 __all__ = ["AtomicCheckpointIO"]
 
 
@@ -64,7 +66,8 @@ def read_checkpoint(
         The checkpoint dict (``state_dict``, ``hyper_parameters``, loop state ...).
 
     Raises:
-        ValueError: the file is cut short or corrupt, or is not a training checkpoint (e.g. a bare state dict).
+        ValueError: the file is not a torch file, holds pickled objects beyond tensors, is cut short or corrupt,
+            or is not a training checkpoint (e.g. a bare state dict); the message says which.
     """
     if os.path.getsize(path) == 0:
         raise ValueError(
@@ -79,11 +82,9 @@ def read_checkpoint(
                 raise
             ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) torch file
     except Exception as err:  # truncated, not a torch file, or pickled objects beyond tensors
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else "no message"
         raise ValueError(
-            f"{option} {path} could not be read as a checkpoint ({type(err).__name__}: {first}): the file is "
-            "cut short or corrupt (e.g. written by a run killed while saving). Use another checkpoint of the "
-            "run (best-*.ckpt or last.ckpt in <trainer.default_root_dir>/checkpoints), or delete this one."
+            f"{option} {path} could not be read as a checkpoint: {why_torch_load_failed(path, err)}. Use another "
+            "checkpoint of the run (best-*.ckpt or last.ckpt in <trainer.default_root_dir>/checkpoints)."
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise ValueError(

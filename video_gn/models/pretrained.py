@@ -179,11 +179,33 @@ def _read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], str | None, d
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # pickled objects beyond tensors/containers: refuse rather than execute them
         raise ValueError(
-            f"{p} could not be read with torch.load(weights_only=True) ({type(err).__name__}: {err}). Save only "
+            f"{p} could not be read with torch.load(weights_only=True): {why_torch_load_failed(p, err)}. Save only "
             "the state dict (torch.save(model.state_dict(), path)) or convert the file to .safetensors."
         ) from err
     hparams = obj.get("hyper_parameters") if isinstance(obj, Mapping) else None
     return _unwrap(obj, str(p)), None, hparams if isinstance(hparams, Mapping) else None
+
+
+def why_torch_load_failed(path: str | Path, err: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` raised ``err``, in words: not a torch file, pickled objects
+    beyond tensors, or a damaged file (with the first words of torch's message)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive (PK\x03\x04); files from torch < 1.6 start with a pickle protocol byte
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return f"it is not a file written by torch.save (it starts with {head!r})"
+    message = " ".join(str(err).split())
+    if "weights only load failed" in message.lower():
+        return (
+            "it holds pickled Python objects besides tensors, and video-gn loads checkpoints with "
+            "weights_only=True (it never runs code from a file); re-save it with tensors, numbers, strings and "
+            "plain containers only"
+        )
+    first = message if len(message) <= 160 else message[:160].rsplit(" ", 1)[0] + " …"
+    return (
+        f"the file is cut short or corrupt, e.g. written by a run killed while saving ({type(err).__name__}: "
+        f"{first or 'no message'})"
+    )
 
 
 def _hub_state_dict(spec: str) -> tuple[dict[str, Tensor], str | None]:
