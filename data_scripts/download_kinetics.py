@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from video_gn.argparsing import CommandParser
 from video_gn.data.kinetics_download import DownloaderNotFound, download_kinetics
 from video_gn.data.progress import run_script
 from video_gn.data.script_args import bounded_int, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("csv", nargs="+", help="annotation CSV(s): label,youtube_id,time_start,time_end,split")
     p.add_argument("--out", required=True, help="output root")
     p.add_argument("--split", help="keep only this split (or name the split of CSVs without that column)")

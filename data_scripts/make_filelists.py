@@ -15,13 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from video_gn.argparsing import CommandParser
 from video_gn.data.filelists import make_filelists
 from video_gn.data.progress import run_script
 from video_gn.data.script_args import folder_problem, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="dataset root")
     p.add_argument("--splits", nargs="+", default=None, help="split folders (default: all)")
     p.add_argument("--out-dir", default=None, help="where to write the lists (default: root)")

@@ -24,6 +24,7 @@ import dataclasses
 import sys
 import time
 
+from video_gn.argparsing import CommandParser
 from video_gn.data.progress import run_script
 from video_gn.data.script_args import bounded_int
 from video_gn.data.synthetic import PRESETS, check_root, describe, generate
@@ -33,7 +34,7 @@ DEFAULT_PRESET = "quickstart"
 
 def main(argv: list[str] | None = None) -> int:
     base = PRESETS[DEFAULT_PRESET]
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "root",
         nargs="?",

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from video_gn.argparsing import CommandParser
 from video_gn.data.prep import X264_PRESETS, resize_tree, write_rows_csv
 from video_gn.data.progress import run_script
 from video_gn.data.script_args import bounded_int, output_path_problem
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="input root")
     p.add_argument("dst", help="output root (must differ from src and not lie inside it)")
     p.add_argument(

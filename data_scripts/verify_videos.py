@@ -26,6 +26,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from video_gn.argparsing import CommandParser
 from video_gn.data.filelists import read_list, write_clean_csv
 from video_gn.data.prep import VIDEO_EXTENSIONS, find_videos, write_rows_csv
 from video_gn.data.progress import run_script
@@ -46,7 +47,7 @@ def default_bad_csv(target: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", help="a dataset folder or a `path label` list file")
     p.add_argument(
         "--root", default=None, help="base folder of relative paths in a list (default: its folder)"

@@ -599,6 +599,43 @@ def test_abbreviated_or_misspelt_option_is_refused(option, capsys):
     assert option.split("=")[0] in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, wrong, meant",
+    [
+        (["plan", "--model", "r3d_18", "--frame", "8"], "--frame", "--frames"),
+        (["sweep", "--ou", "runs/x", "--dry-run"], "--ou", "--out"),
+        (["predict", "clip.mp4", "--ckpt", "last.ckpt"], "--ckpt", "--ckpt_path"),  # a required option missed
+        (["predict", "clip.mp4", "--ckpt_path", "last.ckpt", "--num_clip", "3"], "--num_clip", "--num_clips"),
+    ],
+)
+def test_argparse_commands_refuse_abbreviations_and_suggest_the_option(argv, wrong, meant, capsys):
+    # As fit/validate/test: argparse's default would take --frame for --frames and run silently.
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{wrong}: did you mean {meant}" in err and "Traceback" not in err
+
+
+def test_data_scripts_refuse_abbreviations_too(capsys):
+    from video_gn.argparsing import CommandParser
+
+    p = CommandParser(prog="x")
+    p.add_argument("--short-side", type=int)
+    p.add_argument("rest", nargs="*")
+    assert p.parse_args(["--short-side", "256", "--", "--shrt"]).rest == ["--shrt"]  # after --: passed on
+    with pytest.raises(SystemExit):
+        p.parse_args(["--short", "256"])
+    assert "--short: did you mean --short-side?" in capsys.readouterr().err
+    out = subprocess.run(
+        [sys.executable, str(REPO / "data_scripts" / "resize_videos.py"), "a", "b", "--short", "256"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "--short: did you mean --short-side?" in out.stderr
+
+
 def test_misspelt_key_in_a_config_file_is_short_and_suggests_the_option(tmp_path, capsys):
     typo = tmp_path / "typo.yaml"
     typo.write_text(f"config: {REPO / 'configs' / 'quickstart.yaml'}\ndata:\n  batchsize: 4\n")

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from video_gn.argparsing import CommandParser
 from video_gn.data import prep
 
 # The data options predict uses, with the fallbacks used when neither a flag, a config nor the checkpoint
@@ -41,7 +42,7 @@ VIEW_KEYS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``video-gn predict`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="video-gn predict",
         description="Classify video files with a trained checkpoint: top-k class names and probabilities "
         "per video, averaged over num_clips x num_crops views. View settings (clip length, sampling rate, "

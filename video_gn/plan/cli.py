@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from video_gn.argparsing import CommandParser
 from video_gn.nn import NORM_KINDS
 from video_gn.plan.extrapolate import build_plan
 from video_gn.plan.measure import OPTIMIZERS, PRECISIONS
@@ -39,7 +40,7 @@ def _gn_groups(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``video-gn plan`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="video-gn plan",
         description="Peak training memory and step time per (clip length T, per-device batch B), measured "
         "with real training steps (CPU: bytes saved for backward + params/grads/optimiser; CUDA: allocator "

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from video_gn.argparsing import CommandParser
 from video_gn.sweep.grid import Cell, SweepSpec, _int_list, expand_grid, load_spec, parse_norm
 from video_gn.sweep.report import write_reports
 from video_gn.sweep.results import read_rows
@@ -18,7 +19,7 @@ from video_gn.sweep.run import run_sweep
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``video-gn sweep`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="video-gn sweep",
         description="Train a grid of norms x per-device batch x clip length x seeds at a fixed number of "
         "training clips (each run a `video-gn fit` subprocess, validated at its last step); resumable; "
