@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -946,6 +947,40 @@ def test_sigterm_writes_last_checkpoint_and_exits_143(tiny_root, tmp_path, monke
     monkeypatch.setattr("video_gn.cli.run_lightning_cli", stopped)
     assert main(["fit", "-c", "x.yaml"]) == 143
     assert "stopped by SIGTERM" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_fit_names_the_checkpoint_and_the_unsaved_steps_and_exits_130(
+    tiny_root, tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "run"
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")], run=False)
+
+    class CtrlCAtStep3(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 3:
+                raise KeyboardInterrupt
+
+    cli.trainer.callbacks.append(CtrlCAtStep3())
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert exit_info.value.code == 1 and isinstance(exit_info.value.__context__, KeyboardInterrupt)
+    err = capsys.readouterr().err
+    last = run / "checkpoints" / "last.ckpt"
+    assert f"resume from {last} (step 2; the 1 step after it were not saved) with --ckpt_path last" in err
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # nothing written at the interrupt
+
+    def interrupted(args):  # what Lightning does on Ctrl-C
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)
+
+    monkeypatch.setattr("video_gn.cli.run_lightning_cli", interrupted)
+    assert main(["fit", "-c", "x.yaml"]) == 130
 
 
 def test_too_many_bad_videos_mid_fit_saves_the_weights_and_is_one_message(tiny_root, tmp_path, capsys):

@@ -68,6 +68,8 @@ class VideoCheckpoint(ModelCheckpoint):
         self.last_every_n_steps = last_every_n_steps
         self._last_written_step = -1  # step of the newest last.ckpt written at a validation
         self._periodic_step = -1  # step of the newest last.ckpt written by last_every_n_steps
+        #: Optimiser step of the newest ``last.ckpt`` this run wrote (None: none yet).
+        self.last_ckpt_step: int | None = None
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -125,6 +127,7 @@ class VideoCheckpoint(ModelCheckpoint):
         # Past the once-per-step guard below: a validation at this same step writes last.ckpt again, with
         # its metrics and the updated best-checkpoint state.
         super()._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self.last_ckpt_step = trainer.global_step
         # Lightning skips every save at a step it already saved; a last-only save must not suppress the
         # best-checkpoint save of a validation at this same step.
         self._last_global_step_saved = saved_step
@@ -138,7 +141,7 @@ class VideoCheckpoint(ModelCheckpoint):
         if self._last_written_step == trainer.global_step:
             return  # already written at this step
         super()._save_last_checkpoint(trainer, monitor_candidates)
-        self._last_written_step = trainer.global_step
+        self._last_written_step = self.last_ckpt_step = trainer.global_step
 
 
 class FitSummary(L.Callback):
@@ -220,7 +223,13 @@ class FitSummary(L.Callback):
         )
         last = getattr(trainer.checkpoint_callback, "last_model_path", "")
         if last and os.path.isfile(last):
-            line += f"; resume from {last} with --ckpt_path last"
+            saved = getattr(trainer.checkpoint_callback, "last_ckpt_step", None)
+            if saved is not None and saved != trainer.global_step:
+                lost = trainer.global_step - saved
+                steps = f"{lost} step{'' if lost == 1 else 's'}"
+                line += f"; resume from {last} (step {saved}; the {steps} after it were not saved) with --ckpt_path last"
+            else:
+                line += f"; resume from {last} with --ckpt_path last"
         return line
 
     def summary_lines(self, trainer: L.Trainer) -> list[str]:

@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not by every DDP rank
                     print(f"video-gn {cmd}: stopped by SIGTERM", file=sys.stderr)
                 return 128 + 15
+            # Lightning's Ctrl-C handling ends in sys.exit(1) (after writing nothing: the interrupt can land
+            # mid optimiser step); exit as any interrupted command does
+            if err.code == 1 and isinstance(err.__context__, KeyboardInterrupt):
+                return 128 + 2
             if err.code not in (0, None) and not any(
                 a in _CONFIG_FLAGS or a.startswith("--config=") for a in rest
             ):
