@@ -645,6 +645,11 @@ def test_download_without_yt_dlp_stops_before_doing_anything(tmp_path: Path, mon
         "pip install yt-dlp"
     )
     assert not (tmp_path / "out").exists()  # nothing done: no retries, no output folder, no failures CSV
+    # a mistyped CSV path is reported first: installing yt-dlp would not fix the run
+    code, _, err = run_script(
+        "download_kinetics.py", str(tmp_path / "trian.csv"), "--out", str(tmp_path / "out")
+    )
+    assert code == 2 and f"annotation CSV {tmp_path / 'trian.csv'} not found" in err and "yt-dlp" not in err
     with pytest.raises(DownloaderNotFound):
         download_kinetics(k, tmp_path / "out", progress=False)
     # an injected download function does not need yt-dlp

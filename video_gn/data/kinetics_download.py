@@ -408,7 +408,8 @@ def download_kinetics(
         out_root: output root.
         split: keep only this split (or name the split of CSVs without a ``split`` column).
         download_fn: ``(youtube_id, dest_dir) -> path``; default :func:`yt_dlp_download`, checked to be
-            installed before anything else is done (:class:`DownloaderNotFound` otherwise).
+            installed once the CSVs and ``out_root`` are checked, before anything is written or downloaded
+            (:class:`DownloaderNotFound` otherwise).
         workers: parallel downloads (threads; default ``2 * CPUs``).
         retries: extra attempts per clip after a failure (bounded); a :class:`VideoGone` error (removed,
             private) is not retried.
@@ -429,8 +430,6 @@ def download_kinetics(
         ValueError: an annotation CSV is not in the official format, the CSVs list no clips (of ``split``),
             two labels map to the same folder name, ``out_root`` is a file, or ``retries < 0``.
     """
-    if download_fn is None:
-        yt_dlp_command()  # fail now, not after retrying every clip
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     if isinstance(csv_paths, (str, os.PathLike)):
@@ -466,6 +465,8 @@ def download_kinetics(
             seen.add(clip_path(out_root, a))
             unique.append(a)
     anns = unique[:limit] if limit is not None else unique
+    if download_fn is None:  # after the inputs are checked (a mistyped CSV path is the first thing to fix)
+        yt_dlp_command()  # fail now, not after retrying every clip
     (out_root / ".downloads").mkdir(parents=True, exist_ok=True)
     _remove_stale(out_root / ".downloads")
     fn = download_fn or yt_dlp_download
