@@ -176,8 +176,13 @@ def test_text_bar_after_a_mid_epoch_resume_knows_the_epoch_and_its_rate(tmp_path
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended")
         second.fit(TinyModule(), _loader(20), ckpt_path=tmp_path / "mid.ckpt")
     lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch 1/1 batch")]
-    assert lines and all(line.startswith(f"epoch 1/1 batch {n}/5 (") for n, line in zip(range(3, 6), lines))
-    assert all(" it/s | epoch ETA " in line for line in lines), lines  # a tiny model: many steps a second
+    assert len(lines) == 3, lines  # batches 3, 4 and 5 of 5: one line each (interval 0)
+    for n, line in zip(range(3, 6), lines):
+        # a known rate (not "? it/s") and ETA, whatever the machine's speed: it/s, or s/it below one a second
+        assert re.match(
+            rf"epoch 1/1 batch {n}/5 \(\d+\.\d%\) \| \d+\.\d+ (it/s|s/it) \| epoch ETA \d+:\d\d:\d\d \| ",
+            line,
+        ), line
 
 
 def test_text_bar_validate_and_test_write_progress_and_metrics(tmp_path):

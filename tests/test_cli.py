@@ -874,12 +874,14 @@ def test_lightning_optimizer_options_are_refused(capsys):
 
 def test_resuming_with_another_lr_says_which_lr_trains(tiny_root, tmp_path, capsys):
     run = tmp_path / "run"
-    main(["fit", *_quick(tiny_root, run, "--model.lr=0.1")])
+    assert main(["fit", *_quick(tiny_root, run, "--model.lr=0.1")]) == 0
     capsys.readouterr()
     with pytest.warns(UserWarning, match=r"resumed at step 4: .* peak lr 0\.00625, not the 0\.0025"):
-        main(
-            ["fit", *_quick(tiny_root, run, "--model.lr=0.04", "--trainer.max_epochs=2", "--ckpt_path=last")]
-        )
+        resumed = [
+            "fit",
+            *_quick(tiny_root, run, "--model.lr=0.04", "--trainer.max_epochs=2", "--ckpt_path=last"),
+        ]
+        assert main(resumed) == 0
     # An explicit checkpoint file: Lightning puts the checkpoint's model settings over the config's; say so.
     last = run / "checkpoints" / "last.ckpt"
     other = _quick(

@@ -117,7 +117,7 @@ def test_ddp_train_sharding(num_videos, world):
         assert all(len(s) == num_videos // world for s in samplers)
         assert len(flat) == num_videos - num_videos % world and set(flat) <= set(range(num_videos))
         orders.append(flat)
-    assert orders[0] != orders[1] != orders[2]  # reshuffled every epoch
+    assert len({tuple(o) for o in orders}) == 3  # reshuffled every epoch (no two epochs alike)
     samplers[0].set_epoch(1)
     assert list(samplers[0]) == orders[1][: num_videos // world]  # deterministic from (seed, epoch)
     # Over a few epochs every video is seen (the left-out remainder changes).
@@ -131,12 +131,16 @@ def test_ddp_train_sharding(num_videos, world):
 
 @pytest.mark.parametrize("num_videos,world,views", [(10, 3, 6), (5, 2, 1), (2, 4, 3)])
 def test_ddp_eval_sharding_groups_views(num_videos, world, views):
-    shards = [
-        list(
-            ShardedVideoSampler(num_videos, views_per_video=views, shuffle=False, num_replicas=world, rank=r)
-        )
+    samplers = [
+        ShardedVideoSampler(num_videos, views_per_video=views, shuffle=False, num_replicas=world, rank=r)
         for r in range(world)
     ]
+    shards = [list(s) for s in samplers]
+    # balanced: each rank holds floor or ceil of num_videos / world videos, all their views, and says so
+    for s, sh in zip(samplers, shards):
+        shard_videos = {i // views for i in sh}
+        assert len(shard_videos) in (num_videos // world, -(-num_videos // world)), (world, shards)
+        assert len(sh) == len(shard_videos) * views == len(s) == s.num_shard_videos() * views
     flat = sorted(i for sh in shards for i in sh)
     assert flat == list(range(num_videos * views))  # every view exactly once, no padding
     for sh in shards:
@@ -145,6 +149,7 @@ def test_ddp_eval_sharding_groups_views(num_videos, world, views):
             assert sorted(i for i in sh if i // views == v) == list(range(v * views, v * views + views))
     owners = [{i // views for i in sh} for sh in shards]
     assert all(not (a & b) for k, a in enumerate(owners) for b in owners[k + 1 :])
+    assert sorted(v for o in owners for v in o) == list(range(num_videos))  # each video on exactly one rank
 
 
 # --------------------------------------------------------------------------- transforms
@@ -242,8 +247,15 @@ def test_setup_errors_name_the_path(root, tmp_path):
     with pytest.raises(FileNotFoundError, match="has none of the splits"):
         (tmp_path / "nothing").mkdir()
         _dm(tmp_path / "nothing").setup("fit")
-    for bad_kw in (dict(num_crops=2), dict(num_frames=0), dict(train_short_side=(300, 200))):
-        with pytest.raises(ValueError):
+    for bad_kw, message in (
+        (dict(num_crops=2), r"data\.num_crops must be 1 or 3, got 2"),
+        (dict(num_frames=0), r"data\.num_frames must be >= 1, got 0"),
+        (
+            dict(train_short_side=(300, 200)),
+            r"data\.train_short_side must be \[min, max\] .*got \(300, 200\)",
+        ),
+    ):
+        with pytest.raises(ValueError, match=message):
             _dm(root, **bad_kw)
 
 
@@ -434,23 +446,34 @@ def test_datamodule_shards_by_rank(root):
         dm.setup("fit")
         train, val = dm.train_dataloader(), dm.val_dataloader()
         assert isinstance(train.sampler, ShardedVideoSampler) and train.sampler.num_replicas == 2
+        assert train.sampler.rank == val.sampler.rank == rank
+        assert len(train.sampler) == len(list(train.sampler)) == 4  # 9 train videos // 2 ranks
+        assert len(val.sampler) == len(list(val.sampler)) == 3 * 2  # 6 val videos / 2 ranks, 2 clips each
         train_seen.append(torch.cat([b["video_index"] for b in train]).tolist())
         views_seen.append(
             [(v, k) for b in val for v, k in zip(b["video_index"].tolist(), b["clip_index"].tolist())]
         )
     assert len(train_seen[0]) == len(train_seen[1]) == 4 and not set(train_seen[0]) & set(train_seen[1])
     assert sorted(views_seen[0] + views_seen[1]) == [(v, k) for v in range(6) for k in range(2)]
-    assert not {v for v, _ in views_seen[0]} & {v for v, _ in views_seen[1]}
+    val_videos = [{v for v, _ in seen} for seen in views_seen]
+    assert [len(v) for v in val_videos] == [3, 3]  # balanced: 6 videos / 2 ranks each
+    assert not val_videos[0] & val_videos[1] and val_videos[0] | val_videos[1] == set(range(6))
     dm = _dm(root)  # Lightning's own sampler replacement would shard each rank's shard again: refuse
     dm.trainer = SimpleNamespace(
         world_size=2, global_rank=0, _accelerator_connector=SimpleNamespace(use_distributed_sampler=True)
     )
     with pytest.raises(ValueError, match="use_distributed_sampler=False"):
         dm.train_dataloader()
-    dm = _dm(root, batch_size=1)  # more processes than videos: some rank would have nothing (Lightning fails)
-    dm.trainer = SimpleNamespace(world_size=7, global_rank=0)
-    dm.setup("fit")
-    assert len(dm.train_dataloader()) > 0
+    shards = []
+    for rank in range(7):  # 9 train videos on 7 ranks: each gets 9 // 7 = 1 video, so 1 batch of 1
+        dm = _dm(root, batch_size=1)
+        dm.trainer = SimpleNamespace(world_size=7, global_rank=rank)
+        dm.setup("fit")
+        train = dm.train_dataloader()
+        assert len(train) == 1 and len(train.sampler) == len(list(train.sampler)) == 1
+        shards.append(list(train.sampler))
+    assert len({v for sh in shards for v in sh}) == 7  # disjoint
+    # more processes than val videos: some rank would have nothing (Lightning fails)
     with pytest.raises(ValueError, match="split 'val' has 6 videos, fewer than the 7 processes"):
         dm.val_dataloader()
 
@@ -487,6 +510,22 @@ def root_with_bad(root, tmp_path):
     return r, [str(p) for p in bad]
 
 
+def _assert_train_batches_match_labels(batches, dataset: VideoClipDataset, bad: list[str]) -> None:
+    """Every training clip carries its own video's label (its class folder), and no clip comes from a bad file:
+    a replacement for an unreadable file is another video, with that video's label."""
+    paths = dataset.paths.tolist()
+    folder_labels = [CLASSES.index(Path(p).parent.name) for p in paths]
+    assert dataset.labels.tolist() == folder_labels
+    bad_indices = {paths.index(p) for p in bad}
+    assert len(bad_indices) == len(bad)
+    for b in batches:
+        videos = b["video_index"].tolist()
+        assert len(videos) == len(b["label"]) == b["video"].shape[0]
+        assert b["label"].tolist() == [folder_labels[v] for v in videos], (videos, b["label"])
+        assert b["label"].tolist() == [int(dataset.labels[v]) for v in videos]
+        assert not bad_indices & set(videos), videos
+
+
 def test_bad_files_are_skipped_warned_once_and_reported(root_with_bad, caplog):
     r, bad = root_with_bad
     dm = _dm(r, max_fail_fraction=0.5, drop_last=False)
@@ -508,13 +547,16 @@ def test_bad_files_are_skipped_warned_once_and_reported(root_with_bad, caplog):
         assert reasons[kind].startswith("InvalidDataError: ") and "bad_" not in reasons[kind], reasons[kind]
     assert all("\n" not in w for w in warned)
     assert [b["video"].shape[0] for b in batches] == [4, 4, 4, 2]  # failures replaced: batches stay full
+    _assert_train_batches_match_labels(batches, dm.datasets["train"], bad[:5])
     assert sorted(dm.tracker.epoch_failures["train"]) == sorted(bad[:5])
     assert "5 of 14 videos failed" in caplog.text
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second epoch warns no more (files already reported)
         train.sampler.set_epoch(1)
-        list(train)
+        second = list(train)
     assert len(dm.tracker.epoch_failures["train"]) == 5
+    assert [b["video"].shape[0] for b in second] == [4, 4, 4, 2]
+    _assert_train_batches_match_labels(second, dm.datasets["train"], bad[:5])
     # Validation: the bad video's views are dropped, every other video appears exactly once per view.
     caplog.clear()
     val = dm.val_dataloader()
@@ -556,6 +598,8 @@ def test_workers_persistent_and_epochs(root_with_bad):
         len([w for w in record if "unreadable video" in str(w.message)]) == 5
     )  # once, across workers/epochs
     assert all(sum(b["video"].shape[0] for b in o) == 14 for o in orders)  # failures replaced, batches full
+    for o in orders:
+        _assert_train_batches_match_labels(o, dm.datasets["train"], bad[:5])
     epoch0 = ShardedVideoSampler(14, seed=0).videos()
     assert train.sampler.videos() != epoch0 and sorted(train.sampler.videos()) == sorted(epoch0)
 

@@ -228,7 +228,11 @@ def test_gn_ws_post_activation_inflation() -> None:
     assert err_zero_pad > 1e-3  # the border effect reaches every step through the GN statistics
     naive, report = run("center", source_ws_eps=None)  # plain rule: zero taps standardize to non-zero values
     assert naive > 1e-2 and report.notes
-    with pytest.raises(ValueError, match="eps"):
+    with pytest.raises(
+        ValueError,
+        match=r"standardizes its weight with eps=1e-06 but the .* checkpoint was trained with WS eps=1e-05; "
+        r"a different eps changes the network\. Build the model with ws_eps=1e-05",
+    ):
         run("center", source_ws_eps=1e-5)
 
 

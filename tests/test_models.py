@@ -45,18 +45,23 @@ def test_unknown_name_lists_valid_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "message"),
     [
-        ({"width": 0}, ValueError),
-        ({"num_classes": 0}, ValueError),
-        ({"dropout": 1.0}, ValueError),
-        ({"norm": "batchnorm"}, ValueError),
-        ({"ws": "yes"}, TypeError),
-        ({"no_such_option": 1}, TypeError),
+        # build's own checks, before any layer exists (GroupNorm would refuse width 0 too, less clearly)
+        ({"width": 0}, ValueError, r"^width must be a positive int \(64 = published size\), got 0\.$"),
+        ({"num_classes": 0}, ValueError, r"^num_classes must be a positive int, got 0\.$"),
+        ({"dropout": 1.0}, ValueError, r"^dropout must be in \[0, 1\), got 1\.0\.$"),
+        ({"norm": "batchnorm"}, ValueError, r"^unknown norm kind 'batchnorm'; valid kinds: bn, .*gn"),
+        ({"ws": "yes"}, TypeError, r"^ws must be a bool, got str 'yes'\.$"),
+        (
+            {"no_such_option": 1},
+            TypeError,
+            r"^Model 'r3d_18' got unexpected keyword\(s\) \['no_such_option'\]; it accepts extras",
+        ),
     ],
 )
-def test_build_rejects_bad_arguments(kwargs: dict, error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_build_rejects_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         build("r3d_18", **{"width": 8, **kwargs})
 
 

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_predict_skips_unreadable_file(tiny_root, tmp_path, capsys):
     run = tmp_path / "run"
-    main(["fit", *_quick(tiny_root, run, "--trainer.limit_train_batches=1")])
+    assert main(["fit", *_quick(tiny_root, run, "--trainer.limit_train_batches=1")]) == 0
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video")
     good = next((tiny_root / "val").rglob("*.mp4"))
