@@ -138,6 +138,15 @@ def _nonfinite_worker(argv: list[str]) -> int:
         # the text and its newline separately, interleaving the two ranks' lines.
         sys.stderr.write(f"rank {trainer.global_rank} stopped: {err}\n")
         sys.stderr.flush()
+        # Both ranks stopped at the same step (the decision is collective): close the gloo group together.
+        # Left to Lightning's atexit hook, each rank tears its group down on its own; once in about 30 runs here
+        # rank 0 then aborted at exit ("terminate called without an active exception", status -6) after both
+        # ranks had stopped correctly.
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
         # Only rank 0 (the launcher) reports the stop in its exit code: a child exiting non-zero makes
         # Lightning's process observer SIGKILL rank 0 within 5 s, which on a loaded machine can come before
         # rank 0 has printed its own line.
