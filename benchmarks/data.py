@@ -96,14 +96,16 @@ def make_videos(out: Path, per_gop: int) -> dict[str, list[Path]]:
 def dataset_root(root: Path, sources: list[Path], count: int) -> Path:
     """A Kinetics-layout dataset of ``count`` (at least 2) links to ``sources``, alternating classes c0 / c1.
 
-    The data module refuses a one-class dataset, so the links are spread over two class folders; a root left
-    by an older version of this script (one class folder) is rebuilt.
+    The data module refuses a one-class dataset, so the links are spread over two class folders; a root with
+    another number of videos (another ``--videos`` / ``--loader-videos``, an interrupted build, one class
+    folder from an older version of this script) is rebuilt.
     """
-    if (root / "train" / "c1").is_dir():
+    want = max(count, 2)
+    if (root / "train" / "c1").is_dir() and len(list(root.glob("train/c*/v*.mp4"))) == want:
         return root
     if root.exists():
         shutil.rmtree(root)
-    for i in range(max(count, 2)):
+    for i in range(want):
         d = root / "train" / f"c{i % 2}"
         d.mkdir(parents=True, exist_ok=True)
         os.symlink(sources[i % len(sources)].resolve(), d / f"v{i}.mp4")

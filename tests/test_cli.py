@@ -934,14 +934,19 @@ def test_sigterm_writes_last_checkpoint_and_exits_143(tiny_root, tmp_path, monke
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     run = tmp_path / "run"
-    cli = run_lightning_cli(["fit", *_quick(tiny_root, run)], run=False)  # one epoch is 4 steps
+    args = _quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")  # one epoch is 4 steps
+    cli = run_lightning_cli(["fit", *args], run=False)
     cli.trainer.callbacks.append(_SigtermAtStep(3))
     with pytest.raises(SIGTERMException):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 3
     torch.testing.assert_close(last["state_dict"], cli.model.state_dict(), atol=0, rtol=0)
-    assert "wrote" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "SIGTERMException at step 3: wrote" in err
+    # the summary line is made before the checkpoint callback writes, and must not call the step lost
+    assert "fit stopped by SIGTERMException" in err and "not saved" not in err
+    assert f"resume from {run / 'checkpoints' / 'last.ckpt'} with --ckpt_path last" in err
 
     def stopped(args):
         raise SIGTERMException()
@@ -1063,10 +1068,13 @@ def test_an_unreadable_checkpoint_error_says_which_kind_of_file_it_is(tmp_path):
     cut = tmp_path / "cut.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, cut)
     cut.write_bytes(cut.read_bytes()[:600])
+    folder = tmp_path / "a_folder.ckpt"
+    folder.mkdir()
     want = {
         text: "not a file written by torch.save (it starts with b'model:\\n ')",
         objects: "pickled Python objects besides tensors",
         cut: "cut short or corrupt",
+        folder: "it cannot be opened (IsADirectoryError",  # explaining must not raise a second OSError
     }
     for path, reason in want.items():
         with pytest.raises(ValueError) as info:

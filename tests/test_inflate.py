@@ -448,6 +448,9 @@ def test_load_pretrained_files(tmp_path) -> None:
     with pytest.raises(ValueError, match="weights_only=True.*pickled Python objects besides tensors") as info:
         load_pretrained(m3, tmp_path / "pickled.pth")
     assert "\n" not in str(info.value)  # torch's multi-paragraph explanation is not pasted in
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.pth could not be read .*: it is empty \(0 bytes\)"):
+        load_pretrained(m3, tmp_path / "empty.pth")
     pytest.importorskip("safetensors")
     from safetensors.torch import save_file
 

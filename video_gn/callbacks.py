@@ -94,24 +94,36 @@ class VideoCheckpoint(ModelCheckpoint):
             if step not in (self._periodic_step, self._last_written_step):
                 self._write_last_only(trainer)
 
+    def saves_on_exception(self, trainer: L.Trainer, exception: BaseException) -> bool:
+        """Whether :meth:`on_exception` leaves ``last.ckpt`` at the step fit stopped at for ``exception``.
+
+        True when fit stops for a reason that leaves the weights sound: SIGTERM (a scheduler's pre-emption or
+        time limit; Lightning stops at a batch boundary, on every rank at once) or too many unreadable videos
+        (a single-process run: under DDP only the ranks that hit the threshold stop, and a collective save
+        would wait for the others). False on Ctrl-C, which can land in the middle of an optimiser step, on
+        errors of the model (a non-finite loss), and when ``last.ckpt`` is not written at all.
+        """
+        return (
+            self.save_last is True
+            and not trainer.fast_dev_run
+            and not trainer.sanity_checking
+            and trainer.global_step > 0
+            and trainer.state.fn == "fit"
+            and (
+                isinstance(exception, SIGTERMException)
+                or (isinstance(exception, TooManyFailedVideos) and trainer.world_size == 1)
+            )
+        )
+
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """Write ``last.ckpt`` when fit stops for a reason that leaves the weights sound: SIGTERM (a scheduler's
-        pre-emption or time limit; Lightning stops at a batch boundary, on every rank at once) or too many
-        unreadable videos (a single-process run: under DDP only the ranks that hit the threshold stop, and a
-        collective save would wait for the others). Not on Ctrl-C, which can land in the middle of an
-        optimiser step, nor on errors of the model (a non-finite loss)."""
+        """Write ``last.ckpt`` if :meth:`saves_on_exception` says so (and it is not already at this step)."""
         step = trainer.global_step
-        if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking or step == 0:
+        if not self.saves_on_exception(trainer, exception):
             return
-        if step in (self._periodic_step, self._last_written_step) or trainer.state.fn != "fit":
-            return
-        if not isinstance(exception, SIGTERMException) and not (
-            isinstance(exception, TooManyFailedVideos) and trainer.world_size == 1
-        ):
-            return
-        self._write_last_only(trainer)
+        if step not in (self._periodic_step, self._last_written_step):
+            self._write_last_only(trainer)
         if isinstance(exception, TooManyFailedVideos):
             exception.saved_checkpoint = self.last_model_path
         if trainer.is_global_zero:
@@ -127,7 +139,7 @@ class VideoCheckpoint(ModelCheckpoint):
         # Past the once-per-step guard below: a validation at this same step writes last.ckpt again, with
         # its metrics and the updated best-checkpoint state.
         super()._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        self.last_ckpt_step = trainer.global_step
+        self._note_last_written(trainer)
         # Lightning skips every save at a step it already saved; a last-only save must not suppress the
         # best-checkpoint save of a validation at this same step.
         self._last_global_step_saved = saved_step
@@ -141,7 +153,12 @@ class VideoCheckpoint(ModelCheckpoint):
         if self._last_written_step == trainer.global_step:
             return  # already written at this step
         super()._save_last_checkpoint(trainer, monitor_candidates)
-        self._last_written_step = self.last_ckpt_step = trainer.global_step
+        self._last_written_step = trainer.global_step
+        self._note_last_written(trainer)
+
+    def _note_last_written(self, trainer: L.Trainer) -> None:
+        # save_last="link" makes last.ckpt a link to the newest top-k file, which may be older than this step
+        self.last_ckpt_step = trainer.global_step if self.save_last is True else None
 
 
 class FitSummary(L.Callback):
@@ -224,6 +241,9 @@ class FitSummary(L.Callback):
         last = getattr(trainer.checkpoint_callback, "last_model_path", "")
         if last and os.path.isfile(last):
             saved = getattr(trainer.checkpoint_callback, "last_ckpt_step", None)
+            saves_now = getattr(trainer.checkpoint_callback, "saves_on_exception", None)
+            if saves_now is not None and saves_now(trainer, exception):  # it writes after this line is made
+                saved = trainer.global_step
             if saved is not None and saved != trainer.global_step:
                 lost = trainer.global_step - saved
                 steps = f"{lost} step{'' if lost == 1 else 's'}"

@@ -1,5 +1,5 @@
 """``path label`` file lists: reading and splitting their lines, writing them from the folder layout
-(``data_scripts/make_filelists.py``), and copying them without bad files (``verify_videos.py --clean``)."""
+(``data_scripts/make_filelists.py``), and copying them without bad files (``verify_videos.py --clean-csv``)."""
 
 from __future__ import annotations
 

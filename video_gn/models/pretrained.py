@@ -189,8 +189,15 @@ def _read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], str | None, d
 def why_torch_load_failed(path: str | Path, err: Exception) -> str:
     """Why ``torch.load(path, weights_only=True)`` raised ``err``, in words: not a torch file, pickled objects
     beyond tensors, or a damaged file (with the first words of torch's message)."""
-    with open(path, "rb") as f:
-        head = f.read(8)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except (
+        OSError
+    ) as err_open:  # unreadable (permissions, I/O error, removed meanwhile): say that, never raise
+        return f"it cannot be opened ({type(err_open).__name__}: {err_open.strerror or err_open})"
+    if not head:
+        return "it is empty (0 bytes), e.g. written by a run killed while saving"
     # torch.save writes a zip archive (PK\x03\x04); files from torch < 1.6 start with a pickle protocol byte
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         return f"it is not a file written by torch.save (it starts with {head!r})"
