@@ -244,12 +244,11 @@ class FitSummary(L.Callback):
             saves_now = getattr(trainer.checkpoint_callback, "saves_on_exception", None)
             if saves_now is not None and saves_now(trainer, exception):  # it writes after this line is made
                 saved = trainer.global_step
+            behind = ""
             if saved is not None and saved != trainer.global_step:
                 lost = trainer.global_step - saved
-                steps = f"{lost} step{'' if lost == 1 else 's'}"
-                line += f"; resume from {last} (step {saved}; the {steps} after it were not saved) with --ckpt_path last"
-            else:
-                line += f"; resume from {last} with --ckpt_path last"
+                behind = f" (step {saved}; the {lost} step{'' if lost == 1 else 's'} after it were not saved)"
+            line += f"; resume from {last}{behind} with --ckpt_path last"
         return line
 
     def summary_lines(self, trainer: L.Trainer) -> list[str]:

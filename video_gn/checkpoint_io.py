@@ -69,11 +69,6 @@ def read_checkpoint(
         ValueError: the file is not a torch file, holds pickled objects beyond tensors, is cut short or corrupt,
             or is not a training checkpoint (e.g. a bare state dict); the message says which.
     """
-    if os.path.getsize(path) == 0:
-        raise ValueError(
-            f"{option} {path} is empty (0 bytes), e.g. written by a run killed while saving. Use another "
-            "checkpoint of the run (best-*.ckpt or last.ckpt in <trainer.default_root_dir>/checkpoints)."
-        )
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -81,7 +76,7 @@ def read_checkpoint(
             if not mmap or "mmap can only be used" not in str(err):
                 raise
             ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) torch file
-    except Exception as err:  # truncated, not a torch file, or pickled objects beyond tensors
+    except Exception as err:  # empty, truncated, not a torch file, or pickled objects beyond tensors
         raise ValueError(
             f"{option} {path} could not be read as a checkpoint: {why_torch_load_failed(path, err)}. Use another "
             "checkpoint of the run (best-*.ckpt or last.ckpt in <trainer.default_root_dir>/checkpoints)."

@@ -189,12 +189,11 @@ def _read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], str | None, d
 def why_torch_load_failed(path: str | Path, err: Exception) -> str:
     """Why ``torch.load(path, weights_only=True)`` raised ``err``, in words: not a torch file, pickled objects
     beyond tensors, or a damaged file (with the first words of torch's message)."""
+    # Explaining must never raise: an unreadable file (permissions, I/O error, removed meanwhile) says so.
     try:
         with open(path, "rb") as f:
             head = f.read(8)
-    except (
-        OSError
-    ) as err_open:  # unreadable (permissions, I/O error, removed meanwhile): say that, never raise
+    except OSError as err_open:
         return f"it cannot be opened ({type(err_open).__name__}: {err_open.strerror or err_open})"
     if not head:
         return "it is empty (0 bytes), e.g. written by a run killed while saving"
