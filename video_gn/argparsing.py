@@ -13,7 +13,16 @@ import difflib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["CommandParser"]
+__all__ = ["CommandParser", "did_you_mean"]
+
+
+def did_you_mean(name: str, known: Sequence[str], cutoff: float = 0.7) -> str | None:
+    """The hint line for an unknown option ``name``: ``"  NAME: did you mean A or B?"``, or None if nothing in
+    ``known`` is close (``difflib`` ratio ≥ ``cutoff``, at most 3 names) or ``name`` is itself known."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=cutoff)
+    if not close or name in known:
+        return None
+    return f"  {name}: did you mean {' or '.join(close)}?"
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -46,7 +55,7 @@ class CommandParser(argparse.ArgumentParser):
             name = arg.split("=", 1)[0]
             if not name.startswith("-") or name in known or name.lstrip("-").replace(".", "", 1).isdigit():
                 continue
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.7)
-            if close:
-                hints.append(f"  {name}: did you mean {' or '.join(close)}?")
+            hint = did_you_mean(name, known)
+            if hint:
+                hints.append(hint)
         return hints

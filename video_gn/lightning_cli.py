@@ -11,7 +11,6 @@ linked into the model. :func:`video_gn.cli.run_lightning_cli` is the entry point
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import logging
 import os
@@ -30,6 +29,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning_utilities.core import rank_zero
 
+from video_gn.argparsing import did_you_mean
 from video_gn.callbacks import ClassNamesWriter, FitSummary, VideoCheckpoint
 from video_gn.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from video_gn.cli import _CONFIG_FLAGS, _LIGHTNING_SUBCOMMANDS, _STATE
@@ -66,11 +66,7 @@ def _condense_parse_error(text: str, parser, args) -> str:
     wrong = re.findall(r"does not accept option '([\w.]+)'", error)
     wrong += [w.lstrip("-").split("=")[0] for w in re.findall(r"(--[\w.]+(?:=\S*)?)", error.split("\n")[0])]
     known = _option_names(parser)
-    hints = []
-    for name in dict.fromkeys(wrong):
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
-        if close and name not in known:
-            hints.append(f"  {name}: did you mean {' or '.join(close)}?")
+    hints = [hint for name in dict.fromkeys(wrong) if (hint := did_you_mean(name, known, cutoff=0.75))]
     configs = [args[i + 1] for i, a in enumerate(args or []) if a in _CONFIG_FLAGS and i + 1 < len(args)]
     out = [error]
     out += hints
