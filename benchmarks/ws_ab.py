@@ -3,8 +3,8 @@
 Whole-step ratios of GN+WS to GN move by ±2 % between idle runs on a 2-core machine, more than most changes to the
 WS code are worth. This script puts the shipped ``video_gn.nn.WSConv3d`` and other versions of ``ws.py`` (files
 given on the command line, e.g. ``git show HEAD~1:video_gn/nn/ws.py > /tmp/ws_old.py``) in the same process, on
-the same weights, and times one train step of each per round (the model and step of ``benchmarks/layers.py``:
-r3d_18 width 64, 2×3×8×112×112, SGD with momentum), odd rounds in reverse order. It prints each variant's
+the same weights, and times one train step of each per round (the model, step and interleaving of
+``benchmarks/layers.py``: r3d_18 width 64, 2×3×8×112×112, SGD with momentum), odd rounds in reverse order. It prints each variant's
 median step and its median ratio to GN in the same round, then shipped / other per round, median [quartiles].
 
     git show HEAD~1:video_gn/nn/ws.py > /tmp/ws_old.py
@@ -17,13 +17,12 @@ import argparse
 import importlib.util
 import os
 import statistics
-import time
 from types import ModuleType
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/layers.py
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from layers import Trainer, interleaved, paired_ratios  # noqa: E402  (benchmarks/layers.py, beside this file)
 from torch import nn  # noqa: E402
 
 from video_gn import nn as vnn  # noqa: E402
@@ -53,22 +52,9 @@ def ws_model(reference: nn.Module, ws_class: type | None) -> nn.Module:
     return model
 
 
-def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=False)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
-
-
-def quartiles(values: list[float]) -> str:
-    """``median [q1, q3]``; with fewer than 4 rounds, [min, max] in place of the quartiles."""
-    values = sorted(values)
-    q1, q3 = statistics.quantiles(values, n=4)[::2] if len(values) >= 4 else (values[0], values[-1])
-    return f"{statistics.median(values):.3f} [{q1:.3f}, {q3:.3f}]"
+def fmt(ratio: tuple[float, float, float]) -> str:
+    """``median [q1, q3]`` of a :func:`layers.paired_ratios` entry."""
+    return f"{ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,26 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     gn = build("r3d_18", num_classes=400, norm="gn", ws=False, width=64)
     models = {"gn": gn, "shipped": ws_model(gn, None)} | {k: ws_model(gn, c) for k, c in others.items()}
     x, y = torch.randn(2, 3, 8, 112, 112), torch.randint(0, 400, (2,))
-    steps = {k: train_step(m, x, y) for k, m in models.items()}
-    times: dict[str, list[float]] = {k: [] for k in steps}
+    steps = {k: Trainer(m, x, y).step for k, m in models.items()}
     load = os.getloadavg()[0]
-    for r in range(args.rounds + 2):  # 2 warm-up rounds
-        for k in list(steps) if r % 2 == 0 else list(steps)[::-1]:
-            t = time.perf_counter()
-            steps[k]()
-            if r >= 2:
-                times[k].append(time.perf_counter() - t)
+    wall, _ = interleaved(steps, warmup=2, rounds=args.rounds)
     print(
         f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, {args.rounds} rounds, load {load:.1f} at start\n"
     )
     print("| variant | median step s | × GN, paired: median [quartiles] |\n| --- | ---: | ---: |")
-    for k, ts in times.items():
-        print(
-            f"| {k} | {statistics.median(ts):.3f} | {quartiles([a / b for a, b in zip(ts, times['gn'])])} |"
-        )
+    to_gn = paired_ratios(wall, "gn")
+    for k, ts in wall.items():
+        print(f"| {k} | {statistics.median(ts):.3f} | {fmt(to_gn[k])} |")
     print()
     for k in others:
-        print(f"shipped / {k}, paired: {quartiles([a / b for a, b in zip(times['shipped'], times[k])])}")
+        print(f"shipped / {k}, paired: {fmt(paired_ratios(wall, k)['shipped'])}")
 
 
 if __name__ == "__main__":
