@@ -15,9 +15,24 @@ import socket
 from pathlib import Path
 from typing import IO
 
-__all__ = ["FolderLocked", "lock_folder"]
+__all__ = ["FolderLocked", "lock_folder", "process_gone"]
 
 LOCK_NAME = ".video-gn.lock"
+
+
+def process_gone(pid: int) -> bool:
+    """True when no process ``pid`` exists on this host (so a work folder it named is abandoned).
+
+    A live process of another user (``PermissionError``) counts as alive. Only meaningful for pids recorded on
+    this host: callers put the host name beside the pid and leave other hosts' folders alone.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class FolderLocked(RuntimeError):

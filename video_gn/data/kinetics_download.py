@@ -41,6 +41,7 @@ from pathlib import Path
 
 from video_gn.data.prep import transcode, write_rows_csv
 from video_gn.data.progress import parallel_map
+from video_gn.runlock import process_gone
 
 __all__ = [
     "Annotation",
@@ -340,14 +341,8 @@ def _remove_stale(downloads: Path) -> None:
     host = socket.gethostname()
     for d in downloads.glob(f"{glob.escape(host)}.*"):
         pid = d.name[len(host) + 1 :].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and int(pid) != os.getpid() and process_gone(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
-        except OSError:  # e.g. PermissionError: alive, another user's
-            pass
 
 
 def _fetch_one(

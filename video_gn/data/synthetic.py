@@ -40,6 +40,7 @@ import numpy as np
 
 from video_gn.data.prep import X264_PRESETS
 from video_gn.data.script_args import output_path_problem
+from video_gn.runlock import process_gone
 
 __all__ = [
     "CLASSES",
@@ -549,14 +550,8 @@ def _remove_abandoned_temporaries(root: Path) -> None:
     prefix = _tmp_prefix(root)
     for tmp in root.parent.glob(f"{prefix}*"):
         pid = tmp.name[len(prefix) :].partition("-")[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and process_gone(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:  # alive, another user's
-            pass
 
 
 def _spec_diff(root: Path, spec: SyntheticSpec) -> str:
