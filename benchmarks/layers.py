@@ -20,16 +20,18 @@ Prints markdown tables for r3d_18 (width 64, clip 8×112×112, batch 2, CPU, 2 t
   with ``fold_weight_standardization`` (same weights as the unfolded one).
 
 Variants run interleaved (one step of each per round) in one process, so load from other processes on a shared
-machine hits all of them alike; compare ratios from one run. On an oversubscribed machine wall times swing
-widely (a descheduled OpenMP thread stalls every parallel region); the minimum wall time and the CPU time
-(with ``OMP_WAIT_POLICY=PASSIVE``, set here by default, so waiting threads do not burn CPU) are the steadier
-figures then.
+machine hits all of them alike; compare ratios from one run. OpenMP runs as in training unless
+``--omp-wait-policy passive`` is given (``benchmarks/omp_policy.py``). On an oversubscribed machine wall times
+swing widely (a descheduled OpenMP thread stalls every parallel region); the minimum wall time and the CPU time
+under the passive policy (waiting threads then sleep instead of burning CPU) are the steadier figures there, but
+that policy adds a thread wake-up to every parallel region, which training does not pay.
 
 Usage::
 
     python benchmarks/layers.py                 # full table (~5 min on 2 cores)
     python benchmarks/layers.py --rounds 3      # quick look
     python benchmarks/layers.py --variants gn gn_ws gn_ws_stdpath --skip-memory --skip-inference  # WS paths
+    python benchmarks/layers.py --omp-wait-policy passive   # CPU time that counts work only (loaded machine)
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ import sys
 import time
 from collections.abc import Callable
 
-# Idle OpenMP threads sleep instead of spinning, so CPU time counts work, not waiting for a descheduled peer
-# on a shared machine. Must be set before torch starts its thread pool; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import omp_policy  # benchmarks/omp_policy.py, beside this file
+
+omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -298,6 +300,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--variants", nargs="+", choices=TRAIN_VARIANTS, default=list(DEFAULT_VARIANTS))
+    p.add_argument("--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP)
     p.add_argument("--skip-memory", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--skip-inference", action="store_true", help="skip the folded-WS inference table")
     p.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
@@ -312,8 +315,8 @@ def main() -> None:
     y = torch.arange(args.batch) % 400
     print(
         f"model: {model_source(args.source)}; input {args.batch}×3×{args.frames}×{args.size}×{args.size}; "
-        f"torch {torch.__version__}; {args.threads} threads (OMP_WAIT_POLICY="
-        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}); {os.cpu_count()} CPUs, load average "
+        f"torch {torch.__version__}; {args.threads} threads, OpenMP wait policy {omp_policy.describe()}; "
+        f"{os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f} at start; {args.rounds} interleaved rounds after {args.warmup} warm-up"
     )
 

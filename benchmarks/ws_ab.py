@@ -19,7 +19,9 @@ import os
 import statistics
 from types import ModuleType
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/layers.py
+import omp_policy  # benchmarks/omp_policy.py, beside this file
+
+omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
 import torch  # noqa: E402
 from layers import Trainer, interleaved, paired_ratios  # noqa: E402  (benchmarks/layers.py, beside this file)
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("others", nargs="+", metavar="NAME=PATH", help="other versions of ws.py to compare")
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP
+    )
     args = parser.parse_args(argv)
     others = {}
     for item in args.others:
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     wall, _ = interleaved(steps, warmup=2, rounds=args.rounds)
     print(
-        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, {args.rounds} rounds, load {load:.1f} at start\n"
+        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, OpenMP wait policy {omp_policy.describe()}, "
+        f"{args.rounds} rounds, load {load:.1f} at start\n"
     )
     print("| variant | median step s | × GN, paired: median [quartiles] |\n| --- | ---: | ---: |")
     to_gn = paired_ratios(wall, "gn")

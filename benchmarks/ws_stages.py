@@ -23,7 +23,9 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/layers.py
+import omp_policy  # benchmarks/omp_policy.py, beside this file
+
+omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -65,6 +67,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -92,7 +95,8 @@ def main() -> None:
         for k in list(variants) if r % 2 == 0 else list(variants)[::-1]:
             times[k].append(step(k))
     print(
-        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, {args.rounds} rounds, load {os.getloadavg()[0]:.1f}"
+        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, OpenMP wait policy {omp_policy.describe()}, "
+        f"{args.rounds} rounds, load {os.getloadavg()[0]:.1f}"
     )
     print("\n| variant | median step s | × GN (paired) | extra ms vs GN (paired) |")
     print("| --- | ---: | ---: | ---: |")

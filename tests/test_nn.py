@@ -44,10 +44,10 @@ def naive_ws_forward(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def spy_weight_domain(monkeypatch) -> list[int]:
-    """Count the fused WS conv's weight-domain evaluations (only that path builds the all-ones box kernel)."""
+    """Count the fused WS conv's weight-domain evaluations (only that path takes the input's box sums)."""
     calls: list[int] = []
-    real = ws_module._ones_kernel
-    monkeypatch.setattr(ws_module, "_ones_kernel", lambda *args: calls.append(1) or real(*args))
+    real = ws_module._box_sum
+    monkeypatch.setattr(ws_module, "_box_sum", lambda *args: calls.append(1) or real(*args))
     return calls
 
 
@@ -89,6 +89,33 @@ def test_ws_is_accurate_when_filter_mean_dominates() -> None:
     torch.testing.assert_close(
         vnn.standardize_weight(w).double(), reference_standardize(w, 1e-6), atol=1e-4, rtol=0
     )
+
+
+@pytest.mark.parametrize(
+    ("dim", "stride", "padding", "dilation", "size"),
+    [
+        (3, (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 7, 7)),  # T = 1 < kernel: padded before pooling
+        (3, (2, 2, 2), (1, 0, 2), (1, 1, 1), (4, 9, 8)),
+        (3, (1, 2, 1), (1, 1, 1), (2, 1, 1), (5, 6, 7)),  # dilation: the one-channel conv fallback
+        (2, (2, 1), (1, 1), (1, 1), (7, 6)),
+        (1, (2,), (1,), (1,), (9,)),  # no 1-D sum pool in torch: conv fallback
+    ],
+)
+def test_box_sum_and_its_adjoint_match_the_all_ones_conv(dim, stride, padding, dilation, size) -> None:
+    """The weight-domain path's box sums (sum pools where torch has them) equal conv(Σ_c x, ones) and its
+    transpose exactly, in float64, for every geometry it can meet."""
+    torch.manual_seed(4)
+    kernel = (3,) * dim
+    x = torch.randn(2, 5, *size, dtype=torch.double, requires_grad=True)
+    ones = torch.ones(1, 1, *kernel, dtype=torch.double)
+    want = CONV_FN[dim](x.sum(1, keepdim=True), ones, None, stride, padding, dilation)
+    got = ws_module._box_sum(x.detach(), kernel, list(stride), list(padding), list(dilation))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    h = torch.randn_like(want)
+    (want_grad,) = torch.autograd.grad(want, x, h)  # the same for every channel
+    got_grad = ws_module._box_sum_backward(h, x.detach(), kernel, list(stride), list(padding), list(dilation))
+    assert got_grad.shape == (2, 1, *size)
+    torch.testing.assert_close(got_grad.expand_as(want_grad), want_grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("mean", [0.0, 1.0])

@@ -130,8 +130,42 @@ def _mean_var_one_pass(flat: Tensor) -> tuple[Tensor, Tensor]:
     return mean, (mean_sq - mean * mean).clamp_min_(0.0)
 
 
-def _ones_kernel(weight: Tensor, dtype: torch.dtype) -> Tensor:
-    return torch.ones((1, 1, *weight.shape[2:]), dtype=dtype, device=weight.device)
+def _box_sum(x: Tensor, kernel: Sequence[int], stride, padding, dilation) -> Tensor:
+    """conv(x, ones): the sum of ``x`` over its channels and each kernel window, shaped (N, 1, *spatial_out).
+
+    For 2-D / 3-D windows without dilation it runs as a sum pool (``avg_pool`` with divisor 1) of the zero-padded
+    channel sum, several times faster than a one-channel conv, whose backend is tuned for many channels.
+    """
+    summed = x.sum(1, keepdim=True)
+    if _pools(summed, dilation):
+        if any(padding):
+            summed = F.pad(summed, [p for p in reversed(padding) for _ in range(2)])
+        pool = F.avg_pool2d if summed.dim() == 4 else F.avg_pool3d
+        return pool(summed, list(kernel), list(stride), 0, False, True, 1)
+    ones = torch.ones((1, 1, *kernel), dtype=x.dtype, device=x.device)
+    return convolution(summed, ones, None, stride, padding, dilation, 1)
+
+
+def _box_sum_backward(grad: Tensor, x: Tensor, kernel: Sequence[int], stride, padding, dilation) -> Tensor:
+    """The adjoint of :func:`_box_sum` for one channel: (N, 1, *spatial_out) → (N, 1, *x's spatial)."""
+    if _pools(grad, dilation):
+        padded = [grad.shape[0], 1] + [n + 2 * p for n, p in zip(x.shape[2:], padding)]
+        pool_backward = (
+            torch.ops.aten.avg_pool2d_backward if grad.dim() == 4 else torch.ops.aten.avg_pool3d_backward
+        )
+        out = pool_backward(
+            grad, grad.new_empty(padded), list(kernel), list(stride), [0] * len(kernel), False, True, 1
+        )
+        return out[(slice(None), slice(None), *(slice(p, p + n) for p, n in zip(padding, x.shape[2:])))]
+    ones = torch.ones((1, 1, *kernel), dtype=grad.dtype, device=grad.device)
+    return convolution_backward(
+        grad, x[:, :1], ones, None, stride, padding, dilation, 1, [True, False, False]
+    )[0]
+
+
+def _pools(t: Tensor, dilation: Sequence[int]) -> bool:
+    """Whether :func:`_box_sum` runs as a sum pool: 2-D or 3-D windows (torch has no divisor for 1-D), no dilation."""
+    return t.dim() in (4, 5) and all(d == 1 for d in dilation)
 
 
 class _WSConvFunction(torch.autograd.Function):
@@ -145,7 +179,7 @@ class _WSConvFunction(torch.autograd.Function):
       ill-conditioned filters (μ² > 100·σ²) and whenever the weights are not much larger than the input.
     * weight-domain path (CPU, fp32 / fp64, groups = 1, weights > 4× the input): since ŵ[o] = r_o·(w[o] − μ_o),
       conv(x, ŵ)[o] = r_o·conv(x, w)[o] − r_o·μ_o·box(x), box(x) being the conv of the channel-summed input with
-      an all-ones kernel; the input gradient splits the same way, the conv backward run with ∂L/∂y·r yields
+      an all-ones kernel (a sum pool, :func:`_box_sum`); the input gradient splits the same way, the conv backward run with ∂L/∂y·r yields
       r·∂L/∂ŵ directly, and the per-filter sums Σ∂L/∂ŵ and Σ∂L/∂ŵ·w are reductions of ∂L/∂y against box(x)
       and conv(x, w). Those two output-sized tensors are saved (small, by the size rule); no weight-sized
       temporary is ever built, and the weights are streamed three times per step instead of about a dozen.
@@ -168,7 +202,7 @@ class _WSConvFunction(torch.autograd.Function):
             _FORCE_PATH != "standardized"
             and dtype is None
             # Its cancellations (E[w²] − μ², r·conv(x, w) − r·μ·box(x)) need fp32 / fp64: in bf16 they lose every
-            # digit (and the all-ones box conv can overflow)
+            # digit (and the box sums can overflow)
             and x.dtype in (torch.float32, torch.float64)
             and weight.dtype == x.dtype
             and groups == 1
@@ -181,16 +215,15 @@ class _WSConvFunction(torch.autograd.Function):
             if weight_domain:
                 rstd = torch.rsqrt(var + eps)
                 view = (1, -1) + (1,) * len(stride)
+                # box(x) before the conv, while x is still in cache: (N, 1, *spatial_out), each window's input sum
+                box = _box_sum(x, weight.shape[2:], stride, padding, dilation)
                 raw = convolution(x, weight, None, stride, padding, dilation, 1)
-                box = convolution(
-                    x.sum(1, keepdim=True), _ones_kernel(weight, x.dtype), None, stride, padding, dilation, 1
-                )  # (N, 1, *spatial_out): every filter position's input sum
-                # conv(x, w) and boxsum(x) give the per-filter sums of ∂L/∂ŵ·w and ∂L/∂ŵ in backward
-                # by reductions over the (small) output, instead of passes over the (large) weight.
-                extra = (raw.clone(), box)
-                out = raw.mul_(rstd.view(view)).addcmul_(box, (-mean * rstd).view(view))
+                out = torch.mul(raw, rstd.view(view)).addcmul_(box, (-mean * rstd).view(view))
                 if bias is not None:
                     out.add_(bias.view(view))
+                # conv(x, w) and box(x) give the per-filter sums of ∂L/∂ŵ·w and ∂L/∂ŵ in backward by
+                # reductions over the (small) output, instead of passes over the (large) weight.
+                extra = (raw, box)
                 compute_dtype = x.dtype
             else:
                 w_hat, mean, rstd = _standardize(weight, eps)
@@ -219,34 +252,29 @@ class _WSConvFunction(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if ctx.weight_domain:
             view = (1, -1) + (1,) * len(stride)
-            k = weight[0].numel()
+            n, c_out, k = grad_out.shape[0], grad_out.shape[1], weight[0].numel()
+            g = grad_out.reshape(n, c_out, -1)
+            # Everything that needs only ∂L/∂y runs before the conv backward, while ∂L/∂y is still in cache.
             # g·r is ∂L/∂(conv(x, w)) per output channel: one conv backward gives convᵀ(g·r, w) for ∂L/∂x and
             # r·∂L/∂ŵ for the weight, exactly what the plain conv would compute.
             grad_r = grad_out * rstd.view(view)
+            if need_x:  # convᵀ(Σ_o g_o·r_o·μ_o, ones): the same for every input channel, subtracted below
+                h = torch.matmul((mean * rstd).view(1, 1, c_out), g).view(n, 1, *grad_out.shape[2:])
+                box_grad = _box_sum_backward(h, x, weight.shape[2:], stride, padding, dilation)
+            if need_w:
+                # per filter: mean(∂L/∂ŵ) = Σ g·box / K, mean(∂L/∂ŵ · w) = Σ g·conv(x, w) / K
+                g_mean = torch.bmm(g, box.reshape(n, -1, 1)).sum(0).view(-1) / k
+                gw_mean = torch.linalg.vecdot(g, raw.reshape(n, c_out, -1)).sum(0) / k
+                gw_hat_mean = rstd * (gw_mean - mean * g_mean)  # mean(∂L/∂ŵ · ŵ)
+                # ∂L/∂w = r·g − r·mean(g) − r·ŵ·mean(g·ŵ) = (r·g) + c₂·w + c₁
+                c2 = -rstd * rstd * gw_hat_mean
+                c1 = -rstd * g_mean - c2 * mean
             grad_x, grad_w, _ = convolution_backward(
                 grad_r, x, weight, None, stride, padding, dilation, 1, [need_x, need_w, False]
             )
-            if need_x:  # minus convᵀ(Σ_o g_o·r_o·μ_o, ones), the same for every input channel
-                h = torch.einsum("no...,o->n...", grad_out, mean * rstd).unsqueeze(1)
-                grad_x -= convolution_backward(
-                    h,
-                    x[:, :1],
-                    _ones_kernel(weight, h.dtype),
-                    None,
-                    stride,
-                    padding,
-                    dilation,
-                    1,
-                    [True, False, False],
-                )[0]
-            if need_w:
-                # per filter: mean(∂L/∂ŵ) = Σ g·boxsum / K, mean(∂L/∂ŵ · w) = Σ g·conv(x, w) / K
-                g_mean = torch.einsum("no...,n...->o", grad_out, box[:, 0]) / k
-                gw_mean = torch.einsum("no...,no...->o", grad_out, raw) / k
-                gw_hat_mean = rstd * (gw_mean - mean * g_mean)  # mean(∂L/∂ŵ · ŵ)
-                # ∂L/∂w = r·g − r·mean(g) − r·ŵ·mean(g·ŵ) = (r·g) + c₂·w + c₁, two in-place passes
-                c2 = -rstd * rstd * gw_hat_mean
-                c1 = -rstd * g_mean - c2 * mean
+            if need_x:
+                grad_x -= box_grad
+            if need_w:  # two in-place passes
                 flat = (
                     grad_w.view(weight.shape[0], -1)
                     if grad_w.is_contiguous()
