@@ -6,6 +6,7 @@ is checked is that the documented commands still run to the end and print their 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,27 @@ def test_data_benchmark_runs_every_section_on_a_tiny_setting(tmp_path):
     assert all(float(row.split("|")[4]) > 0 for row in rows)  # clips/s
     classes = sorted(p.name for p in (tmp_path / "bench" / "loader_gop30" / "train").iterdir())
     assert classes == ["c0", "c1"]
+
+
+def test_ws_insitu_clocks_every_conv_of_both_models():
+    # It swaps video_gn.nn.ws._WSConvFunction for a clocked subclass: a rename or a changed forward signature
+    # there would break it (or time nothing) without any other test noticing.
+    cmd = [sys.executable, str(BENCHMARKS / "ws_insitu.py"), "--rounds", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| (")]
+    # r3d_18's 20 convs have 11 distinct (weight, input) shapes; each is clocked forward and backward
+    assert len(rows) == 22, done.stdout
+    assert all(float(row[4]) > 0 and float(row[5]) > 0 for row in rows), done.stdout  # plain ms, WS ms
+    assert "per step: plain" in done.stdout
+
+
+def test_omp_policy_option_sets_the_variable_openmp_reads(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import omp_policy
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert omp_policy.apply(["--rounds", "3"]) == "active"  # no option: the caller's setting is kept
+    assert omp_policy.apply(["--omp-wait-policy", "passive"]) == "passive"
+    assert omp_policy.apply(["--omp-wait-policy=default"]).startswith("default")
+    assert "OMP_WAIT_POLICY" not in os.environ

@@ -1,0 +1,148 @@
+"""Where WS's extra time goes inside the whole train step: every conv's forward and backward timed in place.
+
+Timing a conv alone (``benchmarks/ws_per_conv.py``) misses what the rest of the step does to caches; timing
+whole steps (``benchmarks/layers.py``) does not say where the difference is. This script runs the step of
+``layers.py`` (r3d_18 width 64, 2×3×8×112×112, SGD with momentum) for two copies of the same GN+WS model, one
+step each per round, odd rounds in reverse order:
+
+* ``plain``: every WS conv replaced by an autograd function that runs the plain conv on the raw weights through
+  the same ``convolution`` / ``convolution_backward`` calls ``video_gn.nn.ws`` uses;
+* ``ws``: ``video_gn.nn.WSConv3d`` as shipped.
+
+It clocks each conv's autograd forward and backward (``time.perf_counter`` around the function; CPU ops are
+synchronous) and prints, per conv shape, the milliseconds per step of both and their difference, then the whole
+step and the time spent outside the convs. If the WS cost is all inside the convs, the "outside" times agree.
+
+    python benchmarks/ws_insitu.py [--rounds 12] [--threads 2] [--omp-wait-policy default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import omp_policy  # benchmarks/omp_policy.py, beside this file
+
+omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
+
+import torch  # noqa: E402
+from layers import Trainer  # noqa: E402  (benchmarks/layers.py, beside this file)
+
+from video_gn import nn as vnn  # noqa: E402
+from video_gn.models import build  # noqa: E402
+from video_gn.nn import ws  # noqa: E402
+from video_gn.nn.conv import convolution, convolution_backward  # noqa: E402
+
+_WS_FUNCTION = ws._WSConvFunction  # the shipped function, swapped for the clocked one while timing
+#: (variant, "forward" | "backward", weight shape, input shape) -> seconds, summed over the timed steps
+CLOCK: collections.defaultdict[tuple, float] = collections.defaultdict(float)
+
+
+class _PlainConv(torch.autograd.Function):
+    """The plain conv on the raw weights, clocked; the same kernels as the WS function calls."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, dilation, groups):
+        start = time.perf_counter()
+        ctx.save_for_backward(x, weight)
+        ctx.args = (stride, padding, dilation, groups)
+        out = convolution(x, weight, None, stride, padding, dilation, groups)
+        ctx.key = (tuple(weight.shape), tuple(x.shape))
+        CLOCK[("plain", "forward", *ctx.key)] += time.perf_counter() - start
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        start = time.perf_counter()
+        x, weight = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
+        grad_x, grad_w, _ = convolution_backward(grad_out, x, weight, None, *ctx.args, mask)
+        CLOCK[("plain", "backward", *ctx.key)] += time.perf_counter() - start
+        return grad_x, grad_w, None, None, None, None
+
+
+class PlainClockedConv3d(vnn.WSConv3d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        args = (list(self.stride), list(self.padding), list(self.dilation), self.groups)
+        return _PlainConv.apply(x, self.weight, *args)
+
+
+class _ClockedWSConv(_WS_FUNCTION):
+    """The shipped WS function with a clock around its forward and backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, *args):
+        start = time.perf_counter()
+        out = _WS_FUNCTION.forward(ctx, x, weight, *args)
+        ctx.key = (tuple(weight.shape), tuple(x.shape))
+        CLOCK[("ws", "forward", *ctx.key)] += time.perf_counter() - start
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        start = time.perf_counter()
+        grads = _WS_FUNCTION.backward(ctx, grad_out)
+        CLOCK[("ws", "backward", *ctx.key)] += time.perf_counter() - start
+        return grads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    reference = build("r3d_18", num_classes=400, norm="gn", ws=True, width=64)
+    models = {}
+    for variant in ("plain", "ws"):
+        model = build("r3d_18", num_classes=400, norm="gn", ws=True, width=64)
+        model.load_state_dict(reference.state_dict())
+        if variant == "plain":
+            for module in model.modules():
+                if type(module) is vnn.WSConv3d:
+                    module.__class__ = PlainClockedConv3d
+        models[variant] = model
+    x, y = torch.randn(2, 3, 8, 112, 112), torch.randint(0, 400, (2,))
+    trainers = {k: Trainer(m, x, y) for k, m in models.items()}
+    steps: dict[str, float] = collections.defaultdict(float)
+    ws._WSConvFunction = _ClockedWSConv  # ws_conv looks the function up at call time
+    try:
+        for r in range(args.rounds + 2):  # two warm-up rounds
+            if r == 2:
+                CLOCK.clear()
+                steps.clear()
+            for k in ("plain", "ws") if r % 2 == 0 else ("ws", "plain"):
+                steps[k] += trainers[k].step()[0]
+    finally:
+        ws._WSConvFunction = _WS_FUNCTION
+    n = args.rounds
+    print(
+        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, OpenMP wait policy {omp_policy.describe()}, "
+        f"{n} rounds\n"
+    )
+    print(
+        "| conv weight | input | pass | plain ms | WS ms | WS − plain ms |\n| --- | --- | --- | ---: | ---: | ---: |"
+    )
+    keys = sorted({k[1:] for k in CLOCK}, key=lambda k: (-torch.Size(k[2]).numel(), k[1], k[0]))
+    inside = collections.Counter()
+    for key in keys:
+        plain, wst = CLOCK[("plain", *key)] / n * 1e3, CLOCK[("ws", *key)] / n * 1e3
+        inside["plain"] += plain
+        inside["ws"] += wst
+        print(f"| {key[1]} | {key[2]} | {key[0]} | {plain:.2f} | {wst:.2f} | {wst - plain:+.2f} |")
+    step = {k: v / n * 1e3 for k, v in steps.items()}
+    print(
+        f"\nper step: plain {step['plain']:.1f} ms, WS {step['ws']:.1f} ms ({step['ws'] / step['plain']:.3f}×); "
+        f"inside the convs {inside['plain']:.1f} vs {inside['ws']:.1f} ms "
+        f"({inside['ws'] - inside['plain']:+.1f}); outside {step['plain'] - inside['plain']:.1f} vs "
+        f"{step['ws'] - inside['ws']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
