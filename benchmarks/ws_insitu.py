@@ -40,51 +40,52 @@ CLOCK: collections.defaultdict[tuple, float] = collections.defaultdict(float)
 
 
 class _PlainConv(torch.autograd.Function):
-    """The plain conv on the raw weights, clocked; the same kernels as the WS function calls."""
+    """The plain conv on the raw weights, through the same kernels as the WS function calls."""
 
     @staticmethod
     def forward(ctx, x, weight, stride, padding, dilation, groups):
-        start = time.perf_counter()
         ctx.save_for_backward(x, weight)
         ctx.args = (stride, padding, dilation, groups)
-        out = convolution(x, weight, None, stride, padding, dilation, groups)
-        ctx.key = (tuple(weight.shape), tuple(x.shape))
-        CLOCK[("plain", "forward", *ctx.key)] += time.perf_counter() - start
-        return out
+        return convolution(x, weight, None, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_out):
-        start = time.perf_counter()
         x, weight = ctx.saved_tensors
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
         grad_x, grad_w, _ = convolution_backward(grad_out, x, weight, None, *ctx.args, mask)
-        CLOCK[("plain", "backward", *ctx.key)] += time.perf_counter() - start
         return grad_x, grad_w, None, None, None, None
+
+
+def clocked(name: str, function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
+    """``function`` with its forward and backward time added to :data:`CLOCK` under ``name`` and the conv shape."""
+
+    class Clocked(function):
+        @staticmethod
+        def forward(ctx, x, weight, *args):
+            start = time.perf_counter()
+            out = function.forward(ctx, x, weight, *args)
+            ctx.key = (tuple(weight.shape), tuple(x.shape))
+            CLOCK[(name, "forward", *ctx.key)] += time.perf_counter() - start
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            start = time.perf_counter()
+            grads = function.backward(ctx, grad_out)
+            CLOCK[(name, "backward", *ctx.key)] += time.perf_counter() - start
+            return grads
+
+    return Clocked
+
+
+_CLOCKED_PLAIN = clocked("plain", _PlainConv)
+_CLOCKED_WS = clocked("ws", _WS_FUNCTION)
 
 
 class PlainClockedConv3d(vnn.WSConv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         args = (list(self.stride), list(self.padding), list(self.dilation), self.groups)
-        return _PlainConv.apply(x, self.weight, *args)
-
-
-class _ClockedWSConv(_WS_FUNCTION):
-    """The shipped WS function with a clock around its forward and backward."""
-
-    @staticmethod
-    def forward(ctx, x, weight, *args):
-        start = time.perf_counter()
-        out = _WS_FUNCTION.forward(ctx, x, weight, *args)
-        ctx.key = (tuple(weight.shape), tuple(x.shape))
-        CLOCK[("ws", "forward", *ctx.key)] += time.perf_counter() - start
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        start = time.perf_counter()
-        grads = _WS_FUNCTION.backward(ctx, grad_out)
-        CLOCK[("ws", "backward", *ctx.key)] += time.perf_counter() - start
-        return grads
+        return _CLOCKED_PLAIN.apply(x, self.weight, *args)
 
 
 def main() -> None:
@@ -110,7 +111,7 @@ def main() -> None:
     x, y = torch.randn(2, 3, 8, 112, 112), torch.randint(0, 400, (2,))
     trainers = {k: Trainer(m, x, y) for k, m in models.items()}
     steps: dict[str, float] = collections.defaultdict(float)
-    ws._WSConvFunction = _ClockedWSConv  # ws_conv looks the function up at call time
+    ws._WSConvFunction = _CLOCKED_WS  # ws_conv looks the function up at call time
     try:
         for r in range(args.rounds + 2):  # two warm-up rounds
             if r == 2:
