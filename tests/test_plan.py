@@ -158,12 +158,12 @@ def test_single_batch_size_measures_every_clip_length_and_estimates_time(monkeyp
 
     # Unmeasured cells get their time from the line in B×T through the measured ones. Real one-step times of
     # this tiny model are noise (a smaller batch is at times slower, and then no line is fitted, by design), so
-    # the steps still run but report 10 ms per clip-frame plus 5 ms: the line must come back exactly.
+    # the measured points report 10 ms per clip-frame plus 5 ms: the line must come back exactly.
     real_measure = extrapolate.measure_step
 
     def linear_times(*args, **kwargs):
-        m = real_measure(*args, **kwargs)
-        m.step_times_s = [0.01 * m.frames * m.batch + 0.005] * len(m.step_times_s)
+        m = real_measure(*args, **{**kwargs, "steps": 0})  # the bytes are measured; the time is set below
+        m.step_times_s = [0.01 * m.frames * m.batch + 0.005]
         return m
 
     monkeypatch.setattr(extrapolate, "measure_step", linear_times)
@@ -344,8 +344,6 @@ def test_plot_marks_extrapolated_points_hollow(tmp_path, monkeypatch):
 def test_step_time_estimates_need_times_that_grow_with_b_x_t(monkeypatch, times) -> None:
     """A batch-1 step slower than a batch-2 one (torch's slow batch-1 CPU convs did that) made the line in B×T
     slope downwards and the planner print ``~0.00s`` for bigger cells; now it estimates nothing and says why."""
-    import video_gn.plan.extrapolate as extrapolate
-
     real = extrapolate.measure_step
 
     def fake(*args, batch, **kw):
