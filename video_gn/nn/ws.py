@@ -174,15 +174,16 @@ class _WSConvFunction(torch.autograd.Function):
     Two exact evaluation orders, chosen per call:
 
     * standardized-weight path: build ŵ, convolve; in backward rebuild ŵ for the conv backward, then map
-      ∂L/∂ŵ to ∂L/∂w with the fused kernel. One weight-sized temporary in forward and two in backward. Used on accelerators
-      (their caching allocators make the temporaries free), for grouped convs, under autocast, for
+      ∂L/∂ŵ to ∂L/∂w with the fused kernel. One weight-sized temporary in forward and two in backward. Used on
+      accelerators (their caching allocators make the temporaries free), for grouped convs, under autocast, for
       ill-conditioned filters (μ² > 100·σ²) and whenever the weights are not much larger than the input.
     * weight-domain path (CPU, fp32 / fp64, groups = 1, weights > 4× the input): since ŵ[o] = r_o·(w[o] − μ_o),
       conv(x, ŵ)[o] = r_o·conv(x, w)[o] − r_o·μ_o·box(x), box(x) being the conv of the channel-summed input with
-      an all-ones kernel (a sum pool, :func:`_box_sum`); the input gradient splits the same way, the conv backward run with ∂L/∂y·r yields
-      r·∂L/∂ŵ directly, and the per-filter sums Σ∂L/∂ŵ and Σ∂L/∂ŵ·w are reductions of ∂L/∂y against box(x)
-      and conv(x, w). Those two output-sized tensors are saved (small, by the size rule); no weight-sized
-      temporary is ever built, and the weights are streamed three times per step instead of about a dozen.
+      an all-ones kernel (a sum pool, :func:`_box_sum`); the input gradient splits the same way, the conv
+      backward run with ∂L/∂y·r yields r·∂L/∂ŵ directly, and the per-filter sums Σ∂L/∂ŵ and Σ∂L/∂ŵ·w are
+      reductions of ∂L/∂y against box(x) and conv(x, w). Those two output-sized tensors are saved (small, by the
+      size rule); no weight-sized temporary is ever built, and the weights are streamed three times per step
+      instead of about a dozen.
     """
 
     @staticmethod
@@ -215,7 +216,7 @@ class _WSConvFunction(torch.autograd.Function):
             if weight_domain:
                 rstd = torch.rsqrt(var + eps)
                 view = (1, -1) + (1,) * len(stride)
-                # box(x) before the conv, while x is still in cache: (N, 1, *spatial_out), each window's input sum
+                # (N, 1, *spatial_out): each window's input sum
                 box = _box_sum(x, weight.shape[2:], stride, padding, dilation)
                 raw = convolution(x, weight, None, stride, padding, dilation, 1)
                 out = torch.mul(raw, rstd.view(view)).addcmul_(box, (-mean * rstd).view(view))
@@ -254,7 +255,8 @@ class _WSConvFunction(torch.autograd.Function):
             view = (1, -1) + (1,) * len(stride)
             n, c_out, k = grad_out.shape[0], grad_out.shape[1], weight[0].numel()
             g = grad_out.reshape(n, c_out, -1)
-            # Everything that needs only ∂L/∂y runs before the conv backward, while ∂L/∂y is still in cache.
+            # What needs only ∂L/∂y runs before the conv backward, which evicts it from cache (measured in place:
+            # the output-sized work took half the time this way, benchmarks/ws_insitu.py, docs/benchmarks.md).
             # g·r is ∂L/∂(conv(x, w)) per output channel: one conv backward gives convᵀ(g·r, w) for ∂L/∂x and
             # r·∂L/∂ŵ for the weight, exactly what the plain conv would compute.
             grad_r = grad_out * rstd.view(view)
