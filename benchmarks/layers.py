@@ -300,7 +300,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--variants", nargs="+", choices=TRAIN_VARIANTS, default=list(DEFAULT_VARIANTS))
-    p.add_argument("--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP)
+    omp_policy.add_option(p)
     p.add_argument("--skip-memory", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--skip-inference", action="store_true", help="skip the folded-WS inference table")
     p.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)

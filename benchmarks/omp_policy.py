@@ -12,6 +12,7 @@ An explicit ``OMP_WAIT_POLICY`` in the environment is kept when the option is no
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -19,6 +20,11 @@ POLICIES = ("default", "passive", "active")
 HELP = (
     "how idle OpenMP threads wait (benchmarks/omp_policy.py): " + ", ".join(POLICIES) + "; default: default"
 )
+
+
+def add_option(parser: argparse.ArgumentParser) -> None:
+    """Declare ``--omp-wait-policy`` on a script's parser (for ``--help`` and validation; :func:`apply` acts on it)."""
+    parser.add_argument("--omp-wait-policy", choices=POLICIES, default="default", help=HELP)
 
 
 def apply(argv: list[str] | None = None) -> str:

@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("others", nargs="+", metavar="NAME=PATH", help="other versions of ws.py to compare")
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP
-    )
+    omp_policy.add_option(parser)
     args = parser.parse_args(argv)
     others = {}
     for item in args.others:

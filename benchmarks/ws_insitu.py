@@ -32,28 +32,11 @@ from layers import Trainer  # noqa: E402  (benchmarks/layers.py, beside this fil
 from video_gn import nn as vnn  # noqa: E402
 from video_gn.models import build  # noqa: E402
 from video_gn.nn import ws  # noqa: E402
-from video_gn.nn.conv import convolution, convolution_backward  # noqa: E402
+from video_gn.nn.conv import _Conv  # noqa: E402  (the plain conv through the kernels ws.py calls)
 
 _WS_FUNCTION = ws._WSConvFunction  # the shipped function, swapped for the clocked one while timing
 #: (variant, "forward" | "backward", weight shape, input shape) -> seconds, summed over the timed steps
 CLOCK: collections.defaultdict[tuple, float] = collections.defaultdict(float)
-
-
-class _PlainConv(torch.autograd.Function):
-    """The plain conv on the raw weights, through the same kernels as the WS function calls."""
-
-    @staticmethod
-    def forward(ctx, x, weight, stride, padding, dilation, groups):
-        ctx.save_for_backward(x, weight)
-        ctx.args = (stride, padding, dilation, groups)
-        return convolution(x, weight, None, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-        grad_x, grad_w, _ = convolution_backward(grad_out, x, weight, None, *ctx.args, mask)
-        return grad_x, grad_w, None, None, None, None
 
 
 def clocked(name: str, function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
@@ -78,23 +61,21 @@ def clocked(name: str, function: type[torch.autograd.Function]) -> type[torch.au
     return Clocked
 
 
-_CLOCKED_PLAIN = clocked("plain", _PlainConv)
+_CLOCKED_PLAIN = clocked("plain", _Conv)
 _CLOCKED_WS = clocked("ws", _WS_FUNCTION)
 
 
 class PlainClockedConv3d(vnn.WSConv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         args = (list(self.stride), list(self.padding), list(self.dilation), self.groups)
-        return _CLOCKED_PLAIN.apply(x, self.weight, *args)
+        return _CLOCKED_PLAIN.apply(x, self.weight, self.bias, *args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP
-    )
+    omp_policy.add_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -67,7 +67,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--omp-wait-policy", choices=omp_policy.POLICIES, default="default", help=omp_policy.HELP)
+    omp_policy.add_option(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
