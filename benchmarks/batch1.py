@@ -1,17 +1,22 @@
-"""Batch-1 training steps on CPU: torch's own conv backend choice vs video_gn's oneDNN routing.
+"""CPU training steps with video_gn's conv backend routing off and on (batch-1 oneDNN, or slow3d backward).
 
 For a float32 3D conv on one clip, torch's CPU backend heuristic (written for 2D: it looks at N·C·T·H and ignores
 W) picks its im2col "slow3d" kernels whenever N·C·T·H ≤ 20480, so in a CPU-sized video ResNet a batch-1 step can
 take longer than a batch-2 step. ``video_gn.nn.conv`` routes those convs to oneDNN (``video_gn/nn/conv.py``).
 This script times full training steps (forward, cross-entropy, backward, SGD step) of a registry model at B = 1
-and B = 2 with the routing off (``torch``) and on (``video_gn``), interleaved round by round (odd rounds in
+and B = 2 with the routing off (torch's own choice) and on (video_gn's), interleaved round by round (odd rounds in
 reverse order) so machine load hits every variant alike, and prints the median step time, per-clip time, and the
-paired ratio torch / video_gn of each round. It also counts how many conv layers are routed.
+paired ratio off / on of each round. It also counts how many conv layers are routed.
+
+With ``--routing backward-slow3d`` it measures the other routing instead: the backward kernels oneDNN is slow at
+(weight gradients of convs whose temporal kernel overhangs the clip, 1×1×1 convs) computed on slow3d
+(``video_gn.nn.conv.backward_on_slow3d``), off vs on, at the batch sizes given by ``--batches``.
 
 Usage::
 
     python benchmarks/batch1.py                                    # quick-start model: r3d_18 w16, 8x32x32
     python benchmarks/batch1.py --width 64 --crop 112 --rounds 10  # the layers.py model
+    python benchmarks/batch1.py --routing backward-slow3d --width 64 --crop 112 --batches 2 --rounds 10
 """
 
 from __future__ import annotations
@@ -29,17 +34,20 @@ import video_gn.nn.conv as conv
 from video_gn.models import build
 
 
-def slow3d_convs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """(convs video_gn routes to oneDNN, all 3D convs) for one forward of ``x`` (batch 1)."""
+def routed_convs(model: torch.nn.Module, x: torch.Tensor, routing: str) -> tuple[int, int]:
+    """(convs video_gn routes, all 3D convs) for one forward of ``x``: to oneDNN at batch 1, or with part of
+    their backward on slow3d."""
     hits, total = [], []
 
     def hook(mod, args):
         if args[0].dim() == 5:
             total.append(1)
             pad = mod.padding if not isinstance(mod.padding, str) else (0, 0, 0)
-            hits.append(
-                conv.cpu_batch1_conv3d_slow(args[0], mod.weight, mod.stride, pad, mod.dilation, mod.groups)
-            )
+            geometry = (args[0], mod.weight, mod.stride, pad, mod.dilation, mod.groups)
+            if routing == "batch1-onednn":
+                hits.append(conv.cpu_batch1_conv3d_slow(*geometry))
+            else:
+                hits.append(any(conv.backward_on_slow3d(*geometry)))
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
     with torch.no_grad():
@@ -60,13 +68,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--routing",
+        choices=["batch1-onednn", "backward-slow3d"],
+        default="batch1-onednn",
+        help="which video_gn routing to switch off and on (module docstring)",
+    )
+    p.add_argument("--batches", default="1,2", help="comma-separated batch sizes")
     args = p.parse_args()
+    flag = "BATCH1_ONEDNN" if args.routing == "batch1-onednn" else "BACKWARD_SLOW3D"
+    batches = [int(b) for b in args.batches.split(",")]
     torch.set_num_threads(args.threads)
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f} at start"
     )
-    print(f"# {args.model} width {args.width}, T={args.frames}, {args.crop}x{args.crop}, SGD, fp32")
+    print(
+        f"# {args.model} width {args.width}, T={args.frames}, {args.crop}x{args.crop}, SGD, fp32; routing "
+        f"switched off/on: {args.routing} (video_gn.nn.conv.{flag})"
+    )
 
     variants = {}
     for norm in args.norms.split(","):
@@ -74,20 +94,22 @@ def main() -> None:
         torch.manual_seed(0)
         model = build(args.model, num_classes=args.num_classes, norm=kind, ws=ws, width=args.width).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        for batch in (1, 2):
+        for batch in batches:
             g = torch.Generator().manual_seed(batch)
             x = torch.randn(batch, 3, args.frames, args.crop, args.crop, generator=g)  # (B, C, T, H, W)
             y = torch.randint(0, args.num_classes, (batch,), generator=g)
             for routing in (False, True):
                 variants[(norm, batch, routing)] = (model, opt, x, y)
-        hit, total = slow3d_convs(model, torch.randn(1, 3, args.frames, args.crop, args.crop))
-        print(
-            f"# {norm}: at B=1, {hit} of {total} 3D convs routed to oneDNN (full 3D kernels torch sends to slow3d)"
-        )
+        for batch in batches:
+            what = "to oneDNN" if args.routing == "batch1-onednn" else "with part of their backward to slow3d"
+            hit, total = routed_convs(
+                model, torch.randn(batch, 3, args.frames, args.crop, args.crop), args.routing
+            )
+            print(f"# {norm}: at B={batch}, {hit} of {total} 3D convs routed {what}")
 
     def step(key) -> float:
         model, opt, x, y = variants[key]
-        conv.BATCH1_ONEDNN = key[2]
+        setattr(conv, flag, key[2])
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
@@ -101,11 +123,9 @@ def main() -> None:
             t = step(k)
             if r >= args.warmup:
                 times[k].append(t)
-    conv.BATCH1_ONEDNN = True
+    setattr(conv, flag, True)
 
-    print(
-        "\n| norm | B | convs routed | median step s | s per clip | torch / video_gn, paired median [quartiles] |"
-    )
+    print("\n| norm | B | routing | median step s | s per clip | off / on, paired median [quartiles] |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for norm, batch, routing in keys:
         med = statistics.median(times[(norm, batch, routing)])
@@ -114,7 +134,7 @@ def main() -> None:
             paired = sorted(a / b for a, b in zip(times[(norm, batch, False)], times[(norm, batch, True)]))
             q1, q3 = statistics.quantiles(paired, n=4)[::2] if len(paired) >= 4 else (paired[0], paired[-1])
             ratio = f"{statistics.median(paired):.2f} [{q1:.2f}, {q3:.2f}]"
-        who = "video_gn" if routing else "torch"
+        who = "on" if routing else "off"
         print(f"| {norm} | {batch} | {who} | {med:.4f} | {med / batch:.4f} | {ratio} |")
 
 

@@ -53,3 +53,41 @@ def test_omp_policy_option_sets_the_variable_openmp_reads(monkeypatch):
     assert omp_policy.apply(["--omp-wait-policy", "passive"]) == "passive"
     assert omp_policy.apply(["--omp-wait-policy=default"]).startswith("default")
     assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_conv_backends_times_every_conv_and_shows_the_routing():
+    # It asks video_gn.nn.conv.backward_on_slow3d which backend each gradient takes; a changed signature there
+    # would break the documented table without any other test noticing.
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "conv_backends.py"),
+        "--width",
+        "16",
+        "--crop",
+        "32",
+        "--reps",
+        "1",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [
+        line.split("|")
+        for line in done.stdout.splitlines()
+        if line.startswith("| 1 |") or line.startswith("| 3 |") or line.startswith("| 4 |")
+    ]
+    assert len(rows) == 11, done.stdout  # r3d_18's 20 convs have 11 distinct (weight, input, stride) shapes
+    routes = [row[-2].strip() for row in rows]
+    assert "oneDNN, oneDNN" in routes and "oneDNN, slow3d" in routes, (
+        done.stdout
+    )  # layer4 at T = 1: ∂w routed
+    assert "video_gn" in done.stdout.splitlines()[-1]
+
+
+def test_routing_benchmark_runs_the_backward_slow3d_comparison():
+    cmd = [sys.executable, str(BENCHMARKS / "batch1.py"), "--routing", "backward-slow3d", "--batches", "2"]
+    cmd += ["--rounds", "1", "--warmup", "0", "--norms", "gn"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "# gn: at B=2, 3 of 20 3D convs routed with part of their backward to slow3d" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| gn | 2 |")]
+    assert [row.split("|")[3].strip() for row in rows] == ["off", "on"], done.stdout

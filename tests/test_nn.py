@@ -701,17 +701,111 @@ def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(
         assert (got - torch_path).abs().max() <= 1e-5 * scale
 
 
-def test_batch1_routing_keeps_double_backward_forward_ad_and_torch_func(monkeypatch) -> None:
-    """The batch-1 oneDNN routing must not take away what a plain conv supports: double backward (through a
-    differentiable recomputation), forward-mode AD and torch.func (not routed)."""
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs torch built with oneDNN")
+@pytest.mark.parametrize("layer", ["safe", "ws_weight", "ws_standardized"])
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "kernel", "stride", "thw", "expected"),
+    [
+        (256, 256, 3, 1, (1, 4, 4), (False, True)),  # temporal kernel overhangs T = 1, weights ≫ input
+        (192, 256, 3, 2, (2, 4, 4), (False, True)),  # the same, strided (r3d_18's layer4 entry conv)
+        (16, 24, 1, 2, (8, 64, 64), (True, True)),  # strided 1×1×1 (shortcut downsampling)
+        (16, 24, 1, 1, (8, 64, 64), (False, True)),  # 1×1×1 (bottleneck projection)
+        (8, 8, 3, 1, (8, 96, 96), (False, False)),  # ordinary 3×3×3: all on oneDNN
+    ],
+    ids=["overhang", "overhang_strided", "pointwise_strided", "pointwise", "ordinary"],
+)
+def test_backward_on_slow3d_routes_the_slow_onednn_gradients_with_the_same_results(
+    layer: str, c_in, c_out, kernel, stride, thw, expected, monkeypatch
+) -> None:
+    """At batch 2 torch runs every float32 3D conv on oneDNN, whose weight gradient is 2-6× slower than slow3d's
+    when the temporal kernel overhangs the clip, and whose 1×1×1 gradients are slower too; our convs compute
+    exactly those on slow3d. Same outputs and gradients as float64 and as torch's own path, and oneDNN is
+    switched back on afterwards."""
+    import video_gn.nn.conv as conv_module
+
+    split = []
+    real_split = conv_module._split_backward
+    monkeypatch.setattr(
+        conv_module, "_split_backward", lambda *a: split.append(tuple(a[-1])) or real_split(*a)
+    )
+    if layer != "safe":
+        monkeypatch.setattr(ws_module, "_FORCE_PATH", layer.removeprefix("ws_"))
+    cls = vnn.conv.SafeConv3d if layer == "safe" else vnn.WSConv3d
+    torch.manual_seed(0)
+    m = cls(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=True)
+    ref = copy.deepcopy(m).double()
+    x = torch.randn(2, c_in, *thw, requires_grad=True)
+    if hasattr(torch._C, "_select_conv_backend"):
+        assert conv_module.backward_on_slow3d(x, m.weight, m.stride, m.padding, m.dilation, 1) == expected
+    results = {}
+    for route in (True, False):
+        monkeypatch.setattr(conv_module, "BACKWARD_SLOW3D", route)
+        split.clear()
+        m.zero_grad()
+        x.grad = None
+        y = m(x)
+        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        assert torch.backends.mkldnn.enabled
+        assert split == ([expected] if route and any(expected) else [])
+        results[route] = (y.detach(), x.grad.clone(), m.weight.grad.clone(), m.bias.grad.clone())
+    xd = x.detach().double().requires_grad_(True)
+    yd = ref(xd)
+    yd.backward(torch.linspace(-1, 1, yd.numel(), dtype=torch.float64).view_as(yd))
+    for got, torch_path, want in zip(
+        results[True], results[False], (yd, xd.grad, ref.weight.grad, ref.bias.grad)
+    ):
+        scale = want.abs().max()
+        # 1e-4: a float32 bias gradient summed over 10⁵ outputs is off by ~2e-5 on torch's own path too
+        assert (got.double() - want).abs().max() <= 1e-4 * scale
+        assert (got - torch_path).abs().max() <= 1e-5 * scale
+
+
+def test_backward_on_slow3d_leaves_other_convs_alone() -> None:
+    """Only float32 CPU convs with groups = 1 that torch runs on oneDNN are considered."""
+    import video_gn.nn.conv as conv_module
+
+    w = torch.randn(128, 128, 3, 3, 3)
+    x = torch.randn(2, 128, 1, 4, 4)
+    args = ([1, 1, 1], [1, 1, 1], [1, 1, 1])
+    assert conv_module.backward_on_slow3d(x, w, *args, 1) == (False, True)
+    assert conv_module.backward_on_slow3d(x.double(), w.double(), *args, 1) == (False, False)
+    assert conv_module.backward_on_slow3d(x.bfloat16(), w.bfloat16(), *args, 1) == (False, False)
+    assert conv_module.backward_on_slow3d(x, w[:, :64], *args, 2) == (False, False)
+    assert conv_module.backward_on_slow3d(torch.randn(2, 128, 1, 64, 64), w, *args, 1) == (
+        False,
+        False,
+    )  # 4:1
+    assert conv_module.backward_on_slow3d(x[:, :64], w[:64, :64], *args, 1) == (
+        False,
+        False,
+    )  # too small to pay
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert conv_module.backward_on_slow3d(x, w, *args, 1) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("flag", "kernel", "shape"),
+    [("BATCH1_ONEDNN", 3, (1, 4, 4, 6, 6)), ("BACKWARD_SLOW3D", 1, (2, 4, 8, 128, 128))],
+    ids=["batch1_onednn", "backward_slow3d"],
+)
+def test_conv_routing_keeps_double_backward_forward_ad_and_torch_func(
+    flag, kernel, shape, monkeypatch
+) -> None:
+    """The backend routing (batch-1 convs to oneDNN, slow oneDNN gradients to slow3d) must not take away what a
+    plain conv supports: double backward (through a differentiable recomputation), forward-mode AD and
+    torch.func (not routed)."""
     import video_gn.nn.conv as conv_module
 
     torch.manual_seed(0)
-    m = vnn.conv.SafeConv3d(4, 6, 3, padding=1)
-    x = torch.randn(1, 4, 4, 6, 6, requires_grad=True)
+    m = vnn.conv.SafeConv3d(4, 6, kernel, padding=kernel // 2)
+    x = torch.randn(*shape, requires_grad=True)
+    routed = conv_module.cpu_batch1_conv3d_slow if flag == "BATCH1_ONEDNN" else conv_module.backward_on_slow3d
+    if hasattr(torch._C, "_select_conv_backend"):
+        decision = routed(x, m.weight, m.stride, m.padding, m.dilation, m.groups)
+        assert any(decision) if isinstance(decision, tuple) else decision
     results = {}
     for onednn in (True, False):
-        monkeypatch.setattr(conv_module, "BATCH1_ONEDNN", onednn)
+        monkeypatch.setattr(conv_module, flag, onednn)
         (gx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
         (ggw,) = torch.autograd.grad(gx.square().sum(), m.weight)  # a gradient-penalty style double backward
         with torch.autograd.forward_ad.dual_level():

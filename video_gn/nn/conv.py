@@ -1,4 +1,5 @@
-"""A work-around for wrong bf16 Conv3d weight gradients on CPU (oneDNN), and the plain conv that applies it.
+"""CPU work-arounds for torch's 3D convs (wrong bf16 weight gradients, slow backend choices) and the plain conv
+that applies them.
 
 What goes wrong (found here with torch 2.14.1, reproduced with bare ``F.conv3d``, nothing of ours involved): on
 CPU, a bfloat16 3D convolution whose temporal kernel extent ``dilation·(k_T − 1) + 1`` is larger than the input's
@@ -25,6 +26,20 @@ the clip plus an all-zero second clip (which adds nothing to the weight and bias
 is dropped) where the activations are at least half the weights' size; in weight-heavy layers torch's own
 batch-1 backward is the faster one and is kept. Same results up to float rounding, no extra memory kept for
 backward.
+
+A third, for every batch size: where torch does pick oneDNN, two of oneDNN's float32 backward kernels are several
+times slower than its im2col "slow3d" ones on this class of CPU (``benchmarks/conv_backends.py``,
+docs/benchmarks.md):
+
+* the weight gradient of a conv whose temporal kernel overhangs the clip (d_T·(k_T − 1) + 1 > T, e.g. a 3×3×3
+  conv on T = 1 or 2: the late stages of a video ResNet on 8-frame clips, the same kernel family whose bf16 weight
+  gradient is wrong, above) when the weights outweigh the input 4:1 or more: 1.7-6× slower;
+* 1×1×1 convs (bottleneck projections, shortcut downsampling): their weight gradient 1.2-6× slower, and the input
+  gradient of a strided one up to 13× slower.
+
+:func:`convolution_backward` computes exactly those gradients on slow3d (oneDNN switched off around that one call,
+:func:`backward_on_slow3d` decides) and the others on oneDNN, and :class:`SafeConv3d` takes that backward whenever
+it applies. The forward is unchanged. Same results up to float rounding.
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "SafeConv3d",
+    "backward_on_slow3d",
     "convolution",
     "convolution_backward",
     "cpu_batch1_conv3d_slow",
@@ -44,6 +60,15 @@ __all__ = [
 
 #: Route batch-1 CPU 3D convs to oneDNN (module docstring); benchmarks switch it off to measure torch's own path.
 BATCH1_ONEDNN = True
+#: Run the backward kernels oneDNN is slow at on slow3d (module docstring); benchmarks switch it off to compare.
+BACKWARD_SLOW3D = True
+# Smaller convs (input + weight elements) keep torch's backward: below ~1 MB of operands the saving is less than
+# what the split backward costs (the quick-start model's step was 7 % slower fully routed).
+_MIN_ROUTED_ELEMENTS = 2**18
+# SafeConv3d leaves torch's own conv (for our autograd Function) for this routing only above ~4 MB of operands:
+# below that the Function's overhead ate the gain (quick-start GN step 3 % slower at 2**18, WS convs, which are a
+# Function anyway, 3-4 % faster).
+_MIN_DETOUR_ELEMENTS = 2**20
 
 
 def cpu_bf16_conv3d_unsafe(
@@ -119,6 +144,61 @@ def cpu_batch1_conv3d_slow(
     return backend == torch._C._ConvBackend.Slow3d
 
 
+def backward_on_slow3d(
+    x: Tensor,
+    weight: Tensor,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> tuple[bool, bool]:
+    """Which of (∂L/∂x, ∂L/∂w) :func:`convolution_backward` computes on slow3d instead of torch's oneDNN choice.
+
+    Args:
+        x: the conv input (N, C, T, H, W), already padded if the caller pads explicitly.
+        weight: (C_out, C_in / groups, kT, kH, kW).
+        stride, padding, dilation: 3-sequences of ints (numeric zero padding).
+        groups: conv groups.
+
+    Returns:
+        (input gradient, weight gradient), each True to run it on slow3d. Both False unless this is a float32 5-D
+        CPU conv with groups = 1 that torch would run on oneDNN, with input and weight together at least 2**18
+        elements, :data:`BACKWARD_SLOW3D` on and plain eager autograd. Then a 1×1×1 kernel routes its weight
+        gradient, and its input gradient when strided; any other kernel routes its weight gradient when its
+        temporal extent d_T·(k_T − 1) + 1 exceeds T and the weights have at least 4× the input's elements
+        (measured boundaries: module docstring).
+    """
+    if not (
+        BACKWARD_SLOW3D
+        and x.dim() == 5
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and groups == 1
+        and x.numel() + weight.numel() >= _MIN_ROUTED_ELEMENTS
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and _plain_eager()
+    ):
+        return False, False
+    kernel = weight.shape[2:]
+    if all(k == 1 for k in kernel):
+        route = any(int(s) > 1 for s in stride), True
+    else:
+        overhang = int(dilation[0]) * (kernel[0] - 1) + 1 > x.shape[2]
+        route = False, overhang and weight.numel() >= 4 * x.numel()
+    if not any(route):
+        return False, False
+    select = getattr(torch._C, "_select_conv_backend", None)
+    if select is not None:  # only where torch would use oneDNN (at batch 1 it often runs slow3d already)
+        backend = select(
+            x, weight, None, *_int_lists(stride, padding, dilation), False, [0, 0, 0], int(groups), None
+        )
+        if backend != torch._C._ConvBackend.Mkldnn:
+            return False, False
+    return route
+
+
 def _int_lists(*seqs: Sequence[int]) -> list[list[int]]:
     """Plain int lists (torch's op bindings refuse numpy ints, which some builders leave in conv geometry)."""
     return [[int(v) for v in seq] for seq in seqs]
@@ -187,7 +267,9 @@ def convolution_backward(
 
     A batch-1 CPU 3D conv that torch would run on its slow kernels, with activations at least half the weights'
     size, runs on oneDNN as a batch of two: the clip and an all-zero one (which adds nothing to the weight or bias
-    gradient; its input gradient is dropped). Everything else is torch's own ``aten.convolution_backward``.
+    gradient; its input gradient is dropped). Where torch would use oneDNN, the gradients oneDNN is slow at
+    (:func:`backward_on_slow3d`) are computed on slow3d, the others on oneDNN. Everything else is torch's own
+    ``aten.convolution_backward``.
 
     Args:
         grad_out: ∂L/∂y, (N, C_out, *spatial_out).
@@ -213,12 +295,44 @@ def convolution_backward(
     if slow:
         grad_out = torch.cat([grad_out, grad_out.new_zeros(grad_out.shape)])
         x = torch.cat([x, x.new_zeros(x.shape)])
+    elif output_mask[0] or output_mask[1]:
+        routed = backward_on_slow3d(x, weight, stride, padding, dilation, groups)
+        routed = [routed[0] and output_mask[0], routed[1] and output_mask[1]]
+        if any(routed):
+            return _split_backward(
+                grad_out, x, weight, bias_sizes, stride, padding, dilation, groups, output_mask, routed
+            )
     grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
         grad_out, x, weight, bias_sizes, stride, padding, dilation, False, zeros, groups, list(output_mask)
     )
     if slow and grad_x is not None:
         grad_x = grad_x[:1]
     return grad_x, grad_w, grad_b
+
+
+def _split_backward(grad_out, x, weight, bias_sizes, stride, padding, dilation, groups, output_mask, routed):
+    """The gradients in ``routed`` (∂x, ∂w) on slow3d (oneDNN off for that call), the rest on torch's choice."""
+    zeros = [0] * len(stride)
+    rest = [output_mask[0] and not routed[0], output_mask[1] and not routed[1], bool(output_mask[2])]
+    grads: list[Tensor | None] = [None, None, None]
+    if any(rest):
+        grads = list(
+            torch.ops.aten.convolution_backward(
+                grad_out, x, weight, bias_sizes, stride, padding, dilation, False, zeros, groups, rest
+            )
+        )
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # process-wide, for this one call; autograd runs it on this thread
+    try:
+        slow = torch.ops.aten.convolution_backward(
+            grad_out, x, weight, None, stride, padding, dilation, False, zeros, groups, [*routed, False]
+        )
+    finally:
+        torch.backends.mkldnn.enabled = previous
+    for i in (0, 1):
+        if routed[i]:
+            grads[i] = slow[i]
+    return grads[0], grads[1], grads[2]
 
 
 class _Conv(torch.autograd.Function):
@@ -260,8 +374,8 @@ class SafeConv3d(nn.Conv3d):
 
     Same constructor, parameters and state-dict keys as ``nn.Conv3d``; identical everywhere else (fp32, GPU,
     temporal length ≥ the kernel's extent). See the module docstring for the bug it avoids. Batch-1 float32 CPU
-    convs that torch would run on its slow kernels are routed to oneDNN (:func:`convolution`; same results up to
-    float rounding).
+    convs that torch would run on its slow kernels are routed to oneDNN (:func:`convolution`), and the backward
+    kernels oneDNN is slow at to slow3d (:func:`backward_on_slow3d`); same results up to float rounding.
 
     Shapes: input (N, C_in, T, H, W) -> output (N, C_out, T', H', W'), as ``nn.Conv3d``.
     """
@@ -282,7 +396,16 @@ class SafeConv3d(nn.Conv3d):
             not autocast  # under autocast torch's conv runs in bf16, which takes oneDNN anyway
             and self.padding_mode == "zeros"
             and not isinstance(self.padding, str)
-            and cpu_batch1_conv3d_slow(x, weight, self.stride, self.padding, self.dilation, self.groups)
+            and (
+                cpu_batch1_conv3d_slow(x, weight, self.stride, self.padding, self.dilation, self.groups)
+                or (
+                    torch.is_grad_enabled()
+                    and x.numel() + weight.numel() >= _MIN_DETOUR_ELEMENTS
+                    and any(
+                        backward_on_slow3d(x, weight, self.stride, self.padding, self.dilation, self.groups)
+                    )
+                )
+            )
         ):
             return _Conv.apply(
                 x, weight, bias, list(self.stride), list(self.padding), list(self.dilation), self.groups
