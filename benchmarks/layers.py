@@ -54,8 +54,16 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from video_gn import nn as vnn  # noqa: E402
+from video_gn.nn.conv import _Conv  # noqa: E402  (the plain conv through video_gn's kernels and routing)
 
 # ----------------------------------------------------------------------------- WS formulations compared
+
+
+def _plain_conv(module: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The conv every variant shares: ``video_gn.nn.conv``'s kernels and CPU backend routing, as in SafeConv3d
+    (GN, BN) and WSConv3d, so that the formulations differ only in how they standardize."""
+    args = (list(module.stride), list(module.padding), list(module.dilation), module.groups)
+    return _Conv.apply(x, weight, module.bias, *args)
 
 
 class NaiveWSConv3d(vnn.WSConv3d):
@@ -66,7 +74,7 @@ class NaiveWSConv3d(vnn.WSConv3d):
         mean = w.mean(dim=(1, 2, 3, 4), keepdim=True)
         var = ((w - mean) ** 2).mean(dim=(1, 2, 3, 4), keepdim=True)
         w = (w - mean) / torch.sqrt(var + self.eps)
-        return self._conv_forward(x, w, self.bias)
+        return _plain_conv(self, x, w)
 
 
 class BatchNormWSConv3d(vnn.WSConv3d):
@@ -81,14 +89,14 @@ class BatchNormWSConv3d(vnn.WSConv3d):
             momentum=0.0,
             eps=self.eps,
         ).reshape_as(self.weight)
-        return self._conv_forward(x, w, self.bias)
+        return _plain_conv(self, x, w)
 
 
 class WeightFnWSConv3d(vnn.WSConv3d):
     """Our ``standardize_weight`` autograd function, then a plain conv (which itself saves ŵ)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, vnn.standardize_weight(self.weight, self.eps), self.bias)
+        return _plain_conv(self, x, vnn.standardize_weight(self.weight, self.eps))
 
 
 class StandardizedPathWSConv3d(vnn.WSConv3d):

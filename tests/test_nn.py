@@ -680,16 +680,30 @@ def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(
     if hasattr(torch._C, "_select_conv_backend"):
         assert check(x, m.weight, m.stride, m.padding, m.dilation, m.groups)
         assert not check(torch.cat([x, x]), m.weight, m.stride, m.padding, m.dilation, m.groups)
-    results = {}
-    for onednn in (True, False):
-        monkeypatch.setattr(conv_module, "BATCH1_ONEDNN", onednn)
+
+    def after_backward(onednn: bool) -> None:
+        assert any(routed) == onednn
         routed.clear()
+
+    _check_routing_against_torch_and_float64(
+        m, ref, x, conv_module, "BATCH1_ONEDNN", after_backward, 1e-5, monkeypatch
+    )
+
+
+def _check_routing_against_torch_and_float64(
+    m, ref, x, conv_module, flag, after_backward, tol, monkeypatch
+) -> None:
+    """Run m on x with conv_module.<flag> on and off (``after_backward(setting)`` after each); both must match
+    the float64 ``ref`` within ``tol`` of each tensor's scale, and each other within 1e-5."""
+    results = {}
+    for setting in (True, False):
+        monkeypatch.setattr(conv_module, flag, setting)
         m.zero_grad()
         x.grad = None
         y = m(x)
         y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
-        assert any(routed) == onednn
-        results[onednn] = (y.detach(), x.grad.clone(), m.weight.grad.clone(), m.bias.grad.clone())
+        after_backward(setting)
+        results[setting] = (y.detach(), x.grad.clone(), m.weight.grad.clone(), m.bias.grad.clone())
     xd = x.detach().double().requires_grad_(True)
     yd = ref(xd)
     yd.backward(torch.linspace(-1, 1, yd.numel(), dtype=torch.float64).view_as(yd))
@@ -697,7 +711,7 @@ def test_batch1_cpu_conv3d_runs_on_onednn_with_the_same_results(
         results[True], results[False], (yd, xd.grad, ref.weight.grad, ref.bias.grad)
     ):
         scale = want.abs().max()
-        assert (got.double() - want).abs().max() <= 1e-5 * scale
+        assert (got.double() - want).abs().max() <= tol * scale
         assert (got - torch_path).abs().max() <= 1e-5 * scale
 
 
@@ -737,31 +751,21 @@ def test_backward_on_slow3d_routes_the_slow_onednn_gradients_with_the_same_resul
     x = torch.randn(2, c_in, *thw, requires_grad=True)
     if hasattr(torch._C, "_select_conv_backend"):
         assert conv_module.backward_on_slow3d(x, m.weight, m.stride, m.padding, m.dilation, 1) == expected
-    results = {}
-    for route in (True, False):
-        monkeypatch.setattr(conv_module, "BACKWARD_SLOW3D", route)
-        split.clear()
-        m.zero_grad()
-        x.grad = None
-        y = m(x)
-        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+
+    def after_backward(route: bool) -> None:
         assert torch.backends.mkldnn.enabled
         assert split == ([expected] if route and any(expected) else [])
-        results[route] = (y.detach(), x.grad.clone(), m.weight.grad.clone(), m.bias.grad.clone())
-    xd = x.detach().double().requires_grad_(True)
-    yd = ref(xd)
-    yd.backward(torch.linspace(-1, 1, yd.numel(), dtype=torch.float64).view_as(yd))
-    for got, torch_path, want in zip(
-        results[True], results[False], (yd, xd.grad, ref.weight.grad, ref.bias.grad)
-    ):
-        scale = want.abs().max()
-        # 1e-4: a float32 bias gradient summed over 10⁵ outputs is off by ~2e-5 on torch's own path too
-        assert (got.double() - want).abs().max() <= 1e-4 * scale
-        assert (got - torch_path).abs().max() <= 1e-5 * scale
+        split.clear()
+
+    # 1e-4: a float32 bias gradient summed over 10⁵ outputs is off by ~2e-5 on torch's own path too
+    _check_routing_against_torch_and_float64(
+        m, ref, x, conv_module, "BACKWARD_SLOW3D", after_backward, 1e-4, monkeypatch
+    )
 
 
-def test_backward_on_slow3d_leaves_other_convs_alone() -> None:
-    """Only float32 CPU convs with groups = 1 that torch runs on oneDNN are considered."""
+def test_backward_on_slow3d_leaves_other_convs_alone(monkeypatch) -> None:
+    """Only float32 CPU convs with groups = 1 that torch runs on oneDNN are considered, and only while the
+    backend flags may be set."""
     import video_gn.nn.conv as conv_module
 
     w = torch.randn(128, 128, 3, 3, 3)
@@ -781,6 +785,8 @@ def test_backward_on_slow3d_leaves_other_convs_alone() -> None:
     )  # too small to pay
     with torch.backends.mkldnn.flags(enabled=False):
         assert conv_module.backward_on_slow3d(x, w, *args, 1) == (False, False)
+    monkeypatch.setattr(torch.backends, "flags_frozen", lambda: True)  # as after disable_global_flags()
+    assert conv_module.backward_on_slow3d(x, w, *args, 1) == (False, False)
 
 
 @pytest.mark.parametrize(

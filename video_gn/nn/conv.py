@@ -28,18 +28,19 @@ batch-1 backward is the faster one and is kept. Same results up to float roundin
 backward.
 
 A third, for every batch size: where torch does pick oneDNN, two of oneDNN's float32 backward kernels are several
-times slower than its im2col "slow3d" ones on this class of CPU (``benchmarks/conv_backends.py``,
-docs/benchmarks.md):
+times slower than its im2col "slow3d" ones on this class of CPU (r3d_18 and i3d_r50 at width 64, batch 2, 2
+threads: ``benchmarks/conv_backends.py``, docs/benchmarks.md):
 
 * the weight gradient of a conv whose temporal kernel overhangs the clip (d_T·(k_T − 1) + 1 > T, e.g. a 3×3×3
   conv on T = 1 or 2: the late stages of a video ResNet on 8-frame clips, the same kernel family whose bf16 weight
-  gradient is wrong, above) when the weights outweigh the input 4:1 or more: 1.7-6× slower;
-* 1×1×1 convs (bottleneck projections, shortcut downsampling): their weight gradient 1.2-6× slower, and the input
-  gradient of a strided one up to 13× slower.
+  gradient is wrong, above) when the weights outweigh the input 4:1 or more: 1.75-4.1× slower;
+* 1×1×1 convs (bottleneck projections, shortcut downsampling): their weight gradient 1.3-2.7× slower, and the
+  input gradient of a strided one 1.4-13× slower.
 
 :func:`convolution_backward` computes exactly those gradients on slow3d (oneDNN switched off around that one call,
 :func:`backward_on_slow3d` decides) and the others on oneDNN, and :class:`SafeConv3d` takes that backward whenever
-it applies. The forward is unchanged. Same results up to float rounding.
+it applies. The forward is unchanged. Same results up to float rounding; whole r3d_18 training steps (width 64,
+8×112², batch 2) 1.12× faster, batch 1 and the quick-start model unchanged.
 """
 
 from __future__ import annotations
@@ -62,13 +63,10 @@ __all__ = [
 BATCH1_ONEDNN = True
 #: Run the backward kernels oneDNN is slow at on slow3d (module docstring); benchmarks switch it off to compare.
 BACKWARD_SLOW3D = True
-# Smaller convs (input + weight elements) keep torch's backward: below ~1 MB of operands the saving is less than
-# what the split backward costs (the quick-start model's step was 7 % slower fully routed).
+# Smaller convs (input + weight elements) keep torch's backward: below ~1 MB of operands a routed gradient saves
+# 0.1 ms at most (benchmarks/conv_backends.py at width 16), about what the second backward call and, for
+# SafeConv3d, the autograd Function cost.
 _MIN_ROUTED_ELEMENTS = 2**18
-# SafeConv3d leaves torch's own conv (for our autograd Function) for this routing only above ~4 MB of operands:
-# below that the Function's overhead ate the gain (quick-start GN step 3 % slower at 2**18, WS convs, which are a
-# Function anyway, 3-4 % faster).
-_MIN_DETOUR_ELEMENTS = 2**20
 
 
 def cpu_bf16_conv3d_unsafe(
@@ -134,14 +132,23 @@ def cpu_batch1_conv3d_slow(
         and _plain_eager()
     ):
         return False
-    select = getattr(torch._C, "_select_conv_backend", None)
-    if select is None:  # torch's heuristic (aten/src/ATen/native/ConvUtils): native unless one of these holds
+    backend = _torch_backend(x, weight, stride, padding, dilation, groups)
+    if (
+        backend is None
+    ):  # torch's heuristic (aten/src/ATen/native/ConvUtils): native unless one of these holds
         n, c, t, h = x.shape[:4]
         return not (groups > 1 or (weight.shape[-1] > 3 and weight.shape[-2] > 3) or n * c * t * h > 20480)
-    backend = select(
+    return backend == torch._C._ConvBackend.Slow3d
+
+
+def _torch_backend(x, weight, stride, padding, dilation, groups):
+    """The backend torch would run this conv on (``torch._C._ConvBackend``), or None if this torch cannot say."""
+    select = getattr(torch._C, "_select_conv_backend", None)
+    if select is None:
+        return None
+    return select(
         x, weight, None, *_int_lists(stride, padding, dilation), False, [0, 0, 0], int(groups), None
     )
-    return backend == torch._C._ConvBackend.Slow3d
 
 
 def backward_on_slow3d(
@@ -178,6 +185,7 @@ def backward_on_slow3d(
         and x.numel() + weight.numel() >= _MIN_ROUTED_ELEMENTS
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
+        and not torch.backends.flags_frozen()  # after disable_global_flags() the flag may not be set
         and _plain_eager()
     ):
         return False, False
@@ -189,13 +197,10 @@ def backward_on_slow3d(
         route = False, overhang and weight.numel() >= 4 * x.numel()
     if not any(route):
         return False, False
-    select = getattr(torch._C, "_select_conv_backend", None)
-    if select is not None:  # only where torch would use oneDNN (at batch 1 it often runs slow3d already)
-        backend = select(
-            x, weight, None, *_int_lists(stride, padding, dilation), False, [0, 0, 0], int(groups), None
-        )
-        if backend != torch._C._ConvBackend.Mkldnn:
-            return False, False
+    # only where torch would use oneDNN (at batch 1 it often runs slow3d already)
+    backend = _torch_backend(x, weight, stride, padding, dilation, groups)
+    if backend is not None and backend != torch._C._ConvBackend.Mkldnn:
+        return False, False
     return route
 
 
@@ -400,7 +405,6 @@ class SafeConv3d(nn.Conv3d):
                 cpu_batch1_conv3d_slow(x, weight, self.stride, self.padding, self.dilation, self.groups)
                 or (
                     torch.is_grad_enabled()
-                    and x.numel() + weight.numel() >= _MIN_DETOUR_ELEMENTS
                     and any(
                         backward_on_slow3d(x, weight, self.stride, self.padding, self.dilation, self.groups)
                     )
