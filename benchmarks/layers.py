@@ -6,7 +6,9 @@ Prints markdown tables for r3d_18 (width 64, clip 8×112×112, batch 2, CPU, 2 t
   CPU time over interleaved rounds, for
   BN; GN; GN+WS written as explicit mean/std ("naive"); GN+WS via ``F.batch_norm`` on the weight (timm's
   ``StdConv`` formulation); GN+WS via our ``standardize_weight`` autograd function followed by a plain conv
-  ("weight fn"); GN+WS via our fused ``WSConv3d`` (what ``video_gn.nn`` ships);
+  ("weight fn"); GN+WS via our fused ``WSConv3d`` (what ``video_gn.nn`` ships). Every variant convolves through
+  ``video_gn.nn.conv`` (its kernels and CPU backend routing, as the registry's ``SafeConv3d`` does), so they
+  differ only in how they standardize;
 * memory per variant, two ways:
   - ``saved MB``: bytes autograd keeps for backward (unique storages seen by
     ``torch.autograd.graph.saved_tensors_hooks`` during one forward, parameters excluded). Exact and noise-free.

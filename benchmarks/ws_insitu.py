@@ -13,7 +13,7 @@ It clocks each conv's autograd forward and backward (``time.perf_counter`` aroun
 synchronous) and prints, per conv shape, the milliseconds per step of both and their difference, then the whole
 step and the time spent outside the convs. If the WS cost is all inside the convs, the "outside" times agree.
 
-    python benchmarks/ws_insitu.py [--rounds 12] [--threads 2] [--omp-wait-policy default]
+    python benchmarks/ws_insitu.py [--model r3d_18] [--rounds 12] [--threads 2] [--omp-wait-policy default]
 """
 
 from __future__ import annotations
@@ -73,16 +73,17 @@ class PlainClockedConv3d(vnn.WSConv3d):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="r3d_18", help="registry model (width 64, 400 classes)")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     omp_policy.add_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    reference = build("r3d_18", num_classes=400, norm="gn", ws=True, width=64)
+    reference = build(args.model, num_classes=400, norm="gn", ws=True, width=64)
     models = {}
     for variant in ("plain", "ws"):
-        model = build("r3d_18", num_classes=400, norm="gn", ws=True, width=64)
+        model = build(args.model, num_classes=400, norm="gn", ws=True, width=64)
         model.load_state_dict(reference.state_dict())
         if variant == "plain":
             for module in model.modules():
@@ -104,7 +105,7 @@ def main() -> None:
         ws._WSConvFunction = _WS_FUNCTION
     n = args.rounds
     print(
-        f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, OpenMP wait policy {omp_policy.describe()}, "
+        f"{args.model} w64, 2×3×8×112×112, {args.threads} threads, OpenMP wait policy {omp_policy.describe()}, "
         f"{n} rounds\n"
     )
     print(
