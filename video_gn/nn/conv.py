@@ -133,9 +133,8 @@ def cpu_batch1_conv3d_slow(
     ):
         return False
     backend = _torch_backend(x, weight, stride, padding, dilation, groups)
-    if (
-        backend is None
-    ):  # torch's heuristic (aten/src/ATen/native/ConvUtils): native unless one of these holds
+    if backend is None:
+        # torch's heuristic (aten/src/ATen/native/ConvUtils): slow3d unless one of these holds
         n, c, t, h = x.shape[:4]
         return not (groups > 1 or (weight.shape[-1] > 3 and weight.shape[-2] > 3) or n * c * t * h > 20480)
     return backend == torch._C._ConvBackend.Slow3d
