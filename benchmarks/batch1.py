@@ -4,9 +4,9 @@ For a float32 3D conv on one clip, torch's CPU backend heuristic (written for 2D
 W) picks its im2col "slow3d" kernels whenever N·C·T·H ≤ 20480, so in a CPU-sized video ResNet a batch-1 step can
 take longer than a batch-2 step. ``video_gn.nn.conv`` routes those convs to oneDNN (``video_gn/nn/conv.py``).
 This script times full training steps (forward, cross-entropy, backward, SGD step) of a registry model at B = 1
-and B = 2 with the routing off (torch's own choice) and on (video_gn's), interleaved round by round (each model's
-off/on pair in alternating order) so machine load hits every variant alike, and prints the median step time, per-clip time, and the
-paired ratio off / on of each round. It also counts how many conv layers are routed.
+and B = 2 with the routing off (torch's own choice) and on (video_gn's), interleaved round by round (orders from
+``benchmarks/interleave.py``) so machine load hits every variant alike, and prints the median step time, per-clip
+time, and the paired ratio off / on of each round. It also counts how many conv layers are routed.
 
 With ``--routing backward-slow3d`` it measures the other routing instead: the backward kernels oneDNN is slow at
 (weight gradients of convs whose temporal kernel overhangs the clip, 1×1×1 convs) computed on slow3d
@@ -29,6 +29,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+from conv_backends import conv3d_calls  # benchmarks/conv_backends.py, beside this file
+from interleave import round_orders  # benchmarks/interleave.py, beside this file
 
 import video_gn.nn.conv as conv
 from video_gn.models import build
@@ -37,24 +39,14 @@ from video_gn.models import build
 def routed_convs(model: torch.nn.Module, x: torch.Tensor, routing: str) -> tuple[int, int]:
     """(convs video_gn routes, all 3D convs) for one forward of ``x``: to oneDNN at batch 1, or with part of
     their backward on slow3d."""
-    hits, total = [], []
-
-    def hook(mod, args):
-        if args[0].dim() == 5:
-            total.append(1)
-            pad = mod.padding if not isinstance(mod.padding, str) else (0, 0, 0)
-            geometry = (args[0], mod.weight, mod.stride, pad, mod.dilation, mod.groups)
-            if routing == "batch1-onednn":
-                hits.append(conv.cpu_batch1_conv3d_slow(*geometry))
-            else:
-                hits.append(any(conv.backward_on_slow3d(*geometry)))
-
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return sum(hits), len(total)
+    hits = []
+    for mod, inp, pad in conv3d_calls(model, x):
+        geometry = (inp, mod.weight, mod.stride, pad, mod.dilation, mod.groups)
+        if routing == "batch1-onednn":
+            hits.append(conv.cpu_batch1_conv3d_slow(*geometry))
+        else:
+            hits.append(any(conv.backward_on_slow3d(*geometry)))
+    return sum(hits), len(hits)
 
 
 def main() -> None:
@@ -118,12 +110,8 @@ def main() -> None:
 
     keys = list(variants)
     times: dict = {k: [] for k in keys}
-    pairs = [keys[i : i + 2] for i in range(0, len(keys), 2)]  # (off, on) of one model and batch
-    for r in range(args.warmup + args.rounds):
-        # Each pair runs off-then-on in even rounds and on-then-off in odd ones, so either setting follows the
-        # other (same model, warm caches) equally often. Reversing the whole round instead ran the first and the
-        # last variant twice in a row at every round boundary, which biased paired ratios by ~3 % at 30 ms steps.
-        for k in (k for pair in pairs for k in (pair if r % 2 == 0 else pair[::-1])):
+    for r, order in enumerate(round_orders(keys, args.warmup + args.rounds)):
+        for k in order:
             t = step(k)
             if r >= args.warmup:
                 times[k].append(t)

@@ -36,28 +36,29 @@ from video_gn.models import build  # noqa: E402
 from video_gn.nn import conv  # noqa: E402
 
 
-def conv_shapes(model: torch.nn.Module, x: torch.Tensor) -> collections.Counter:
-    """Counter of (weight shape, input shape, stride, padding, dilation) over the model's 3D convs."""
-    seen: collections.Counter = collections.Counter()
+def conv3d_calls(
+    model: torch.nn.Module, x: torch.Tensor
+) -> list[tuple[torch.nn.Conv3d, torch.Tensor, tuple]]:
+    """(module, its input, its numeric padding) for every 3D conv call in one no-grad forward of ``x``."""
+    calls = []
 
     def hook(mod, args):
-        pad = mod.padding if not isinstance(mod.padding, str) else (0, 0, 0)
-        seen[
-            (
-                tuple(mod.weight.shape),
-                tuple(args[0].shape),
-                tuple(mod.stride),
-                tuple(pad),
-                tuple(mod.dilation),
-            )
-        ] += 1
+        calls.append((mod, args[0], mod.padding if not isinstance(mod.padding, str) else (0, 0, 0)))
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
     with torch.no_grad():
         model(x)
     for h in handles:
         h.remove()
-    return seen
+    return calls
+
+
+def conv_shapes(model: torch.nn.Module, x: torch.Tensor) -> collections.Counter:
+    """Counter of (weight shape, input shape, stride, padding, dilation) over the model's 3D convs."""
+    return collections.Counter(
+        (tuple(m.weight.shape), tuple(inp.shape), tuple(m.stride), tuple(pad), tuple(m.dilation))
+        for m, inp, pad in conv3d_calls(model, x)
+    )
 
 
 def timed(fn, onednn: bool) -> float:

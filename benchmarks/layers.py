@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 
 import omp_policy  # benchmarks/omp_policy.py, beside this file
+from interleave import round_orders  # benchmarks/interleave.py, beside this file
 
 omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
@@ -262,16 +263,15 @@ def interleaved(
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Run every fn once per round, in turn; return (wall times, CPU times) per fn, warm-up rounds dropped.
 
-    Odd rounds run the fns in reverse order, so that running first or last in a round (cache and frequency
-    state left by the previous step) does not favour one of them.
+    Each round's order comes from :func:`interleave.round_orders`, so that the position in a round and the step
+    run just before (cache and frequency state it leaves) favour no fn.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(rounds):
-        order = list(fns) if r % 2 == 0 else list(reversed(fns))
+    for order in round_orders(list(fns), rounds):
         for k in order:
             w, c = fns[k]()
             wall[k].append(w)

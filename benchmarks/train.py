@@ -3,8 +3,8 @@
 For the quick-start network (r3d_18, width 16, 6 classes) at the quick-start clip (T=8, 32×32, B=8):
 
 * ``clips/s``: B / median train-step time (forward + cross-entropy + backward + SGD Nesterov step). The
-  variants run interleaved, one step each per round, so load from other processes hits all alike:
-  compare the ratios of one run;
+  variants run interleaved, one step each per round (orders from ``benchmarks/interleave.py``), so load from
+  other processes hits all alike: compare the ratios of one run;
 * ``saved MB``: activation bytes autograd keeps for backward (distinct storages, parameters and input
   excluded; :class:`video_gn.plan.SavedTensorCounter`), exact and noise-free;
 * ``peak RSS Δ MB``: in a fresh subprocess per variant, peak resident memory during 3 train steps minus the
@@ -37,6 +37,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from interleave import round_orders  # benchmarks/interleave.py, beside this file
 
 import video_gn.nn.conv
 import video_gn.nn.ws
@@ -145,12 +146,12 @@ def main() -> None:
     built = {v: make(v, args) for v in VARIANTS}
     modes = [True, False] if (BF16 and args.unguarded) else [True]
     times: dict[tuple[str, bool], list[float]] = {(v, g): [] for v in VARIANTS for g in modes}
-    for r in range(args.warmup + args.rounds):
-        for v, (model, opt, x, y) in built.items():
-            for g in modes:
-                t = train_step(model, opt, x, y, guard=g)
-                if r >= args.warmup:
-                    times[v, g].append(t)
+    for r, order in enumerate(round_orders(list(times), args.warmup + args.rounds)):
+        for v, g in order:
+            model, opt, x, y = built[v]
+            t = train_step(model, opt, x, y, guard=g)
+            if r >= args.warmup:
+                times[v, g].append(t)
     rows = []
     for v, (model, _opt, x, y) in built.items():
         med = statistics.median(times[v, True])

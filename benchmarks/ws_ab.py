@@ -4,7 +4,7 @@ Whole-step ratios of GN+WS to GN move by ±2 % between idle runs on a 2-core mac
 WS code are worth. This script puts the shipped ``video_gn.nn.WSConv3d`` and other versions of ``ws.py`` (files
 given on the command line, e.g. ``git show HEAD~1:video_gn/nn/ws.py > /tmp/ws_old.py``) in the same process, on
 the same weights, and times one train step of each per round (the model, step and interleaving of
-``benchmarks/layers.py``: r3d_18 width 64, 2×3×8×112×112, SGD with momentum), odd rounds in reverse order. It prints each variant's
+``benchmarks/layers.py``: r3d_18 width 64, 2×3×8×112×112, SGD with momentum). It prints each variant's
 median step and its median ratio to GN in the same round, then shipped / other per round, median [quartiles].
 
     git show HEAD~1:video_gn/nn/ws.py > /tmp/ws_old.py

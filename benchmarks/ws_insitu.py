@@ -3,7 +3,7 @@
 Timing a conv alone (``benchmarks/ws_per_conv.py``) misses what the rest of the step does to caches; timing
 whole steps (``benchmarks/layers.py``) does not say where the difference is. This script runs the step of
 ``layers.py`` (r3d_18 width 64, 2×3×8×112×112, SGD with momentum) for two copies of the same GN+WS model, one
-step each per round, odd rounds in reverse order:
+step each per round (orders from ``benchmarks/interleave.py``):
 
 * ``plain``: every WS conv replaced by an autograd function that runs the plain conv on the raw weights through
   the same ``convolution`` / ``convolution_backward`` calls ``video_gn.nn.ws`` uses;
@@ -23,6 +23,7 @@ import collections
 import time
 
 import omp_policy  # benchmarks/omp_policy.py, beside this file
+from interleave import round_orders  # benchmarks/interleave.py, beside this file
 
 omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
@@ -95,11 +96,11 @@ def main() -> None:
     steps: dict[str, float] = collections.defaultdict(float)
     ws._WSConvFunction = _CLOCKED_WS  # ws_conv looks the function up at call time
     try:
-        for r in range(args.rounds + 2):  # two warm-up rounds
+        for r, order in enumerate(round_orders(["plain", "ws"], args.rounds + 2)):  # two warm-up rounds
             if r == 2:
                 CLOCK.clear()
                 steps.clear()
-            for k in ("plain", "ws") if r % 2 == 0 else ("ws", "plain"):
+            for k in order:
                 steps[k] += trainers[k].step()[0]
     finally:
         ws._WSConvFunction = _WS_FUNCTION

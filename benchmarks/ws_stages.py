@@ -9,8 +9,8 @@ Variants, all from the same GN+WS model:
   standardized weights (so the rest of the step is unchanged).
 
 What a group of stages costs = the extra time of ``gn_ws`` minus the extra time left when its WS convs are
-plain. Variants run interleaved (odd rounds in reverse order); each round's times are compared with GN's in the
-same round (paired), and medians over rounds are printed. In r3d_18 at this input, stages 0-2 (stem, layer1,
+plain. Variants run interleaved (orders from ``benchmarks/interleave.py``); each round's times are compared with
+GN's in the same round (paired), and medians over rounds are printed. In r3d_18 at this input, stages 0-2 (stem, layer1,
 layer2) take ``ws.py``'s standardized-weight path and layer3/layer4's 3×3×3 convs its weight-domain path.
 
     python benchmarks/ws_stages.py [--rounds 20] [--threads 2]
@@ -24,6 +24,7 @@ import statistics
 import time
 
 import omp_policy  # benchmarks/omp_policy.py, beside this file
+from interleave import round_orders  # benchmarks/interleave.py, beside this file
 
 omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
@@ -91,8 +92,8 @@ def main() -> None:
         for k in variants:
             step(k)
     times: dict[str, list[float]] = {k: [] for k in variants}
-    for r in range(args.rounds):
-        for k in list(variants) if r % 2 == 0 else list(variants)[::-1]:
+    for order in round_orders(list(variants), args.rounds):
+        for k in order:
             times[k].append(step(k))
     print(
         f"r3d_18 w64, 2×3×8×112×112, {args.threads} threads, OpenMP wait policy {omp_policy.describe()}, "
