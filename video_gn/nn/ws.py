@@ -142,8 +142,7 @@ def _box_sum(x: Tensor, kernel: Sequence[int], stride, padding, dilation) -> Ten
             summed = F.pad(summed, [p for p in reversed(padding) for _ in range(2)])
         pool = F.avg_pool2d if summed.dim() == 4 else F.avg_pool3d
         return pool(summed, list(kernel), list(stride), 0, False, True, 1)
-    ones = torch.ones((1, 1, *kernel), dtype=x.dtype, device=x.device)
-    return convolution(summed, ones, None, stride, padding, dilation, 1)
+    return convolution(summed, _ones_kernel(kernel, x), None, stride, padding, dilation, 1)
 
 
 def _box_sum_backward(grad: Tensor, x: Tensor, kernel: Sequence[int], stride, padding, dilation) -> Tensor:
@@ -157,10 +156,14 @@ def _box_sum_backward(grad: Tensor, x: Tensor, kernel: Sequence[int], stride, pa
             grad, grad.new_empty(padded), list(kernel), list(stride), [0] * len(kernel), False, True, 1
         )
         return out[(slice(None), slice(None), *(slice(p, p + n) for p, n in zip(padding, x.shape[2:])))]
-    ones = torch.ones((1, 1, *kernel), dtype=grad.dtype, device=grad.device)
     return convolution_backward(
-        grad, x[:, :1], ones, None, stride, padding, dilation, 1, [True, False, False]
+        grad, x[:, :1], _ones_kernel(kernel, grad), None, stride, padding, dilation, 1, [True, False, False]
     )[0]
+
+
+def _ones_kernel(kernel: Sequence[int], like: Tensor) -> Tensor:
+    """The all-ones (1, 1, *kernel) filter of the one-channel box conv, in ``like``'s dtype and device."""
+    return torch.ones((1, 1, *kernel), dtype=like.dtype, device=like.device)
 
 
 def _pools(t: Tensor, dilation: Sequence[int]) -> bool:
