@@ -6,11 +6,13 @@ The tiny dataset is conftest.py's ``tiny_root``; the ``video-gn predict`` tests 
 import csv
 import json
 import logging
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -956,9 +958,141 @@ def test_sigterm_writes_last_checkpoint_and_exits_143(tiny_root, tmp_path, monke
     assert "stopped by SIGTERM" in capsys.readouterr().err
 
 
+class _CtrlCAtStep(L.Callback):
+    """Sends this process SIGINT, as a terminal's Ctrl-C does, ``presses`` times at the end of step ``step``."""
+
+    def __init__(self, step: int, presses: int = 1) -> None:
+        self.step, self.presses = step, presses
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            for _ in range(self.presses):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_first_ctrl_c_stops_fit_at_the_next_step_and_writes_last_checkpoint(tiny_root, tmp_path, capsys):
+    """Ctrl-C lands mid-step; fit finishes that step, stops, and last.ckpt holds exactly the weights at the stop."""
+    from video_gn.callbacks import CtrlCStop
+    from video_gn.errors import FitInterrupted
+
+    run = tmp_path / "run"
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--trainer.max_epochs=3")], run=False)
+    assert sum(isinstance(c, CtrlCStop) for c in cli.trainer.callbacks) == 1  # a default callback
+    # Appended last, so CtrlCStop has already looked at step 2 when the signal comes: it stops after step 3,
+    # as when Ctrl-C lands in the middle of a step.
+    cli.trainer.callbacks.append(_CtrlCAtStep(2))
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(FitInterrupted) as stop:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert signal.getsignal(signal.SIGINT) is before  # handed back when fit ends
+    last = run / "checkpoints" / "last.ckpt"
+    assert stop.value.step == 3 and stop.value.saved_checkpoint == str(last)
+    saved = torch.load(last, weights_only=True)
+    assert saved["global_step"] == 3
+    torch.testing.assert_close(saved["state_dict"], cli.model.state_dict(), atol=0, rtol=0)
+    err = capsys.readouterr().err
+    assert "Ctrl-C: fit stops after this training batch and writes last.ckpt" in err
+    assert "FitInterrupted at step 3: wrote" in err
+    assert "not saved" not in err
+    # Resuming continues from step 3 to the end (3 epochs of 4 steps).
+    assert main(["fit", *_quick(tiny_root, run, "--trainer.max_epochs=3", "--ckpt_path=last")]) == 0
+    assert torch.load(last, weights_only=True)["global_step"] == 12
+
+
+def test_first_ctrl_c_exits_130_naming_the_checkpoint(monkeypatch, capsys):
+    from video_gn.errors import FitInterrupted
+
+    def interrupted(args):
+        err = FitInterrupted(7)
+        err.saved_checkpoint = "runs/x/checkpoints/last.ckpt"
+        raise err
+
+    monkeypatch.setattr("video_gn.cli.run_lightning_cli", interrupted)
+    assert main(["fit", "-c", "x.yaml"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "video-gn fit: interrupted by Ctrl-C at step 7; the weights are in runs/x/checkpoints/last.ckpt "
+        "(resume with --ckpt_path last)"
+    )
+
+
+def test_ctrl_c_twice_stops_at_once_without_saving(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")], run=False)
+    cli.trainer.callbacks.append(_CtrlCAtStep(3, presses=2))
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert exit_info.value.code == 1 and isinstance(exit_info.value.__context__, KeyboardInterrupt)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def _ddp_rank_pid(parent: int, rank: int) -> int:
+    """The pid of the DDP rank ``rank`` that Lightning's launcher started as a child of ``parent``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            if f"LOCAL_RANK={rank}".encode() in (stat.parent / "environ").read_bytes().split(b"\0"):
+                return int(stat.parent.name)
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+    raise AssertionError(f"no rank {rank} child of {parent}")
+
+
+@pytest.mark.parametrize(
+    "ddp, target",
+    [(False, "group"), (True, "group"), (True, "rank1")],
+    ids=["one-process", "ddp-terminal", "ddp-sigint-to-rank-1-only"],
+)
+def test_ctrl_c_from_a_terminal_stops_the_fit_command_with_its_checkpoint(tiny_root, tmp_path, ddp, target):
+    """The real command, with a DataLoader worker, interrupted the way a terminal does: SIGINT to the whole
+    process group (workers and DDP ranks included). Under DDP every rank stops at the same step, and the save
+    is collective; so a SIGINT that reaches one rank only must stop them all (else the others hang)."""
+    run = tmp_path / "run"
+    args = _quick(
+        tiny_root,
+        run,
+        "--trainer.max_epochs=1000",
+        "--data.num_workers=1",
+        "--checkpoint.last_every_n_steps=1",
+    )
+    if ddp:
+        args += ["--trainer.devices=2", "--trainer.strategy=ddp"]
+    proc = subprocess.Popen(
+        ["video-gn", "fit", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        last = run / "checkpoints" / "last.ckpt"  # written at step 1: training (and the handler) has started
+        for _ in range(1200):
+            if last.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "fit did not start in 120 s"
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(_ddp_rank_pid(proc.pid, 1), signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    step = torch.load(last, weights_only=True)["global_step"]
+    assert step >= 2
+    assert f"video-gn fit: interrupted by Ctrl-C at step {step}; the weights are in" in err
+    assert "exited unexpectedly" not in err and "Traceback" not in err
+
+
 def test_ctrl_c_in_fit_names_the_checkpoint_and_the_unsaved_steps_and_exits_130(
     tiny_root, tmp_path, monkeypatch, capsys
 ):
+    """A bare KeyboardInterrupt (a second Ctrl-C, or code raising it) stops at once: nothing is written."""
     run = tmp_path / "run"
     cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")], run=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -581,6 +582,18 @@ def test_too_many_failures_stop_with_a_list(root_with_bad):
     for line in listed:  # each file with its reason
         path, reason = line.split(" (", 1)
         assert path in bad and reason == dm.tracker.reasons[path] + ")" and len(reason) > 1
+
+
+def test_workers_survive_ctrl_c_so_the_main_process_can_finish_its_batch(root):
+    """A terminal's Ctrl-C reaches the DataLoader workers too. Fit's first Ctrl-C finishes the batch and saves
+    (video_gn.callbacks.CtrlCStop), so the workers must not exit on it (torch's worker loop does by default)."""
+    dm = _dm(root, num_workers=1, persistent_workers=True, batch_size=1)
+    dm.setup("fit")
+    train = dm.train_dataloader()
+    batches = iter(train)
+    next(batches)
+    os.kill(train._iterator._workers[0].pid, signal.SIGINT)
+    assert 1 + sum(1 for _ in batches) == len(train) == 9  # the rest still comes from the same worker
 
 
 def test_workers_persistent_and_epochs(root_with_bad):

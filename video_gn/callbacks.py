@@ -1,10 +1,13 @@
 """Lightning callbacks that video_gn adds to every run: the checkpoints (best by val video top-1, last),
-``classes.txt`` beside them, and the end-of-fit summary; the progress bar is :mod:`video_gn.progress_bar`."""
+``classes.txt`` beside them, a Ctrl-C that stops fit at a batch boundary and saves, and the end-of-fit summary;
+the progress bar is :mod:`video_gn.progress_bar`."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 # Light (stdlib only): the mode, interval rule and time format of the data scripts' progress lines.
 from video_gn.data.layout import write_classes
 from video_gn.data.progress import format_hms
-from video_gn.errors import TooManyFailedVideos
+from video_gn.errors import FitInterrupted, TooManyFailedVideos
 from video_gn.progress_bar import format_metric, metric_value
 
 
@@ -38,6 +41,92 @@ class ClassNamesWriter(L.Callback):
         ckpt_cb = trainer.checkpoint_callback
         out = Path(ckpt_cb.dirpath if ckpt_cb is not None and ckpt_cb.dirpath else trainer.default_root_dir)
         write_classes(list(names), out)
+
+
+class CtrlCStop(L.Callback):
+    """During fit, the first Ctrl-C stops at the end of the running training batch and ``last.ckpt`` is written.
+
+    Lightning's own Ctrl-C handling raises ``KeyboardInterrupt`` wherever the main thread happens to be, possibly
+    in the middle of an optimizer step, so nothing can be saved safely and the steps since the last checkpoint
+    are lost. During fit this callback handles SIGINT instead:
+
+    - first Ctrl-C: a note on stderr; the running training batch (and a running validation) finishes, then
+      :class:`~video_gn.errors.FitInterrupted` stops fit on every process at the same batch, and
+      :class:`VideoCheckpoint` writes ``last.ckpt`` at that step (resume with ``--ckpt_path last``);
+    - second Ctrl-C: the handler that was there before runs (Python's: Lightning's immediate stop, nothing
+      saved), for when a batch hangs.
+
+    With gradient accumulation it stops at the next optimizer step. Under DDP the decision is OR-reduced across
+    processes at every such step (one scalar all-reduce; Lightning already syncs each batch for SIGTERM), so a
+    terminal's Ctrl-C, which reaches every process, and a SIGINT sent to one rank both stop all ranks at the
+    same step. The handler is installed when training starts (a Ctrl-C during set-up or the sanity check stops
+    at once: there is nothing to save yet), only from the main thread and only over Python's default one (a
+    notebook's or a debugger's handler is left alone), and is restored when fit ends, however it ends.
+    """
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._previous: Any = None  # the handler to restore; None while ours is not installed
+        self._loud = True  # whether this process prints the note (global rank zero)
+
+    @property
+    def requested(self) -> bool:
+        """Whether Ctrl-C was pressed during the current fit."""
+        return self._requested
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not in setup: Lightning snapshots every signal handler after setup and puts the snapshot back when fit
+        # ends, which would reinstall ours. Before training starts there is nothing to save anyway.
+        if self._previous is not None:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        self._requested = False
+        self._loud = trainer.is_global_zero
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._requested:  # the second press: stop now
+            self._restore()
+            raise KeyboardInterrupt
+        self._requested = True
+        if self._loud:
+            print(
+                "\nCtrl-C: fit stops after this training batch and writes last.ckpt "
+                "(Ctrl-C again stops at once, without saving)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Weights change only at optimizer steps: stopping between them would drop the accumulated gradients.
+        if (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) != 0:
+            return
+        stop = self._requested
+        if trainer.world_size > 1:  # every rank, installed or not: the collective must match across ranks
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            raise FitInterrupted(trainer.global_step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._previous is None or threading.current_thread() is not threading.main_thread():
+            return
+        # Only if ours is still there: on a bare KeyboardInterrupt Lightning sets SIG_IGN for its shutdown.
+        if signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
 
 
 class VideoCheckpoint(ModelCheckpoint):
@@ -98,10 +187,12 @@ class VideoCheckpoint(ModelCheckpoint):
         """Whether :meth:`on_exception` leaves ``last.ckpt`` at the step fit stopped at for ``exception``.
 
         True when fit stops for a reason that leaves the weights sound: SIGTERM (a scheduler's pre-emption or
-        time limit; Lightning stops at a batch boundary, on every rank at once) or too many unreadable videos
-        (a single-process run: under DDP only the ranks that hit the threshold stop, and a collective save
-        would wait for the others). False on Ctrl-C, which can land in the middle of an optimiser step, on
-        errors of the model (a non-finite loss), and when ``last.ckpt`` is not written at all.
+        time limit; Lightning stops at a batch boundary, on every rank at once), a first Ctrl-C (:class:`CtrlCStop`
+        stops every rank at the same optimizer step) or too many unreadable videos (a single-process run: under
+        DDP only the ranks that hit the threshold stop, and a collective save would wait for the others). False
+        on a bare ``KeyboardInterrupt`` (a second Ctrl-C, or a run without :class:`CtrlCStop`), which can land in
+        the middle of an optimizer step, on errors of the model (a non-finite loss), and when ``last.ckpt`` is
+        not written at all.
         """
         return (
             self.save_last is True
@@ -110,7 +201,7 @@ class VideoCheckpoint(ModelCheckpoint):
             and trainer.global_step > 0
             and trainer.state.fn == "fit"
             and (
-                isinstance(exception, SIGTERMException)
+                isinstance(exception, (SIGTERMException, FitInterrupted))
                 or (isinstance(exception, TooManyFailedVideos) and trainer.world_size == 1)
             )
         )
@@ -124,7 +215,7 @@ class VideoCheckpoint(ModelCheckpoint):
             return
         if step not in (self._periodic_step, self._last_written_step):
             self._write_last_only(trainer)
-        if isinstance(exception, TooManyFailedVideos):
+        if isinstance(exception, (TooManyFailedVideos, FitInterrupted)):
             exception.saved_checkpoint = self.last_model_path
         if trainer.is_global_zero:
             print(

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from video_gn.errors import StartupError, TooManyFailedVideos
+from video_gn.errors import FitInterrupted, StartupError, TooManyFailedVideos
 
 SUBCOMMANDS = {
     "fit": "train a model (LightningCLI): video-gn fit -c configs/quickstart.yaml",
@@ -51,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
             saved = f"\nThe weights so far are in {err.saved_checkpoint}." if err.saved_checkpoint else ""
             print(f"video-gn {cmd}: error: {err}{saved}", file=sys.stderr)
             return 1
+        except FitInterrupted as err:  # the first Ctrl-C: stopped at a batch boundary, last.ckpt written
+            if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not by every DDP rank
+                saved = (
+                    f"; the weights are in {err.saved_checkpoint} (resume with --ckpt_path last)"
+                    if err.saved_checkpoint
+                    else "; no checkpoint was written (checkpointing is off, or a fast_dev_run)"
+                )
+                print(f"video-gn {cmd}: {err}{saved}", file=sys.stderr)
+            return 128 + 2
         except _STARTUP_ERRORS as err:
             if _STATE["started"] or os.environ.get("VIDEO_GN_TRACEBACK"):
                 raise
@@ -69,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not by every DDP rank
                     print(f"video-gn {cmd}: stopped by SIGTERM", file=sys.stderr)
                 return 128 + 15
-            # Lightning's Ctrl-C handling ends in sys.exit(1) (after writing nothing: the interrupt can land
-            # mid optimiser step); exit as any interrupted command does
+            # A second Ctrl-C (or one outside fit) reaches Lightning's handling, which ends in sys.exit(1) after
+            # writing nothing (the interrupt can land mid optimiser step); exit as any interrupted command does
             if err.code == 1 and isinstance(err.__context__, KeyboardInterrupt):
                 return 128 + 2
             if err.code not in (0, None) and not any(

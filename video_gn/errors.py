@@ -3,7 +3,7 @@ traceback (torch-free, so the command line imports it at start-up)."""
 
 from __future__ import annotations
 
-__all__ = ["StartupError", "TooManyFailedVideos"]
+__all__ = ["FitInterrupted", "StartupError", "TooManyFailedVideos"]
 
 
 class StartupError(Exception):
@@ -18,3 +18,18 @@ class TooManyFailedVideos(RuntimeError):
     """
 
     saved_checkpoint: str | None = None
+
+
+class FitInterrupted(Exception):
+    """Fit stopped at a batch boundary because the user pressed Ctrl-C (see :class:`~video_gn.callbacks.CtrlCStop`).
+
+    Attributes:
+        step: the optimizer step fit stopped at.
+        saved_checkpoint: the ``last.ckpt`` written at that step, or None (checkpointing off, a debug run).
+    """
+
+    saved_checkpoint: str | None = None
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"interrupted by Ctrl-C at step {step}")
+        self.step = step

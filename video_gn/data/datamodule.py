@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -120,6 +121,17 @@ def _warn_if_flip_sensitive(classes: list[str], stacklevel: int) -> None:
             "horizontal flip, so flipped clips get the wrong label. Set data.hflip: false.",
             stacklevel=stacklevel,
         )
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore Ctrl-C; the main process decides.
+
+    A terminal's Ctrl-C reaches every process of the foreground group. Left to the default, each worker exits
+    on it, and a fit that goes on to finish its batch and save (:class:`~video_gn.callbacks.CtrlCStop`) then
+    fails on "DataLoader worker exited unexpectedly". Workers still end with the main process (they are
+    daemonic and watch their parent).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ClipDataLoader(DataLoader):
@@ -531,6 +543,7 @@ class KineticsDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
             drop_last=train and self.drop_last,
+            worker_init_fn=ignore_sigint if workers > 0 else None,
             split=split,
             tracker=self.tracker,
         )
