@@ -3,6 +3,7 @@
 The tiny dataset is conftest.py's ``tiny_root``; the ``video-gn predict`` tests are in test_predict.py.
 """
 
+import contextlib
 import csv
 import json
 import logging
@@ -972,13 +973,13 @@ class _CtrlCAtStep(L.Callback):
 
 def test_first_ctrl_c_stops_fit_at_the_next_step_and_writes_last_checkpoint(tiny_root, tmp_path, capsys):
     """Ctrl-C lands mid-step; fit finishes that step, stops, and last.ckpt holds exactly the weights at the stop."""
-    from video_gn.callbacks import CtrlCStop
+    from video_gn.callbacks import GracefulStop
     from video_gn.errors import FitInterrupted
 
     run = tmp_path / "run"
     cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--trainer.max_epochs=3")], run=False)
-    assert sum(isinstance(c, CtrlCStop) for c in cli.trainer.callbacks) == 1  # a default callback
-    # Appended last, so CtrlCStop has already looked at step 2 when the signal comes: it stops after step 3,
+    assert sum(isinstance(c, GracefulStop) for c in cli.trainer.callbacks) == 1  # a default callback
+    # Appended last, so GracefulStop has already looked at step 2 when the signal comes: it stops after step 3,
     # as when Ctrl-C lands in the middle of a step.
     cli.trainer.callbacks.append(_CtrlCAtStep(2))
     before = signal.getsignal(signal.SIGINT)
@@ -1052,20 +1053,54 @@ def test_ctrl_c_from_a_terminal_stops_the_fit_command_with_its_checkpoint(tiny_r
     process group (workers and DDP ranks included). Under DDP every rank stops at the same step, and the save
     is collective; so a SIGINT that reaches one rank only must stop them all (else the others hang)."""
     run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    with _fit_in_the_background(tiny_root, run, ddp) as proc:
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(_ddp_rank_pid(proc.pid, 1), signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    step = torch.load(last, weights_only=True)["global_step"]
+    assert step >= 2
+    assert f"video-gn fit: interrupted by Ctrl-C at step {step}; the weights are in" in err
+    assert "exited unexpectedly" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_ddp_rank_with_too_many_bad_videos_stops_every_rank_together_and_saves(tiny_root, tmp_path, split):
+    """One video goes bad mid-run: only the rank whose shard holds it passes max_fail_fraction. Raised there
+    alone, the other rank died in its next all-reduce (a gloo traceback; NCCL hangs) and nothing was saved."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    run = tmp_path / "run"
+    with _fit_in_the_background(root, run, True, "--data.max_fail_fraction=0.1") as proc:
+        next((root / split).rglob("*.mp4")).write_bytes(b"")
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    shard = {"train": 8, "val": 4}[split]  # tiny_root's 16 train and 8 val videos over 2 ranks
+    assert f"1 of {shard} {split} videos failed to decode" in err
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert f"TooManyFailedVideos at step {step}: wrote" in err and "The weights so far are in" in err
+    assert "Traceback" not in err
+
+
+@contextlib.contextmanager
+def _fit_in_the_background(root: Path, run: Path, ddp: bool, *extra: str):
+    """``video-gn fit`` (one DataLoader worker, DDP on 2 processes or not) in its own process group, as a
+    terminal's foreground job, handed over once training has run a step; killed if still running at the end."""
     args = _quick(
-        tiny_root,
+        root,
         run,
         "--trainer.max_epochs=1000",
         "--data.num_workers=1",
         "--checkpoint.last_every_n_steps=1",
+        *extra,
     )
     if ddp:
         args += ["--trainer.devices=2", "--trainer.strategy=ddp"]
     proc = subprocess.Popen(
-        ["video-gn", "fit", *args],
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
+        ["video-gn", "fit", *args], stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
         last = run / "checkpoints" / "last.ckpt"  # written at step 1: training (and the handler) has started
@@ -1074,19 +1109,11 @@ def test_ctrl_c_from_a_terminal_stops_the_fit_command_with_its_checkpoint(tiny_r
                 break
             time.sleep(0.1)
         assert last.exists(), proc.stderr.read() if proc.poll() is not None else "fit did not start in 120 s"
-        if target == "group":
-            os.killpg(proc.pid, signal.SIGINT)
-        else:
-            os.kill(_ddp_rank_pid(proc.pid, 1), signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        yield proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
-    step = torch.load(last, weights_only=True)["global_step"]
-    assert step >= 2
-    assert f"video-gn fit: interrupted by Ctrl-C at step {step}; the weights are in" in err
-    assert "exited unexpectedly" not in err and "Traceback" not in err
+            proc.wait()
 
 
 def test_ctrl_c_in_fit_names_the_checkpoint_and_the_unsaved_steps_and_exits_130(

@@ -584,9 +584,29 @@ def test_too_many_failures_stop_with_a_list(root_with_bad):
         assert path in bad and reason == dm.tracker.reasons[path] + ")" and len(reason) > 1
 
 
+def test_failure_tracker_holds_the_error_back_when_deferring():
+    """Under DDP GracefulStop sets ``defer`` and raises the held error on every rank at once."""
+    from video_gn.data import FailureTracker
+    from video_gn.errors import TooManyFailedVideos
+
+    tracker = FailureTracker(0.25)
+    tracker.start("train")
+    tracker.defer = True
+    with pytest.warns(RuntimeWarning, match="skipping unreadable video 'a.mp4'"):
+        tracker.record("train", [("a.mp4", "empty file")], num_videos=8)
+    assert tracker.pending is None  # 1 of 8 is within 25 %
+    with pytest.warns(RuntimeWarning):
+        tracker.record("train", [("b.mp4", "bad"), ("c.mp4", "bad")], num_videos=8)
+    assert isinstance(tracker.pending, TooManyFailedVideos)
+    assert "3 of 8 train videos failed" in str(tracker.pending) and "b.mp4 (bad)" in str(tracker.pending)
+    tracker.defer = False
+    with pytest.warns(RuntimeWarning), pytest.raises(TooManyFailedVideos, match="4 of 8 train videos"):
+        tracker.record("train", [("d.mp4", "bad")], num_videos=8)
+
+
 def test_workers_survive_ctrl_c_so_the_main_process_can_finish_its_batch(root):
     """A terminal's Ctrl-C reaches the DataLoader workers too. Fit's first Ctrl-C finishes the batch and saves
-    (video_gn.callbacks.CtrlCStop), so the workers must not exit on it (torch's worker loop does by default)."""
+    (video_gn.callbacks.GracefulStop), so the workers must not exit on it (torch's worker loop does by default)."""
     dm = _dm(root, num_workers=1, persistent_workers=True, batch_size=1)
     dm.setup("fit")
     train = dm.train_dataloader()

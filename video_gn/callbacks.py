@@ -1,5 +1,6 @@
 """Lightning callbacks that video_gn adds to every run: the checkpoints (best by val video top-1, last),
-``classes.txt`` beside them, a Ctrl-C that stops fit at a batch boundary and saves, and the end-of-fit summary;
+``classes.txt`` beside them, Ctrl-C and too many bad videos stopping fit at a step
+boundary with a checkpoint, and the end-of-fit summary;
 the progress bar is :mod:`video_gn.progress_bar`."""
 
 from __future__ import annotations
@@ -43,36 +44,51 @@ class ClassNamesWriter(L.Callback):
         write_classes(list(names), out)
 
 
-class CtrlCStop(L.Callback):
-    """During fit, the first Ctrl-C stops at the end of the running training batch and ``last.ckpt`` is written.
+class GracefulStop(L.Callback):
+    """Stops fit on every process at the same optimizer step, so that ``last.ckpt`` can be written, when
 
-    Lightning's own Ctrl-C handling raises ``KeyboardInterrupt`` wherever the main thread happens to be, possibly
-    in the middle of an optimizer step, so nothing can be saved safely and the steps since the last checkpoint
-    are lost. During fit this callback handles SIGINT instead:
+    * **Ctrl-C** is pressed (the first time). Lightning's own handling raises ``KeyboardInterrupt`` wherever the
+      main thread happens to be, possibly in the middle of an optimizer step, so nothing can be saved and the
+      steps since the last checkpoint are lost. Here the first Ctrl-C prints a note and the running training
+      batch (and a running validation) finishes; then :class:`~video_gn.errors.FitInterrupted` stops fit and
+      :class:`VideoCheckpoint` writes ``last.ckpt`` at that step (resume with ``--ckpt_path last``). A second
+      Ctrl-C runs the handler that was there before (Python's: Lightning's immediate stop, nothing saved), for
+      when a batch hangs. The handler is installed when training starts (a Ctrl-C during set-up or the sanity
+      check stops at once: there is nothing to save yet), only from the main thread and only over Python's
+      default one (a notebook's or a debugger's is left alone), and is restored when fit ends.
+    * **too many videos fail to decode** on one DDP rank (``data.max_fail_fraction``). Raised where the data
+      loader notices, on that rank alone, it left the others waiting in the next gradient all-reduce (with
+      gloo: a crash traceback on each; with NCCL: a hang until its timeout) and nothing could be saved. Under
+      DDP this callback makes the data module's :class:`~video_gn.data.datamodule.FailureTracker` hold the
+      error back (``defer``) and raises it on every rank together: in training at the next optimizer step
+      (``last.ckpt`` is written), in validation and test at the end of the loop (shards may hold different
+      numbers of batches, so not per batch). Single-process runs raise at once, as before.
 
-    - first Ctrl-C: a note on stderr; the running training batch (and a running validation) finishes, then
-      :class:`~video_gn.errors.FitInterrupted` stops fit on every process at the same batch, and
-      :class:`VideoCheckpoint` writes ``last.ckpt`` at that step (resume with ``--ckpt_path last``);
-    - second Ctrl-C: the handler that was there before runs (Python's: Lightning's immediate stop, nothing
-      saved), for when a batch hangs.
-
-    With gradient accumulation it stops at the next optimizer step. Under DDP the decision is OR-reduced across
-    processes at every such step (one scalar all-reduce; Lightning already syncs each batch for SIGTERM), so a
-    terminal's Ctrl-C, which reaches every process, and a SIGINT sent to one rank both stop all ranks at the
-    same step. The handler is installed when training starts (a Ctrl-C during set-up or the sanity check stops
-    at once: there is nothing to save yet), only from the main thread and only over Python's default one (a
-    notebook's or a debugger's handler is left alone), and is restored when fit ends, however it ends.
+    With gradient accumulation the stop waits for the next optimizer step. Under DDP both flags are summed
+    across processes at every optimizer step (one 2-element all-reduce; Lightning already syncs every batch
+    for SIGTERM), so a terminal's Ctrl-C, which reaches every process, and a signal or data failure on one rank
+    both stop all ranks at the same step.
     """
 
     def __init__(self) -> None:
         self._requested = False
-        self._previous: Any = None  # the handler to restore; None while ours is not installed
+        self._previous: Any = None  # the SIGINT handler to restore; None while ours is not installed
         self._loud = True  # whether this process prints the note (global rank zero)
+        self._tracker: Any = None  # the data module's FailureTracker while it defers to us
 
     @property
     def requested(self) -> bool:
         """Whether Ctrl-C was pressed during the current fit."""
         return self._requested
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        tracker = getattr(trainer.datamodule, "tracker", None)
+        if trainer.world_size > 1 and hasattr(tracker, "defer"):
+            tracker.defer, self._tracker = True, tracker
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._tracker is not None:
+            self._tracker.defer, self._tracker = False, None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Not in setup: Lightning snapshots every signal handler after setup and puts the snapshot back when fit
@@ -106,11 +122,45 @@ class CtrlCStop(L.Callback):
         # Weights change only at optimizer steps: stopping between them would drop the accumulated gradients.
         if (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) != 0:
             return
-        stop = self._requested
-        if trainer.world_size > 1:  # every rank, installed or not: the collective must match across ranks
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if stop:
+        interrupted, failed = self._flags(trainer, self._requested)
+        if failed:
+            self._raise_data_failure()
+        if interrupted:
             raise FitInterrupted(trainer.global_step)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_data(trainer)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_data(trainer)
+
+    def _check_data(self, trainer: L.Trainer) -> None:
+        if self._tracker is not None and self._flags(trainer, False)[1]:
+            self._raise_data_failure()
+
+    def _flags(self, trainer: L.Trainer, interrupted: bool) -> tuple[bool, bool]:
+        """(Ctrl-C pressed, a data failure held back), on any process: every rank calls this at the same
+        points (the collective must match), whether or not its handler or tracker is installed."""
+        failed = self._tracker is not None and self._tracker.pending is not None
+        if trainer.world_size == 1:
+            return interrupted, failed
+        import torch
+
+        flags = torch.tensor([int(interrupted), int(failed)], device=trainer.strategy.root_device)
+        flags = trainer.strategy.reduce(flags, reduce_op="sum")
+        return bool(flags[0]), bool(flags[1])
+
+    def _raise_data_failure(self) -> None:
+        err = self._tracker.pending if self._tracker is not None else None
+        if err is None:  # another rank's videos: its own message lists them
+            err = TooManyFailedVideos(
+                "another DDP process stopped the run: more of its videos failed to decode than "
+                "data.max_fail_fraction allows (its message lists them)"
+            )
+        else:
+            self._tracker.pending = None
+        err.synced = True  # every rank raises it at this same point: a collective save is safe
+        raise err
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
@@ -187,10 +237,11 @@ class VideoCheckpoint(ModelCheckpoint):
         """Whether :meth:`on_exception` leaves ``last.ckpt`` at the step fit stopped at for ``exception``.
 
         True when fit stops for a reason that leaves the weights sound: SIGTERM (a scheduler's pre-emption or
-        time limit; Lightning stops at a batch boundary, on every rank at once), a first Ctrl-C (:class:`CtrlCStop`
-        stops every rank at the same optimizer step) or too many unreadable videos (a single-process run: under
-        DDP only the ranks that hit the threshold stop, and a collective save would wait for the others). False
-        on a bare ``KeyboardInterrupt`` (a second Ctrl-C, or a run without :class:`CtrlCStop`), which can land in
+        time limit; Lightning stops at a batch boundary, on every rank at once), a first Ctrl-C (:class:`GracefulStop`
+        stops every rank at the same optimizer step) or too many unreadable videos (at once in a single-process
+        run; under DDP only when :class:`GracefulStop` raised it on every rank at the same point, since a
+        collective save would otherwise wait for ranks that go on). False on a bare ``KeyboardInterrupt`` (a
+        second Ctrl-C, or a run without :class:`GracefulStop`), which can land in
         the middle of an optimizer step, on errors of the model (a non-finite loss), and when ``last.ckpt`` is
         not written at all.
         """
@@ -202,7 +253,10 @@ class VideoCheckpoint(ModelCheckpoint):
             and trainer.state.fn == "fit"
             and (
                 isinstance(exception, (SIGTERMException, FitInterrupted))
-                or (isinstance(exception, TooManyFailedVideos) and trainer.world_size == 1)
+                or (
+                    isinstance(exception, TooManyFailedVideos)
+                    and (trainer.world_size == 1 or getattr(exception, "synced", False))
+                )
             )
         )
 

@@ -15,13 +15,16 @@ class TooManyFailedVideos(RuntimeError):
 
     Attributes:
         saved_checkpoint: the ``last.ckpt`` written before fit stopped (the weights are not at fault), or None.
+        synced: raised by every DDP process at the same point (:class:`~video_gn.callbacks.GracefulStop`), so a
+            collective checkpoint save is safe.
     """
 
     saved_checkpoint: str | None = None
+    synced: bool = False
 
 
 class FitInterrupted(Exception):
-    """Fit stopped at a batch boundary because the user pressed Ctrl-C (see :class:`~video_gn.callbacks.CtrlCStop`).
+    """Fit stopped at an optimizer step because the user pressed Ctrl-C (:class:`~video_gn.callbacks.GracefulStop`).
 
     Attributes:
         step: the optimizer step fit stopped at.

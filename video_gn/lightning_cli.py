@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning_utilities.core import rank_zero
 
 from video_gn.argparsing import did_you_mean
-from video_gn.callbacks import ClassNamesWriter, CtrlCStop, FitSummary, VideoCheckpoint
+from video_gn.callbacks import ClassNamesWriter, FitSummary, GracefulStop, VideoCheckpoint
 from video_gn.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from video_gn.cli import _CONFIG_FLAGS, _LIGHTNING_SUBCOMMANDS, _STATE
 from video_gn.data import KineticsDataModule
@@ -472,8 +472,8 @@ def default_callbacks(
     """The callbacks every run gets.
 
     Best checkpoint by val video top-1 plus ``last.ckpt`` in ``<root>/checkpoints`` (unless ``have`` holds a
-    ``ModelCheckpoint`` or checkpointing is off), ``classes.txt``, Ctrl-C handling that stops fit at a batch
-    boundary and saves (:class:`~video_gn.callbacks.CtrlCStop`), the learning-rate monitor (only with a
+    ``ModelCheckpoint`` or checkpointing is off), ``classes.txt``, the stop of every process at one optimizer step
+    with a checkpoint on Ctrl-C or too many bad videos (:class:`~video_gn.callbacks.GracefulStop`), the learning-rate monitor (only with a
     logger: Lightning refuses it without one), the progress bar (rich on a terminal, plain timed lines
     otherwise; ``VIDEO_GN_PROGRESS``) and the end-of-fit summary.
 
@@ -490,8 +490,8 @@ def default_callbacks(
         The callbacks to add to the trainer's.
     """
     out: list = [ClassNamesWriter(), FitSummary()]
-    if not any(isinstance(c, CtrlCStop) for c in have):
-        out.append(CtrlCStop())  # Ctrl-C in fit: stop at the batch's end and write last.ckpt
+    if not any(isinstance(c, GracefulStop) for c in have):
+        out.append(GracefulStop())  # Ctrl-C, bad videos under DDP: all ranks stop at one step, last.ckpt
     if logger:
         out.insert(0, LearningRateMonitor(logging_interval="step"))
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in have):

@@ -39,9 +39,19 @@ class FailureTracker:
     the epoch exceed ``max_fail_fraction`` of the videos read, :class:`~video_gn.errors.TooManyFailedVideos` (a
     RuntimeError) lists the first files and why.
 
+    Under DDP the error must stop every process at the same point (the others would wait in the next
+    collective). :class:`~video_gn.callbacks.GracefulStop` then sets ``defer``: the error is kept in ``pending``
+    instead of raised (its files are skipped meanwhile, as any failure), and the callback raises it on every
+    rank together.
+
     Args:
         max_fail_fraction: tolerated fraction of failed videos per epoch (0 <= f <= 1).
     """
+
+    #: Keep the error in :attr:`pending` instead of raising it (set by GracefulStop under DDP).
+    defer: bool = False
+    #: The newest error held back while ``defer`` is set, or None.
+    pending: TooManyFailedVideos | None = None
 
     def __init__(self, max_fail_fraction: float) -> None:
         if not 0.0 <= max_fail_fraction <= 1.0:
@@ -77,11 +87,14 @@ class FailureTracker:
                 )
         if len(epoch) > self.max_fail_fraction * max(num_videos, 1):
             shown = "\n  ".join(f"{p} ({self.reasons[p]})" if self.reasons.get(p) else p for p in epoch[:20])
-            raise TooManyFailedVideos(
+            err = TooManyFailedVideos(
                 f"{len(epoch)} of {num_videos} {split} videos failed to decode, more than "
                 f"max_fail_fraction={self.max_fail_fraction}; first files:\n  {shown}\n"
                 f"Check them with data_scripts/verify_videos.py, or raise max_fail_fraction."
             )
+            if not self.defer:
+                raise err
+            self.pending = err
 
     def finish(self, split: str, num_videos: int) -> None:
         """End an epoch of ``split``: log how many videos failed."""
@@ -127,7 +140,7 @@ def ignore_sigint(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: workers ignore Ctrl-C; the main process decides.
 
     A terminal's Ctrl-C reaches every process of the foreground group. Left to the default, each worker exits
-    on it, and a fit that goes on to finish its batch and save (:class:`~video_gn.callbacks.CtrlCStop`) then
+    on it, and a fit that goes on to finish its batch and save (:class:`~video_gn.callbacks.GracefulStop`) then
     fails on "DataLoader worker exited unexpectedly". Workers still end with the main process (they are
     daemonic and watch their parent).
     """
