@@ -959,6 +959,20 @@ def test_sigterm_writes_last_checkpoint_and_exits_143(tiny_root, tmp_path, monke
     assert "stopped by SIGTERM" in capsys.readouterr().err
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as under a terminal, whatever this test run inherited (a job started in the
+    background of a non-interactive shell ignores SIGINT, and GracefulStop rightly leaves that alone)."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def _default_sigint() -> None:
+    """``preexec_fn`` of a command that must react to SIGINT whatever this test run inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _CtrlCAtStep(L.Callback):
     """Sends this process SIGINT, as a terminal's Ctrl-C does, ``presses`` times at the end of step ``step``."""
 
@@ -971,7 +985,9 @@ class _CtrlCAtStep(L.Callback):
                 os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_first_ctrl_c_stops_fit_at_the_next_step_and_writes_last_checkpoint(tiny_root, tmp_path, capsys):
+def test_first_ctrl_c_stops_fit_at_the_next_step_and_writes_last_checkpoint(
+    tiny_root, tmp_path, capsys, python_sigint
+):
     """Ctrl-C lands mid-step; fit finishes that step, stops, and last.ckpt holds exactly the weights at the stop."""
     from video_gn.callbacks import GracefulStop
     from video_gn.errors import FitInterrupted
@@ -1016,7 +1032,7 @@ def test_first_ctrl_c_exits_130_naming_the_checkpoint(monkeypatch, capsys):
     )
 
 
-def test_ctrl_c_twice_stops_at_once_without_saving(tiny_root, tmp_path):
+def test_ctrl_c_twice_stops_at_once_without_saving(tiny_root, tmp_path, python_sigint):
     run = tmp_path / "run"
     cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")], run=False)
     cli.trainer.callbacks.append(_CtrlCAtStep(3, presses=2))
@@ -1100,7 +1116,11 @@ def _fit_in_the_background(root: Path, run: Path, ddp: bool, *extra: str):
     if ddp:
         args += ["--trainer.devices=2", "--trainer.strategy=ddp"]
     proc = subprocess.Popen(
-        ["video-gn", "fit", *args], stderr=subprocess.PIPE, text=True, start_new_session=True
+        ["video-gn", "fit", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     try:
         last = run / "checkpoints" / "last.ckpt"  # written at step 1: training (and the handler) has started
