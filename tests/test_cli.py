@@ -1032,20 +1032,6 @@ def test_first_ctrl_c_exits_130_naming_the_checkpoint(monkeypatch, capsys):
     )
 
 
-def test_ctrl_c_twice_stops_at_once_without_saving(tiny_root, tmp_path, python_sigint):
-    run = tmp_path / "run"
-    cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")], run=False)
-    cli.trainer.callbacks.append(_CtrlCAtStep(3, presses=2))
-    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    finally:
-        signal.signal(signal.SIGINT, sigint)
-    assert exit_info.value.code == 1 and isinstance(exit_info.value.__context__, KeyboardInterrupt)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
-
-
 def _ddp_rank_pid(parent: int, rank: int) -> int:
     """The pid of the DDP rank ``rank`` that Lightning's launcher started as a child of ``parent``."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -1136,19 +1122,29 @@ def _fit_in_the_background(root: Path, run: Path, ddp: bool, *extra: str):
             proc.wait()
 
 
-def test_ctrl_c_in_fit_names_the_checkpoint_and_the_unsaved_steps_and_exits_130(
-    tiny_root, tmp_path, monkeypatch, capsys
+class _KeyboardInterruptAtStep(L.Callback):
+    """Raises ``KeyboardInterrupt`` itself at the end of step ``step``, as code (or a debugger) can."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [lambda: _CtrlCAtStep(3, presses=2), lambda: _KeyboardInterruptAtStep(3)],
+    ids=["ctrl-c-twice", "bare-keyboard-interrupt"],
+)
+def test_ctrl_c_twice_stops_fit_at_once_names_the_unsaved_steps_and_exits_130(
+    tiny_root, tmp_path, monkeypatch, capsys, python_sigint, interrupt
 ):
-    """A bare KeyboardInterrupt (a second Ctrl-C, or code raising it) stops at once: nothing is written."""
+    """A second Ctrl-C (or a KeyboardInterrupt raised by code) stops at once: nothing is written there."""
     run = tmp_path / "run"
     cli = run_lightning_cli(["fit", *_quick(tiny_root, run, "--checkpoint.last_every_n_steps=2")], run=False)
-
-    class CtrlCAtStep3(L.Callback):
-        def on_train_batch_end(self, trainer, *args) -> None:
-            if trainer.global_step == 3:
-                raise KeyboardInterrupt
-
-    cli.trainer.callbacks.append(CtrlCAtStep3())
+    cli.trainer.callbacks.append(interrupt())
     sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
     try:
         with pytest.raises(SystemExit) as exit_info:
