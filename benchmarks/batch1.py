@@ -10,13 +10,16 @@ time, and the paired ratio off / on of each round. It also counts how many conv 
 
 With ``--routing backward-slow3d`` it measures the other routing instead: the backward kernels oneDNN is slow at
 (weight gradients of convs whose temporal kernel overhangs the clip, 1×1×1 convs) computed on slow3d
-(``video_gn.nn.conv.backward_on_slow3d``), off vs on, at the batch sizes given by ``--batches``.
+(``video_gn.nn.conv.backward_on_slow3d``), off vs on, at the batch sizes given by ``--batches``. With
+``--routing trim-kernel``: the kernel taps that only ever meet zero padding left out of the convs
+(``video_gn.nn.conv.kernel_trim``: a 3×3×3 conv on T = 1 keeps its middle temporal slice), off vs on.
 
 Usage::
 
     python benchmarks/batch1.py                                    # quick-start model: r3d_18 w16, 8x32x32
     python benchmarks/batch1.py --width 64 --crop 112 --rounds 10  # the layers.py model
     python benchmarks/batch1.py --routing backward-slow3d --width 64 --crop 112 --batches 2 --rounds 10
+    python benchmarks/batch1.py --routing trim-kernel --width 64 --crop 112 --batches 2 --rounds 10
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def routed_convs(model: torch.nn.Module, x: torch.Tensor, routing: str) -> tuple
         geometry = (inp, mod.weight, mod.stride, pad, mod.dilation, mod.groups)
         if routing == "batch1-onednn":
             hits.append(conv.cpu_batch1_conv3d_slow(*geometry))
+        elif routing == "trim-kernel":
+            hits.append(conv.kernel_trim(inp, mod.weight, mod.stride, pad, mod.dilation) is not None)
         else:
             hits.append(any(conv.backward_on_slow3d(*geometry)))
     return sum(hits), len(hits)
@@ -62,13 +67,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument(
         "--routing",
-        choices=["batch1-onednn", "backward-slow3d"],
+        choices=["batch1-onednn", "backward-slow3d", "trim-kernel"],
         default="batch1-onednn",
         help="which video_gn routing to switch off and on (module docstring)",
     )
     p.add_argument("--batches", default="1,2", help="comma-separated batch sizes")
     args = p.parse_args()
-    flag = "BATCH1_ONEDNN" if args.routing == "batch1-onednn" else "BACKWARD_SLOW3D"
+    flag = {
+        "batch1-onednn": "BATCH1_ONEDNN",
+        "backward-slow3d": "BACKWARD_SLOW3D",
+        "trim-kernel": "TRIM_KERNEL",
+    }[args.routing]
     batches = [int(b) for b in args.batches.split(",")]
     torch.set_num_threads(args.threads)
     print(
@@ -93,7 +102,11 @@ def main() -> None:
             for routing in (False, True):
                 variants[(norm, batch, routing)] = (model, opt, x, y)
         for batch in batches:
-            what = "to oneDNN" if args.routing == "batch1-onednn" else "with part of their backward to slow3d"
+            what = {
+                "batch1-onednn": "to oneDNN",
+                "backward-slow3d": "with part of their backward to slow3d",
+                "trim-kernel": "with a trimmed kernel",
+            }[args.routing]
             hit, total = routed_convs(
                 model, torch.randn(batch, 3, args.frames, args.crop, args.crop), args.routing
             )

@@ -9,8 +9,9 @@ gradients to slow3d (see its module docstring); this script is the evidence for 
 For every distinct 3D conv of a registry model at the given clip shape it times the forward, the input gradient
 and the weight gradient (``aten.convolution_backward`` with one output) on each backend (``slow3d`` by turning
 oneDNN off around the call), median of ``--reps`` after a warm-up, both backends interleaved, and prints the
-milliseconds, the oneDNN / slow3d ratio, and which backend video_gn uses for each. Totals weight each conv by how
-often it occurs in the model.
+milliseconds, the oneDNN / slow3d ratio, and which backend video_gn uses for each (for a conv whose kernel has taps
+that only meet padding, ``video_gn.nn.conv.kernel_trim``, the backends of the trimmed conv, and its times). Totals
+weight each conv by how often it occurs in the model.
 
     python benchmarks/conv_backends.py                                 # r3d_18 width 64, 2×3×8×112×112
     python benchmarks/conv_backends.py --model i3d_r50 --batch 2 --frames 8 --crop 112
@@ -126,7 +127,27 @@ def main() -> None:
                     if rep:
                         ms[(part, onednn)].append(t * 1e3)
         med = {k: statistics.median(v) for k, v in ms.items()}
-        route_x, route_w = conv.backward_on_slow3d(x, weight, stride, padding, dilation, 1)
+        # What video_gn's backward runs: the kernel taps that meet data (conv.kernel_trim), then the routing.
+        trim = conv.kernel_trim(x, weight, stride, padding, dilation)
+        vg_weight, vg_padding = (weight[trim.index].contiguous(), trim.padding) if trim else (weight, padding)
+        route_x, route_w = conv.backward_on_slow3d(x, vg_weight, stride, vg_padding, dilation, 1)
+        vg = {"dx": med[("dx", not route_x)], "dw": med[("dw", not route_w)]}
+        if trim:
+            vg_geometry = (list(stride), list(vg_padding), list(dilation))
+
+            def vg_backward(mask, x=x, weight=vg_weight, grad=grad, geometry=vg_geometry):
+                return torch.ops.aten.convolution_backward(
+                    grad, x, weight, None, *geometry, False, [0, 0, 0], 1, mask
+                )
+
+            for part, mask, routed in (
+                ("dx", [True, False, False], route_x),
+                ("dw", [False, True, False], route_w),
+            ):
+                timed(lambda mask=mask: vg_backward(mask), not routed)  # warm-up
+                vg[part] = 1e3 * statistics.median(
+                    timed(lambda mask=mask: vg_backward(mask), not routed) for _ in range(args.reps)
+                )
         choice = {False: "oneDNN", True: "slow3d"}
         cells = []
         for part in work:
@@ -134,12 +155,13 @@ def main() -> None:
             totals[(part, True)] += a * count
             totals[(part, False)] += b * count
             cells.append(f"{a:.2f} / {b:.2f} ({a / b:.2f})")
-        totals[("dx", "video_gn")] += count * med[("dx", not route_x)]
-        totals[("dw", "video_gn")] += count * med[("dw", not route_w)]
-        print(
-            f"| {count} | {w_shape} | {x_shape} | {stride} | {' | '.join(cells)} "
-            f"| {choice[route_x]}, {choice[route_w]} |"
-        )
+        totals[("dx", "video_gn")] += count * vg["dx"]
+        totals[("dw", "video_gn")] += count * vg["dw"]
+        taken = f"{choice[route_x]}, {choice[route_w]}"
+        if trim:
+            kept = tuple(vg_weight.shape[2:])
+            taken = f"trimmed to {kept}: {taken} ({vg['dx']:.2f}, {vg['dw']:.2f})"
+        print(f"| {count} | {w_shape} | {x_shape} | {stride} | {' | '.join(cells)} | {taken} |")
     print(
         f"\nper step (each conv × its count), ms: forward oneDNN {totals[('fwd', True)]:.1f}, slow3d "
         f"{totals[('fwd', False)]:.1f}; ∂x oneDNN {totals[('dx', True)]:.1f}, slow3d {totals[('dx', False)]:.1f}, "

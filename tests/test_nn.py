@@ -720,7 +720,8 @@ def _check_routing_against_torch_and_float64(
 @pytest.mark.parametrize(
     ("c_in", "c_out", "kernel", "stride", "thw", "expected"),
     [
-        (256, 256, 3, 1, (1, 4, 4), (False, True)),  # temporal kernel overhangs T = 1, weights ≫ input
+        # temporal kernel overhangs T = 2, weights ≫ input (on T = 1 kernel_trim drops the overhanging taps first)
+        (256, 256, 3, 1, (2, 4, 4), (False, True)),
         (192, 256, 3, 2, (2, 4, 4), (False, True)),  # the same, strided (r3d_18's layer4 entry conv)
         (16, 24, 1, 2, (8, 64, 64), (True, True)),  # strided 1×1×1 (shortcut downsampling)
         (16, 24, 1, 1, (8, 64, 64), (False, True)),  # 1×1×1 (bottleneck projection)
@@ -791,8 +792,12 @@ def test_backward_on_slow3d_leaves_other_convs_alone(monkeypatch) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "kernel", "shape"),
-    [("BATCH1_ONEDNN", 3, (1, 4, 4, 6, 6)), ("BACKWARD_SLOW3D", 1, (2, 4, 8, 128, 128))],
-    ids=["batch1_onednn", "backward_slow3d"],
+    [
+        ("BATCH1_ONEDNN", 3, (1, 4, 4, 6, 6)),
+        ("BACKWARD_SLOW3D", 1, (2, 4, 8, 128, 128)),
+        ("TRIM_KERNEL", 3, (2, 4, 1, 5, 5)),
+    ],
+    ids=["batch1_onednn", "backward_slow3d", "trim_kernel"],
 )
 def test_conv_routing_keeps_double_backward_forward_ad_and_torch_func(
     flag, kernel, shape, monkeypatch
@@ -805,8 +810,12 @@ def test_conv_routing_keeps_double_backward_forward_ad_and_torch_func(
     torch.manual_seed(0)
     m = vnn.conv.SafeConv3d(4, 6, kernel, padding=kernel // 2)
     x = torch.randn(*shape, requires_grad=True)
-    routed = conv_module.cpu_batch1_conv3d_slow if flag == "BATCH1_ONEDNN" else conv_module.backward_on_slow3d
-    if hasattr(torch._C, "_select_conv_backend"):
+    if flag == "TRIM_KERNEL":
+        assert conv_module.kernel_trim(x, m.weight, m.stride, m.padding, m.dilation) is not None
+    elif hasattr(torch._C, "_select_conv_backend"):
+        routed = (
+            conv_module.cpu_batch1_conv3d_slow if flag == "BATCH1_ONEDNN" else conv_module.backward_on_slow3d
+        )
         decision = routed(x, m.weight, m.stride, m.padding, m.dilation, m.groups)
         assert any(decision) if isinstance(decision, tuple) else decision
     results = {}
@@ -825,6 +834,87 @@ def test_conv_routing_keeps_double_backward_forward_ad_and_torch_func(
         results[onednn] = (gx.detach(), ggw, tangent, fgrad["weight"])
     for routed, plain in zip(results[True], results[False]):
         torch.testing.assert_close(routed, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("thw", "kernel", "stride", "padding", "dilation"),
+    [
+        ((1, 5, 5), 3, 1, 1, 1),  # T = 1: the middle temporal slice only (r3d_18's layer4 on 8 frames)
+        ((1, 1, 1), 3, 1, 1, 1),  # a 1×1×1 map: the centre tap only
+        ((1, 2, 2), 3, 1, 1, 1),
+        ((1, 6, 6), 5, 1, 2, 1),
+        ((2, 6, 6), 5, 1, 2, 1),  # T = 2, k 5, pad 2: the outer taps only meet padding
+        ((1, 6, 6), 3, 1, 2, 2),  # dilated
+        ((3, 3, 3), 3, 2, 1, 1),  # strided: every tap meets data somewhere
+        ((2, 4, 4), 3, 2, 1, 1),  # strided: only the first tap is idle, an asymmetric cut: kept whole
+        ((2, 4, 4), 3, 1, 1, 1),  # every tap meets data
+        ((1, 4, 4), 1, 1, 0, 1),
+    ],
+)
+def test_kernel_trim_drops_exactly_the_taps_that_only_meet_padding(thw, kernel, stride, padding, dilation):
+    """Against brute force: a tap meets data iff the weight gradient for an all-ones input is non-zero there.
+    The trimmed conv gives the same output; the cut is the largest symmetric one."""
+    import video_gn.nn.conv as conv_module
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *thw, dtype=torch.float64)
+    w = torch.randn(4, 3, kernel, kernel, kernel, dtype=torch.float64)
+    args = ([stride] * 3, [padding] * 3, [dilation] * 3)
+    ones = torch.ones(1, 1, *thw, dtype=torch.float64)
+    probe = torch.zeros(1, 1, kernel, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    y = F.conv3d(ones, probe, None, *args)
+    (meets,) = torch.autograd.grad(y.sum(), probe)
+    meets = meets[0, 0] != 0
+    trim = conv_module.kernel_trim(x, w, *args)
+    expected_cut = []
+    for dim in range(3):
+        used = meets.any(dim=tuple(d for d in range(3) if d != dim)).nonzero().flatten().tolist()
+        first, last = used[0], used[-1]
+        expected_cut.append(first if first > 0 and last == kernel - 1 - first else 0)
+    if not any(expected_cut):
+        assert trim is None
+        return
+    assert trim is not None
+    assert [(s.start or 0) for s in trim.index[2:]] == expected_cut
+    kept = torch.zeros_like(meets)
+    kept[trim.index[2:]] = True
+    assert not (meets & ~kept).any()  # nothing that meets data is dropped
+    torch.testing.assert_close(
+        F.conv3d(x, w[trim.index], None, args[0], trim.padding, args[2]), F.conv3d(x, w, None, *args)
+    )
+
+
+@pytest.mark.parametrize("layer", ["safe", "ws_weight", "ws_standardized"])
+@pytest.mark.parametrize("thw", [(1, 7, 7), (1, 1, 1)], ids=["T1", "1x1x1_map"])
+def test_trimmed_kernel_convs_match_float64_and_the_untrimmed_path(layer, thw, monkeypatch) -> None:
+    """SafeConv3d and both WS paths convolve with only the taps that meet data; output and all gradients as
+    float64 and as with the whole kernel (the weight gradient exactly 0 on the dropped taps for plain convs)."""
+    import video_gn.nn.conv as conv_module
+
+    trimmed = []
+    real_untrim = conv_module.untrim_weight_grad
+    for module in (conv_module, ws_module):
+        monkeypatch.setattr(module, "untrim_weight_grad", lambda *a: trimmed.append(1) or real_untrim(*a))
+    if layer != "safe":
+        monkeypatch.setattr(ws_module, "_FORCE_PATH", layer.removeprefix("ws_"))
+    cls = vnn.conv.SafeConv3d if layer == "safe" else vnn.WSConv3d
+    torch.manual_seed(0)
+    m = cls(96, 128, 3, padding=1, bias=True)
+    ref = copy.deepcopy(m).double()
+    x = torch.randn(2, 96, *thw, requires_grad=True)
+
+    def after_backward(trim: bool) -> None:
+        assert bool(trimmed) == trim
+        trimmed.clear()
+        if layer == "safe":
+            centre = [slice(None), slice(None), 1] + [1 if n == 1 else slice(None) for n in thw[1:]]
+            outside = torch.ones_like(m.weight.grad, dtype=torch.bool)
+            outside[tuple(centre)] = False
+            assert (m.weight.grad[outside] == 0).all()
+
+    _check_routing_against_torch_and_float64(
+        m, ref, x, conv_module, "TRIM_KERNEL", after_backward, 1e-5, monkeypatch
+    )
 
 
 def test_flop_counter_sees_batch1_convs_that_would_be_routed() -> None:

@@ -37,7 +37,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from video_gn.nn.conv import SafeConv3d, convolution, convolution_backward, cpu_bf16_conv3d_unsafe
+from video_gn.nn.conv import (
+    SafeConv3d,
+    convolution,
+    convolution_backward,
+    cpu_bf16_conv3d_unsafe,
+    kernel_trim,
+    untrim_weight_grad,
+)
 
 __all__ = [
     "WSConv1d",
@@ -250,6 +257,12 @@ class _WSConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, mean, rstd, raw, box = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
+        # The backward convs leave out the kernel taps that only ever meet zero padding (video_gn.nn.conv.kernel_trim;
+        # the forward was no faster so); the statistics stay those of the whole filter.
+        trim = kernel_trim(x, weight, stride, padding, dilation)
+        w_conv = weight
+        if trim is not None:
+            w_conv, padding = weight[trim.index].contiguous(), trim.padding
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.bias_shape is not None
         grad_out = grad_out.to(ctx.compute_dtype)
@@ -265,7 +278,7 @@ class _WSConvFunction(torch.autograd.Function):
             grad_r = grad_out * rstd.view(view)
             if need_x:  # convᵀ(Σ_o g_o·r_o·μ_o, ones): the same for every input channel, subtracted below
                 h = torch.matmul((mean * rstd).view(1, 1, c_out), g).view(n, 1, *grad_out.shape[2:])
-                box_grad = _box_sum_backward(h, x, weight.shape[2:], stride, padding, dilation)
+                box_grad = _box_sum_backward(h, x, w_conv.shape[2:], stride, padding, dilation)
             if need_w:
                 # per filter: mean(∂L/∂ŵ) = Σ g·box / K, mean(∂L/∂ŵ · w) = Σ g·conv(x, w) / K
                 g_mean = torch.bmm(g, box.reshape(n, -1, 1)).sum(0).view(-1) / k
@@ -275,11 +288,18 @@ class _WSConvFunction(torch.autograd.Function):
                 c2 = -rstd * rstd * gw_hat_mean
                 c1 = -rstd * g_mean - c2 * mean
             grad_x, grad_w, _ = convolution_backward(
-                grad_r, x, weight, None, stride, padding, dilation, 1, [need_x, need_w, False]
+                grad_r, x, w_conv, None, stride, padding, dilation, 1, [need_x, need_w, False]
             )
             if need_x:
                 grad_x -= box_grad
-            if need_w:  # two in-place passes
+            if (
+                need_w and trim is not None
+            ):  # c₂·w + c₁ over the whole filter, the conv's part added on its taps
+                shape = (-1,) + (1,) * (weight.dim() - 1)
+                grad_w = untrim_weight_grad(
+                    grad_w, weight, trim, torch.addcmul(c1.view(shape), weight, c2.view(shape))
+                )
+            elif need_w:  # two in-place passes
                 flat = (
                     grad_w.view(weight.shape[0], -1)
                     if grad_w.is_contiguous()
@@ -291,6 +311,8 @@ class _WSConvFunction(torch.autograd.Function):
                 grad_b = grad_out.sum(dim=[0, *range(2, grad_out.dim())])
         else:
             w_hat = _standardize(weight, ctx.eps)[0]  # one weight-sized temporary; the same ŵ as forward's
+            if trim is not None:
+                w_hat = w_hat[trim.index].contiguous()
             grad_x, grad_w_hat, grad_b = convolution_backward(
                 grad_out,
                 x,
@@ -304,6 +326,8 @@ class _WSConvFunction(torch.autograd.Function):
             )
             del w_hat
             if need_w:
+                if trim is not None:
+                    grad_w_hat = untrim_weight_grad(grad_w_hat, weight, trim)
                 grad_w = _standardize_backward(grad_w_hat, weight, mean, rstd)
         if grad_w is not None:
             grad_w = grad_w.to(weight.dtype)
