@@ -48,7 +48,8 @@ at every output position, and the backward kernels compute them all the same. :f
 (symmetric cuts per dim), and the backward of :class:`SafeConv3d` and of both WS paths runs its convs on the taps
 that meet data (:func:`untrim_weight_grad` puts the weight gradient back in the whole kernel: exactly 0 on the
 dropped taps for a plain conv). The forward was no faster trimmed and is left whole. Whole r3d_18 steps (width 64,
-112², batch 2): 1.02× (GN) and 1.01× (GN+WS) faster on 8-frame clips, 1.04× on 4-frame clips (docs/benchmarks.md).
+112², batch 2): 1.05-1.06× faster on 4-frame clips, 1.01-1.03× on 8-frame clips (docs/benchmarks.md): the kernels
+shrink 3-6×, but the full-size weight gradient must still be written.
 """
 
 from __future__ import annotations

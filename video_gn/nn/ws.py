@@ -260,9 +260,8 @@ class _WSConvFunction(torch.autograd.Function):
         # The backward convs leave out the kernel taps that only ever meet zero padding (video_gn.nn.conv.kernel_trim;
         # the forward was no faster so); the statistics stay those of the whole filter.
         trim = kernel_trim(x, weight, stride, padding, dilation)
-        w_conv = weight
         if trim is not None:
-            w_conv, padding = weight[trim.index].contiguous(), trim.padding
+            padding = trim.padding
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.bias_shape is not None
         grad_out = grad_out.to(ctx.compute_dtype)
@@ -270,6 +269,7 @@ class _WSConvFunction(torch.autograd.Function):
         if ctx.weight_domain:
             view = (1, -1) + (1,) * len(stride)
             n, c_out, k = grad_out.shape[0], grad_out.shape[1], weight[0].numel()
+            w_conv = weight[trim.index].contiguous() if trim is not None else weight
             g = grad_out.reshape(n, c_out, -1)
             # What needs only ∂L/∂y runs before the conv backward, which evicts it from cache (measured in place,
             # with the reductions as bmm / vecdot: that output-sized work went from 10.5 to 7.9 ms per step).
@@ -292,9 +292,7 @@ class _WSConvFunction(torch.autograd.Function):
             )
             if need_x:
                 grad_x -= box_grad
-            if (
-                need_w and trim is not None
-            ):  # c₂·w + c₁ over the whole filter, the conv's part added on its taps
+            if need_w and trim is not None:  # c₂·w + c₁ over the whole filter, the conv's part on its taps
                 shape = (-1,) + (1,) * (weight.dim() - 1)
                 grad_w = untrim_weight_grad(
                     grad_w, weight, trim, torch.addcmul(c1.view(shape), weight, c2.view(shape))
