@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import platform
 import statistics
@@ -59,6 +60,18 @@ def conv_shapes(model: torch.nn.Module, x: torch.Tensor) -> collections.Counter:
     return collections.Counter(
         (tuple(m.weight.shape), tuple(inp.shape), tuple(m.stride), tuple(pad), tuple(m.dilation))
         for m, inp, pad in conv3d_calls(model, x)
+    )
+
+
+#: ``aten.convolution_backward`` output masks of the input gradient and of the weight gradient alone.
+MASKS = {"dx": [True, False, False], "dw": [False, True, False]}
+
+
+def backward_call(grad, x, weight, geometry):
+    """``aten.convolution_backward`` of one conv (``geometry``: stride, padding, dilation), as a function of the
+    output mask."""
+    return lambda mask: torch.ops.aten.convolution_backward(
+        grad, x, weight, None, *geometry, False, [0, 0, 0], 1, mask
     )
 
 
@@ -109,15 +122,10 @@ def main() -> None:
         y = F.conv3d(x, weight, None, *geometry)
         grad = torch.randn_like(y)
 
-        def backward(mask, x=x, weight=weight, grad=grad, geometry=geometry):
-            return torch.ops.aten.convolution_backward(
-                grad, x, weight, None, *geometry, False, [0, 0, 0], 1, mask
-            )
-
+        backward = backward_call(grad, x, weight, geometry)
         work = {
             "fwd": lambda x=x, weight=weight, geometry=geometry: F.conv3d(x, weight, None, *geometry),
-            "dx": lambda backward=backward: backward([True, False, False]),
-            "dw": lambda backward=backward: backward([False, True, False]),
+            **{part: functools.partial(backward, mask) for part, mask in MASKS.items()},
         }
         ms: dict[tuple[str, bool], list[float]] = collections.defaultdict(list)
         for rep in range(args.reps + 1):
@@ -129,24 +137,15 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in ms.items()}
         # What video_gn's backward runs: the kernel taps that meet data (conv.kernel_trim), then the routing.
         trim = conv.kernel_trim(x, weight, stride, padding, dilation)
-        vg_weight, vg_padding = (weight[trim.index].contiguous(), trim.padding) if trim else (weight, padding)
+        vg_weight, vg_padding = (trim.cut(weight), trim.padding) if trim else (weight, padding)
         route_x, route_w = conv.backward_on_slow3d(x, vg_weight, stride, vg_padding, dilation, 1)
         vg = {"dx": med[("dx", not route_x)], "dw": med[("dw", not route_w)]}
         if trim:
-            vg_geometry = (list(stride), list(vg_padding), list(dilation))
-
-            def vg_backward(mask, x=x, weight=vg_weight, grad=grad, geometry=vg_geometry):
-                return torch.ops.aten.convolution_backward(
-                    grad, x, weight, None, *geometry, False, [0, 0, 0], 1, mask
-                )
-
-            for part, mask, routed in (
-                ("dx", [True, False, False], route_x),
-                ("dw", [False, True, False], route_w),
-            ):
-                timed(lambda mask=mask: vg_backward(mask), not routed)  # warm-up
+            vg_backward = backward_call(grad, x, vg_weight, (list(stride), list(vg_padding), list(dilation)))
+            for (part, mask), routed in zip(MASKS.items(), (route_x, route_w)):
+                timed(functools.partial(vg_backward, mask), not routed)  # warm-up
                 vg[part] = 1e3 * statistics.median(
-                    timed(lambda mask=mask: vg_backward(mask), not routed) for _ in range(args.reps)
+                    timed(functools.partial(vg_backward, mask), not routed) for _ in range(args.reps)
                 )
         choice = {False: "oneDNN", True: "slow3d"}
         cells = []

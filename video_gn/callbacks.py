@@ -1,7 +1,6 @@
 """Lightning callbacks that video_gn adds to every run: the checkpoints (best by val video top-1, last),
-``classes.txt`` beside them, Ctrl-C and too many bad videos stopping fit at a step
-boundary with a checkpoint, and the end-of-fit summary;
-the progress bar is :mod:`video_gn.progress_bar`."""
+``classes.txt`` beside them, the stop of every process at one optimizer step with a checkpoint (Ctrl-C, too many
+bad videos under DDP), and the end-of-fit summary; the progress bar is :mod:`video_gn.progress_bar`."""
 
 from __future__ import annotations
 
@@ -75,11 +74,6 @@ class GracefulStop(L.Callback):
         self._previous: Any = None  # the SIGINT handler to restore; None while ours is not installed
         self._loud = True  # whether this process prints the note (global rank zero)
         self._tracker: Any = None  # the data module's FailureTracker while it defers to us
-
-    @property
-    def requested(self) -> bool:
-        """Whether Ctrl-C was pressed during the current fit."""
-        return self._requested
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         tracker = getattr(trainer.datamodule, "tracker", None)
@@ -237,13 +231,13 @@ class VideoCheckpoint(ModelCheckpoint):
         """Whether :meth:`on_exception` leaves ``last.ckpt`` at the step fit stopped at for ``exception``.
 
         True when fit stops for a reason that leaves the weights sound: SIGTERM (a scheduler's pre-emption or
-        time limit; Lightning stops at a batch boundary, on every rank at once), a first Ctrl-C (:class:`GracefulStop`
-        stops every rank at the same optimizer step) or too many unreadable videos (at once in a single-process
-        run; under DDP only when :class:`GracefulStop` raised it on every rank at the same point, since a
-        collective save would otherwise wait for ranks that go on). False on a bare ``KeyboardInterrupt`` (a
-        second Ctrl-C, or a run without :class:`GracefulStop`), which can land in
-        the middle of an optimizer step, on errors of the model (a non-finite loss), and when ``last.ckpt`` is
-        not written at all.
+        time limit; Lightning stops at a batch boundary, on every rank at once), a first Ctrl-C
+        (:class:`GracefulStop` stops every rank at the same optimizer step) or too many unreadable videos (at once
+        in a single-process run; under DDP only when :class:`GracefulStop` raised it on every rank at the same
+        point, since a collective save would otherwise wait for ranks that go on). False on a bare
+        ``KeyboardInterrupt`` (a second Ctrl-C, or a run without :class:`GracefulStop`), which can land in the
+        middle of an optimizer step, on errors of the model (a non-finite loss), and when ``last.ckpt`` is not
+        written at all.
         """
         return (
             self.save_last is True

@@ -473,9 +473,9 @@ def default_callbacks(
 
     Best checkpoint by val video top-1 plus ``last.ckpt`` in ``<root>/checkpoints`` (unless ``have`` holds a
     ``ModelCheckpoint`` or checkpointing is off), ``classes.txt``, the stop of every process at one optimizer step
-    with a checkpoint on Ctrl-C or too many bad videos (:class:`~video_gn.callbacks.GracefulStop`), the learning-rate monitor (only with a
-    logger: Lightning refuses it without one), the progress bar (rich on a terminal, plain timed lines
-    otherwise; ``VIDEO_GN_PROGRESS``) and the end-of-fit summary.
+    with a checkpoint on Ctrl-C or too many bad videos (:class:`~video_gn.callbacks.GracefulStop`), the
+    learning-rate monitor (only with a logger: Lightning refuses it without one), the progress bar (rich on a
+    terminal, plain timed lines otherwise; ``VIDEO_GN_PROGRESS``) and the end-of-fit summary.
 
     Args:
         root: ``trainer.default_root_dir``.

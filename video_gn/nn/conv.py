@@ -225,6 +225,10 @@ class KernelTrim(NamedTuple):
     #: The padding that gives the same output with the trimmed kernel.
     padding: list[int]
 
+    def cut(self, weight: Tensor) -> Tensor:
+        """``weight`` (or ŵ) trimmed: (C_out, C_in / groups, *trimmed kernel), contiguous for the conv kernels."""
+        return weight[self.index].contiguous()
+
 
 def kernel_trim(
     x: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
@@ -434,7 +438,7 @@ class _Conv(torch.autograd.Function):
                     None, None, None)  # fmt: skip
         trim = kernel_trim(x, weight, stride, padding, dilation)  # backward only: the forwards were no faster
         if trim is not None:
-            full, weight, padding = weight, weight[trim.index].contiguous(), trim.padding
+            full, weight, padding = weight, trim.cut(weight), trim.padding
         grads = convolution_backward(
             grad_out, x, weight, ctx.bias_sizes, stride, padding, dilation, groups, [need_x, need_w, need_b]
         )
@@ -489,14 +493,15 @@ class SafeConv3d(nn.Conv3d):
             and not isinstance(self.padding, str)
             and (
                 cpu_batch1_conv3d_slow(x, weight, self.stride, self.padding, self.dilation, self.groups)
-                or (
+                or (  # what only the backward changes
                     torch.is_grad_enabled()
-                    and kernel_trim(x, weight, self.stride, self.padding, self.dilation) is not None
-                )
-                or (
-                    torch.is_grad_enabled()
-                    and any(
-                        backward_on_slow3d(x, weight, self.stride, self.padding, self.dilation, self.groups)
+                    and (
+                        kernel_trim(x, weight, self.stride, self.padding, self.dilation) is not None
+                        or any(
+                            backward_on_slow3d(
+                                x, weight, self.stride, self.padding, self.dilation, self.groups
+                            )
+                        )
                     )
                 )
             )

@@ -258,7 +258,7 @@ class _WSConvFunction(torch.autograd.Function):
         x, weight, mean, rstd, raw, box = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
         # The backward convs leave out the kernel taps that only ever meet zero padding (video_gn.nn.conv.kernel_trim;
-        # the forward was no faster so); the statistics stay those of the whole filter.
+        # the forward was no faster trimmed); the statistics stay those of the whole filter.
         trim = kernel_trim(x, weight, stride, padding, dilation)
         if trim is not None:
             padding = trim.padding
@@ -269,7 +269,7 @@ class _WSConvFunction(torch.autograd.Function):
         if ctx.weight_domain:
             view = (1, -1) + (1,) * len(stride)
             n, c_out, k = grad_out.shape[0], grad_out.shape[1], weight[0].numel()
-            w_conv = weight[trim.index].contiguous() if trim is not None else weight
+            w_conv = trim.cut(weight) if trim is not None else weight
             g = grad_out.reshape(n, c_out, -1)
             # What needs only ∂L/∂y runs before the conv backward, which evicts it from cache (measured in place,
             # with the reductions as bmm / vecdot: that output-sized work went from 10.5 to 7.9 ms per step).
@@ -310,7 +310,7 @@ class _WSConvFunction(torch.autograd.Function):
         else:
             w_hat = _standardize(weight, ctx.eps)[0]  # one weight-sized temporary; the same ŵ as forward's
             if trim is not None:
-                w_hat = w_hat[trim.index].contiguous()
+                w_hat = trim.cut(w_hat)
             grad_x, grad_w_hat, grad_b = convolution_backward(
                 grad_out,
                 x,
