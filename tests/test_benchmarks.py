@@ -6,6 +6,7 @@ is checked is that the documented commands still run to the end and print their 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -121,3 +122,42 @@ def test_round_orders_never_repeat_a_variant_and_favour_no_position(monkeypatch)
     assert orders == list(round_orders(keys, 600))  # deterministic
     two = list(round_orders(["gn", "gn_ws"], 5))
     assert all(order == two[1] for order in two[1:])  # two variants: each always follows the other
+
+
+def _fake_run(path: Path, gn: list[float], ws: list[float], load: float = 0.5) -> None:
+    """A saved layers.py run as ws_ratio_runs.py writes it: its header, then layers.py's output."""
+    raw = json.dumps({"gn": gn, "gn_ws": ws})
+    path.write_text(
+        f"# command: layers.py\n# load average at start: {load}\n### Train step\n\nraw wall s: {raw}\n"
+    )
+
+
+def test_ws_ratio_runs_pools_saved_runs_without_rerunning_them(tmp_path):
+    # Three runs already on disk and --runs 3: the series is complete, so the script must only summarise (a
+    # broken resume would start layers.py, which takes minutes, and trip the timeout).
+    _fake_run(tmp_path / "run_00.txt", [1.0, 1.0, 1.0], [1.02, 1.03, 1.04])
+    _fake_run(tmp_path / "run_01.txt", [2.0, 2.0, 2.0], [2.10, 2.12, 2.14])  # 1.05, 1.06, 1.07
+    _fake_run(tmp_path / "run_02.txt", [1.0, 1.0, 1.0], [1.01, 1.00, 1.02], load=1.25)
+    cmd = [sys.executable, str(BENCHMARKS / "ws_ratio_runs.py"), "--runs", "3", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    rows = {
+        line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| run_")
+    }
+    assert sorted(rows) == ["run_00", "run_01", "run_02"]
+    assert [float(rows[r][5]) for r in sorted(rows)] == [1.03, 1.06, 1.01]  # per-run median ratio
+    assert float(rows["run_02"][3]) == 1.25 and float(rows["run_01"][4]) == 2.0  # load, GN median step
+    # pooled: the median of all nine round ratios (1.00 1.01 1.02 1.02 1.03 1.04 1.05 1.06 1.07)
+    assert re.search(
+        r"pooled median over 9 rounds: 1\.030 \(95 % interval, runs resampled: \[1\.0\d\d, 1\.0\d\d\]\)", out
+    )
+    assert "runs with median ≤ 1.05: 2 of 3" in out
+
+
+def test_ws_ratio_runs_names_a_saved_run_it_cannot_read(tmp_path):
+    (tmp_path / "run_00.txt").write_text("# command: layers.py\nTraceback ...\n")
+    cmd = [sys.executable, str(BENCHMARKS / "ws_ratio_runs.py"), "--summary-only", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "run_00.txt" in done.stderr and "delete it and run again" in done.stderr
