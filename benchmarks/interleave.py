@@ -1,4 +1,5 @@
-"""The order in which interleaved timing runs take their variants, round after round (one shared rule).
+"""The order in which interleaved timing runs take their variants, round after round, and how their paired ratios
+are summarised (one shared rule each; no torch, so summary-only scripts can use it too).
 
 The CPU timing scripts run one step of every variant per round, so that machine load hits all of them alike, and
 compare each variant with a reference in the same round. The order within a round matters: a variant that runs
@@ -10,6 +11,7 @@ under two labels, 30 ms steps) measured 0.97× and 1.03× that way.
 from __future__ import annotations
 
 import random
+import statistics
 from collections.abc import Hashable, Iterator, Sequence
 
 
@@ -29,3 +31,20 @@ def round_orders(keys: Sequence[Hashable], rounds: int, seed: int = 0) -> Iterat
             order = order[1:] + order[:1]
         last = order[-1]
         yield order
+
+
+def paired_ratios(times: dict[str, list[float]], ref: str) -> dict[str, tuple[float, float, float]]:
+    """Per variant, (median, lower quartile, upper quartile) of its time / ``ref``'s time in the same round.
+
+    A round's variants run back to back, so slow drifts of the machine (load, clock) cancel in the ratio;
+    the quartiles show how much the ratio itself moves from round to round.
+    """
+    out = {}
+    for v, ts in times.items():
+        ratios = sorted(t / r for t, r in zip(ts, times[ref]))
+        if len(ratios) >= 4:
+            q1, _, q3 = statistics.quantiles(ratios, n=4)
+        else:
+            q1, q3 = ratios[0], ratios[-1]
+        out[v] = (statistics.median(ratios), q1, q3)
+    return out

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 
 import omp_policy  # benchmarks/omp_policy.py, beside this file
-from interleave import round_orders  # benchmarks/interleave.py, beside this file
+from interleave import paired_ratios, round_orders  # benchmarks/interleave.py, beside this file
 
 omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
@@ -277,23 +277,6 @@ def interleaved(
             wall[k].append(w)
             cpu[k].append(c)
     return wall, cpu
-
-
-def paired_ratios(times: dict[str, list[float]], ref: str) -> dict[str, tuple[float, float, float]]:
-    """Per variant, (median, lower quartile, upper quartile) of its time / ``ref``'s time in the same round.
-
-    A round's variants run back to back, so slow drifts of the machine (load, clock) cancel in the ratio;
-    the quartiles show how much the ratio itself moves from round to round.
-    """
-    out = {}
-    for v, ts in times.items():
-        ratios = sorted(t / r for t, r in zip(ts, times[ref]))
-        if len(ratios) >= 4:
-            q1, _, q3 = statistics.quantiles(ratios, n=4)
-        else:
-            q1, q3 = ratios[0], ratios[-1]
-        out[v] = (statistics.median(ratios), q1, q3)
-    return out
 
 
 def _table_row(label: str, cells: list[str]) -> str:

@@ -24,7 +24,8 @@ import omp_policy  # benchmarks/omp_policy.py, beside this file
 omp_policy.apply()  # --omp-wait-policy, before torch starts OpenMP
 
 import torch  # noqa: E402
-from layers import Trainer, interleaved, paired_ratios  # noqa: E402  (benchmarks/layers.py, beside this file)
+from interleave import paired_ratios  # noqa: E402  (benchmarks/interleave.py, beside this file)
+from layers import Trainer, interleaved  # noqa: E402  (benchmarks/layers.py, beside this file)
 from torch import nn  # noqa: E402
 
 from video_gn import nn as vnn  # noqa: E402
@@ -55,7 +56,7 @@ def ws_model(reference: nn.Module, ws_class: type | None) -> nn.Module:
 
 
 def fmt(ratio: tuple[float, float, float]) -> str:
-    """``median [q1, q3]`` of a :func:`layers.paired_ratios` entry."""
+    """``median [q1, q3]`` of a :func:`interleave.paired_ratios` entry."""
     return f"{ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}]"
 
 

@@ -32,6 +32,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from interleave import paired_ratios  # benchmarks/interleave.py, beside this file (no torch)
+
 HERE = Path(__file__).resolve().parent
 RAW_PREFIX = "raw wall s: "
 
@@ -102,29 +104,28 @@ def main() -> None:
                 continue
             run_once(path, args.variants, args.rounds, args.threads)
             times, load = read_run(path)
-            ratio = statistics.median(round_ratios(times, args.variant, "gn"))
+            ratio = paired_ratios(times, "gn")[args.variant][0]
             print(f"run {i + 1}/{args.runs}: {args.variant} × GN {ratio:.3f} (load {load:.2f})", flush=True)
 
     paths = sorted(args.out.glob("run_*.txt"))
     if not paths:
         raise SystemExit(f"ws_ratio_runs: no runs in {args.out}")
-    runs, loads, gn_steps = [], [], []
+    runs, per_run, loads, gn_steps = [], [], [], []
     for path in paths:
         times, load = read_run(path)
         runs.append(round_ratios(times, args.variant, "gn"))
+        per_run.append(paired_ratios(times, "gn")[args.variant])  # (median, q1, q3), as layers.py printed it
         loads.append(load)
         gn_steps.append(statistics.median(times["gn"]))
 
     print(f"\n{args.variant} step time / GN step time in the same round; {len(runs)} runs from {args.out}\n")
     print("| run | rounds | load at start | GN median step s | median ratio | quartiles |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
-    for path, ratios, load, step in zip(paths, runs, loads, gn_steps, strict=True):
-        q1, _, q3 = statistics.quantiles(ratios, n=4)
+    for path, ratios, (median, q1, q3), load, step in zip(paths, runs, per_run, loads, gn_steps, strict=True):
         print(
-            f"| {path.stem} | {len(ratios)} | {load:.2f} | {step:.3f} | {statistics.median(ratios):.3f} "
-            f"| [{q1:.3f}, {q3:.3f}] |"
+            f"| {path.stem} | {len(ratios)} | {load:.2f} | {step:.3f} | {median:.3f} | [{q1:.3f}, {q3:.3f}] |"
         )
-    medians = sorted(statistics.median(r) for r in runs)
+    medians = sorted(median for median, _, _ in per_run)
     pooled = statistics.median([r for run in runs for r in run])
     lo, hi = cluster_bootstrap(runs)
     under = sum(m <= args.target for m in medians)
