@@ -292,21 +292,16 @@ class _WSConvFunction(torch.autograd.Function):
             )
             if need_x:
                 grad_x -= box_grad
-            if need_w and trim is not None:  # c₂·w + c₁ over the whole filter, the conv's part on its taps
+            if need_w:  # ∂L/∂w = (conv's r·∂L/∂ŵ) + c₂·w + c₁, c₂·w + c₁ over the whole filter
                 shape = (-1,) + (1,) * (weight.dim() - 1)
-                # mul, then add_: a fresh addcmul whose first operand is the broadcast c₁ runs on a slower
-                # kernel (one 512×512×3³ bank: 11.4 → 8.3 ms with the page faults of a fresh buffer, 2.7 → 2.4
-                # without)
-                base = torch.mul(weight, c2.view(shape))
-                grad_w = untrim_weight_grad(grad_w, weight, trim, base).add_(c1.view(shape))
-            elif need_w:  # two in-place passes
-                flat = (
-                    grad_w.view(weight.shape[0], -1)
-                    if grad_w.is_contiguous()
-                    else grad_w.reshape(weight.shape[0], -1)
-                )
-                flat.addcmul_(weight.reshape(weight.shape[0], -1), c2[:, None]).add_(c1[:, None])
-                grad_w = flat.view_as(weight)
+                if trim is not None:  # the conv's part only on its taps
+                    # mul, then add_: a fresh addcmul whose first operand is the broadcast c₁ runs on a slower
+                    # kernel (one 512×512×3³ bank: 11.4 → 8.3 ms with the page faults of a fresh buffer, 2.7 →
+                    # 2.4 without)
+                    base = torch.mul(weight, c2.view(shape))
+                    grad_w = untrim_weight_grad(grad_w, weight, trim, base).add_(c1.view(shape))
+                else:  # two in-place passes (as fast as on a 2-D view of the filters)
+                    grad_w.addcmul_(weight, c2.view(shape)).add_(c1.view(shape))
             if need_b:
                 grad_b = grad_out.sum(dim=[0, *range(2, grad_out.dim())])
         else:
