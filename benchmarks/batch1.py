@@ -38,6 +38,13 @@ from interleave import round_orders  # benchmarks/interleave.py, beside this fil
 import video_gn.nn.conv as conv
 from video_gn.models import build
 
+#: ``--routing`` choices: the ``video_gn.nn.conv`` flag each switches, and how the routed convs are described.
+ROUTINGS = {
+    "batch1-onednn": ("BATCH1_ONEDNN", "to oneDNN"),
+    "backward-slow3d": ("BACKWARD_SLOW3D", "with part of their backward to slow3d"),
+    "trim-kernel": ("TRIM_KERNEL", "with a trimmed kernel"),
+}
+
 
 def routed_convs(model: torch.nn.Module, x: torch.Tensor, routing: str) -> tuple[int, int]:
     """(convs video_gn routes, all 3D convs) for one forward of ``x``: to oneDNN at batch 1, or with part of
@@ -67,17 +74,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument(
         "--routing",
-        choices=["batch1-onednn", "backward-slow3d", "trim-kernel"],
+        choices=list(ROUTINGS),
         default="batch1-onednn",
         help="which video_gn routing to switch off and on (module docstring)",
     )
     p.add_argument("--batches", default="1,2", help="comma-separated batch sizes")
     args = p.parse_args()
-    flag = {
-        "batch1-onednn": "BATCH1_ONEDNN",
-        "backward-slow3d": "BACKWARD_SLOW3D",
-        "trim-kernel": "TRIM_KERNEL",
-    }[args.routing]
+    flag, what = ROUTINGS[args.routing]
     batches = [int(b) for b in args.batches.split(",")]
     torch.set_num_threads(args.threads)
     print(
@@ -102,11 +105,6 @@ def main() -> None:
             for routing in (False, True):
                 variants[(norm, batch, routing)] = (model, opt, x, y)
         for batch in batches:
-            what = {
-                "batch1-onednn": "to oneDNN",
-                "backward-slow3d": "with part of their backward to slow3d",
-                "trim-kernel": "with a trimmed kernel",
-            }[args.routing]
             hit, total = routed_convs(
                 model, torch.randn(batch, 3, args.frames, args.crop, args.crop), args.routing
             )
