@@ -178,6 +178,22 @@ def _pools(t: Tensor, dilation: Sequence[int]) -> bool:
     return t.dim() in (4, 5) and all(d == 1 for d in dilation)
 
 
+def _scale_shift_filters(weight: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """A fresh ``scale[o]·weight[o] + shift[o]`` per filter o, in one pass over ``weight``.
+
+    It runs on the inference batch-norm kernel (mean 0, variance 1, no eps: its per-channel multiplier is exactly
+    ``scale`` and its offset ``shift``), which streams each filter once. The obvious ops are slower on CPU:
+    ``mul`` then ``add_`` pass over the bank twice, and an ``addcmul`` whose first operand is the broadcast
+    ``shift`` runs on a slow broadcast kernel. One fresh 512×512×3³ bank, cache-cold: 4.0-5.3 ms for mul + add_,
+    3.3-4.5 ms here; in the whole step that is within noise
+    (``docs/results/bench/ws_ab_bn_kernel_xeon_2026-12-01.txt``).
+    """
+    c_out = weight.shape[0]
+    zero, one = weight.new_zeros(c_out), weight.new_ones(c_out)
+    out = F.batch_norm(weight.reshape(1, c_out, -1), zero, one, scale, shift, False, 0.0, 0.0)
+    return out.view(weight.shape)
+
+
 class _WSConvFunction(torch.autograd.Function):
     """conv(x, standardize(w), b) as one op: saves x, w and per-filter μ, 1/σ (a plain conv saves x and w).
 
@@ -293,14 +309,10 @@ class _WSConvFunction(torch.autograd.Function):
             if need_x:
                 grad_x -= box_grad
             if need_w:  # ∂L/∂w = (conv's r·∂L/∂ŵ) + c₂·w + c₁, c₂·w + c₁ over the whole filter
-                shape = (-1,) + (1,) * (weight.dim() - 1)
-                if trim is not None:  # the conv's part only on its taps
-                    # mul, then add_: a fresh addcmul whose first operand is the broadcast c₁ runs on a slower
-                    # kernel (one 512×512×3³ bank: 11.4 → 8.3 ms with the page faults of a fresh buffer, 2.7 →
-                    # 2.4 without)
-                    base = torch.mul(weight, c2.view(shape))
-                    grad_w = untrim_weight_grad(grad_w, weight, trim, base).add_(c1.view(shape))
-                else:  # two in-place passes (as fast as on a 2-D view of the filters)
+                if trim is not None:  # the conv's part only on its taps, added to a fresh c₂·w + c₁
+                    grad_w = untrim_weight_grad(grad_w, weight, trim, _scale_shift_filters(weight, c2, c1))
+                else:  # two in-place passes: faster here than adding a fresh c₂·w + c₁ (2.8 vs 4.0 ms a 512² bank)
+                    shape = (-1,) + (1,) * (weight.dim() - 1)
                     grad_w.addcmul_(weight, c2.view(shape)).add_(c1.view(shape))
             if need_b:
                 grad_b = grad_out.sum(dim=[0, *range(2, grad_out.dim())])
