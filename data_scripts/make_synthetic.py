@@ -2,7 +2,7 @@
 """Generate the synthetic motion-recognition dataset (H.264 MP4s in the Kinetics folder layout).
 
 Presets: "quickstart" (the default here: exactly the dataset configs/quickstart.yaml generates, 6 classes,
-480 videos at 40x48 px), "default" (SyntheticSpec()'s defaults: 10 classes, 500 videos at 64x80 px),
+1,680 videos at 40x48 px), "default" (SyntheticSpec()'s defaults: 10 classes, 500 videos at 64x80 px),
 "tiny", "large" (14 classes, 128x160 px). Options below override single fields of the preset.
 
 A folder holds one spec. Rerunning with the same spec on a finished folder reuses it (nothing is generated,

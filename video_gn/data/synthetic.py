@@ -93,7 +93,7 @@ class SyntheticSpec:
     """What to generate. The defaults (preset ``"default"``) make 500 videos of 3 s at 64x80 px, 10 classes.
 
     The quick start (``configs/quickstart.yaml``) uses a smaller spec, preset ``"quickstart"``: 6 classes,
-    480 videos at 40x48 px. A root holds one spec: generating another spec into it is an error.
+    1,680 videos at 40x48 px. A root holds one spec: generating another spec into it is an error.
 
     Args:
         num_classes: how many classes, the first ``num_classes`` of :data:`CLASSES` (1..14).
@@ -160,13 +160,13 @@ class SyntheticSpec:
 
 
 #: Named specs: "tiny" (tests, smoke runs); "quickstart" (exactly ``data.synthetic`` of
-#: configs/quickstart.yaml: 6 classes, 480 videos at 40x48, so a dataset made ahead of time is the one the
+#: configs/quickstart.yaml: 6 classes, 1,680 videos at 40x48, so a dataset made ahead of time is the one the
 #: quick start reads); "default" (``SyntheticSpec()``: 10 classes, 500 videos at 64x80, incl. the
 #: oscillation and late-reversal classes); "large" (112 px crops, all 14 classes).
 PRESETS: dict[str, SyntheticSpec] = {
     "tiny": SyntheticSpec(num_classes=4, train_per_class=4, val_per_class=2, size=(32, 40), num_frames=24),
     "quickstart": SyntheticSpec(
-        num_classes=6, train_per_class=60, val_per_class=20, size=(40, 48), fps=25, num_frames=75, seed=0
+        num_classes=6, train_per_class=240, val_per_class=40, size=(40, 48), fps=25, num_frames=75, seed=0
     ),
     "default": SyntheticSpec(),
     "large": SyntheticSpec(
