@@ -48,6 +48,18 @@ FLIP_SENSITIVE: frozenset[str] = frozenset(
 )
 
 _SHAPES = ("disc", "square", "triangle", "ellipse", "cross", "ring")
+# The translation classes: (axis, direction along it, whether the path reverses at t_rev). Image y points down,
+# so "up" is −y.
+_TRANSLATIONS: dict[str, tuple[str, float, bool]] = {
+    "move_right": ("x", 1.0, False),
+    "move_left": ("x", -1.0, False),
+    "move_up": ("y", -1.0, False),
+    "move_down": ("y", 1.0, False),
+    "right_then_left": ("x", 1.0, True),
+    "left_then_right": ("x", -1.0, True),
+    "up_then_down": ("y", -1.0, True),
+    "down_then_up": ("y", 1.0, True),
+}
 
 # ----------------------------------------------------------------------------------------------------
 # Rendering
@@ -115,22 +127,13 @@ def _motion(
     t_rev = rng.uniform(0.35, 0.65) * duration
     folded = np.where(t < t_rev, t, 2 * t_rev - t)  # position along a path that reverses at t_rev
 
-    if class_name == "move_right":
-        cx = cx + speed * t
-    elif class_name == "move_left":
-        cx = cx - speed * t
-    elif class_name == "move_up":
-        cy = cy - speed * t
-    elif class_name == "move_down":
-        cy = cy + speed * t
-    elif class_name == "right_then_left":
-        cx = cx + speed * folded
-    elif class_name == "left_then_right":
-        cx = cx - speed * folded
-    elif class_name == "up_then_down":
-        cy = cy - speed * folded
-    elif class_name == "down_then_up":
-        cy = cy + speed * folded
+    if class_name in _TRANSLATIONS:
+        axis, sign, reverses = _TRANSLATIONS[class_name]
+        shift = sign * speed * (folded if reverses else t)
+        if axis == "x":
+            cx = cx + shift
+        else:
+            cy = cy + shift
     elif class_name == "rotate_cw":  # image y points down, so increasing angle is clockwise on screen
         ang = ang + omega * t
     elif class_name == "rotate_ccw":
