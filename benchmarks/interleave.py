@@ -33,6 +33,11 @@ def round_orders(keys: Sequence[Hashable], rounds: int, seed: int = 0) -> Iterat
         yield order
 
 
+def round_ratios(times: dict[str, list[float]], variant: str, ref: str) -> list[float]:
+    """``variant``'s time / ``ref``'s time, round by round (both ran every round)."""
+    return [a / b for a, b in zip(times[variant], times[ref], strict=True)]
+
+
 def paired_ratios(times: dict[str, list[float]], ref: str) -> dict[str, tuple[float, float, float]]:
     """Per variant, (median, lower quartile, upper quartile) of its time / ``ref``'s time in the same round.
 
@@ -40,8 +45,8 @@ def paired_ratios(times: dict[str, list[float]], ref: str) -> dict[str, tuple[fl
     the quartiles show how much the ratio itself moves from round to round.
     """
     out = {}
-    for v, ts in times.items():
-        ratios = sorted(t / r for t, r in zip(ts, times[ref]))
+    for v in times:
+        ratios = sorted(round_ratios(times, v, ref))
         if len(ratios) >= 4:
             q1, _, q3 = statistics.quantiles(ratios, n=4)
         else:

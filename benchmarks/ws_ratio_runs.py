@@ -32,7 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interleave import paired_ratios  # benchmarks/interleave.py, beside this file (no torch)
+from interleave import paired_ratios, round_ratios  # benchmarks/interleave.py, beside this file (no torch)
 
 HERE = Path(__file__).resolve().parent
 RAW_PREFIX = "raw wall s: "
@@ -64,11 +64,6 @@ def read_run(path: Path) -> tuple[dict[str, list[float]], float]:
     if times is None:
         raise SystemExit(f"ws_ratio_runs: {path} has no '{RAW_PREFIX}' line; delete it and run again")
     return times, load
-
-
-def round_ratios(times: dict[str, list[float]], variant: str, ref: str) -> list[float]:
-    """``variant``'s time / ``ref``'s time, round by round."""
-    return [a / b for a, b in zip(times[variant], times[ref], strict=True)]
 
 
 def cluster_bootstrap(runs: list[list[float]], draws: int = 4000, seed: int = 0) -> tuple[float, float]:
